@@ -1,0 +1,124 @@
+"""Configuration dataclasses for the model and the training run.
+
+Both validate themselves on construction and round-trip through JSON, which is
+how they travel from the UI or the CLI to the trainer (`config.json` in a run).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+Architecture = Literal["mlp", "conv"]
+Likelihood = Literal["bernoulli", "gaussian"]
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+
+ARCHITECTURES: tuple[str, ...] = ("mlp", "conv")
+LIKELIHOODS: tuple[str, ...] = ("bernoulli", "gaussian")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+MAX_LATENT_DIM = 256
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+class _JsonMixin:
+    """to_dict / from_dict / JSON round-trip shared by both configs."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        _check(not unknown, f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass
+class ModelConfig(_JsonMixin):
+    """What the VAE looks like. Shapes everywhere derive from these fields."""
+
+    image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W) of one input image
+    architecture: Architecture = "mlp"
+    latent_dim: int = 20  # D, 1..256
+    hidden_dim: int = 400  # MLP hidden width; conv: width of the dense layer before mu/logvar
+    conv_channels: tuple[int, ...] = (32, 64)  # one stride-2 conv per entry; H, W halve each time
+    likelihood: Likelihood = "bernoulli"  # bernoulli for [0,1] greyscale, gaussian for colour
+
+    def __post_init__(self) -> None:
+        # JSON gives lists back; keep tuples so configs compare equal after a round-trip.
+        self.image_shape = tuple(int(v) for v in self.image_shape)  # type: ignore[assignment]
+        self.conv_channels = tuple(int(v) for v in self.conv_channels)
+        _check(self.architecture in ARCHITECTURES,
+               f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        _check(self.likelihood in LIKELIHOODS,
+               f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        _check(len(self.image_shape) == 3 and all(v >= 1 for v in self.image_shape),
+               f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}")
+        _check(self.image_shape[0] in (1, 3),
+               f"image_shape channels must be 1 or 3, got {self.image_shape[0]}")
+        _check(1 <= self.latent_dim <= MAX_LATENT_DIM,
+               f"latent_dim must be in 1..{MAX_LATENT_DIM}, got {self.latent_dim}")
+        _check(self.hidden_dim >= 1, f"hidden_dim must be >= 1, got {self.hidden_dim}")
+        if self.architecture == "conv":
+            _check(len(self.conv_channels) >= 1 and all(c >= 1 for c in self.conv_channels),
+                   f"conv_channels must be non-empty positive ints, got {self.conv_channels}")
+            factor = 2 ** len(self.conv_channels)
+            _, H, W = self.image_shape
+            _check(H % factor == 0 and W % factor == 0,
+                   f"conv with {len(self.conv_channels)} stride-2 layers needs H and W divisible "
+                   f"by {factor}, got {H}x{W}; use fewer conv_channels or another image size")
+
+    @property
+    def num_pixels(self) -> int:
+        C, H, W = self.image_shape
+        return C * H * W
+
+
+@dataclass
+class TrainConfig(_JsonMixin):
+    """How to train: data, optimisation, schedules and how often to publish."""
+
+    dataset: str = "fashion-mnist"  # a name in vae_core.data.DATASETS
+    data_dir: str | None = None  # where to look for / download data; None = defaults
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. shapes size, folder path
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3  # Adam learning rate
+    beta: float = 1.0  # weight of the KL term in the training objective (beta-VAE)
+    warmup_steps: int = 0  # linear KL warm-up from 0 to beta over this many steps; 0 = off
+    seed: int = 1
+    device: DeviceChoice = "auto"  # auto = CUDA when available, else CPU
+    num_threads: int | None = None  # torch CPU threads; None = cores - 1 (at least 1)
+    log_every: int = 20  # steps between train rows in metrics.jsonl
+    snapshot_every_s: float = 2.0  # seconds between published snapshots
+    checkpoint_every_s: float = 60.0  # seconds between checkpoints (also at epoch end and stop)
+    eval_batches: int | None = None  # cap test batches per eval; None = whole test split
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.dataset, str) and self.dataset != "", "dataset must be a name")
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0 and self.lr < 10, f"lr must be in (0, 10), got {self.lr}")
+        _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
+        _check(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
+        _check(self.num_threads is None or self.num_threads >= 1,
+               f"num_threads must be >= 1 or None, got {self.num_threads}")
+        _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+        _check(self.snapshot_every_s > 0, "snapshot_every_s must be > 0")
+        _check(self.checkpoint_every_s > 0, "checkpoint_every_s must be > 0")
+        _check(self.eval_batches is None or self.eval_batches >= 1,
+               f"eval_batches must be >= 1 or None, got {self.eval_batches}")
