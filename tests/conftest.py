@@ -11,12 +11,19 @@ from vae_core.rundir import RunDir
 MODEL_CONFIGS = {
     "mlp-28": ModelConfig(image_shape=(1, 28, 28), architecture="mlp", latent_dim=4, hidden_dim=32),
     "conv-28": ModelConfig(
-        image_shape=(1, 28, 28), architecture="conv", latent_dim=3, hidden_dim=16,
+        image_shape=(1, 28, 28),
+        architecture="conv",
+        latent_dim=3,
+        hidden_dim=16,
         conv_channels=(4, 8),
     ),
     "conv-rgb-32": ModelConfig(
-        image_shape=(3, 32, 32), architecture="conv", latent_dim=5, hidden_dim=16,
-        conv_channels=(4, 8, 8), likelihood="gaussian",
+        image_shape=(3, 32, 32),
+        architecture="conv",
+        latent_dim=5,
+        hidden_dim=16,
+        conv_channels=(4, 8, 8),
+        likelihood="gaussian",
     ),
 }
 

@@ -24,8 +24,11 @@ from vae_core.rundir import RunDir, UnsafeCheckpointError, load_checkpoint
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a VAE into a run directory")
     p.add_argument("--run-dir", required=True, help="folder for config, metrics, checkpoints")
-    p.add_argument("--resume", action="store_true",
-                   help="continue RUN_DIR from its newest checkpoint (other flags are ignored)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN_DIR from its newest checkpoint (other flags are ignored)",
+    )
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="where datasets are looked up / downloaded")
     p.add_argument("--folder", default=None, help="image folder for --dataset folder")
@@ -174,8 +177,7 @@ def _cmd_control(args: argparse.Namespace) -> dict:
     return run.send_control(command, **changes)
 
 
-COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "sample": _cmd_sample,
-            "control": _cmd_control}
+COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "sample": _cmd_sample, "control": _cmd_control}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,25 +61,39 @@ class ModelConfig(_JsonMixin):
         # JSON gives lists back; keep tuples so configs compare equal after a round-trip.
         self.image_shape = tuple(int(v) for v in self.image_shape)  # type: ignore[assignment]
         self.conv_channels = tuple(int(v) for v in self.conv_channels)
-        _check(self.architecture in ARCHITECTURES,
-               f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        _check(self.likelihood in LIKELIHOODS,
-               f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        _check(len(self.image_shape) == 3 and all(v >= 1 for v in self.image_shape),
-               f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}")
-        _check(self.image_shape[0] in (1, 3),
-               f"image_shape channels must be 1 or 3, got {self.image_shape[0]}")
-        _check(1 <= self.latent_dim <= MAX_LATENT_DIM,
-               f"latent_dim must be in 1..{MAX_LATENT_DIM}, got {self.latent_dim}")
+        _check(
+            self.architecture in ARCHITECTURES,
+            f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}",
+        )
+        _check(
+            self.likelihood in LIKELIHOODS,
+            f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}",
+        )
+        _check(
+            len(self.image_shape) == 3 and all(v >= 1 for v in self.image_shape),
+            f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}",
+        )
+        _check(
+            self.image_shape[0] in (1, 3),
+            f"image_shape channels must be 1 or 3, got {self.image_shape[0]}",
+        )
+        _check(
+            1 <= self.latent_dim <= MAX_LATENT_DIM,
+            f"latent_dim must be in 1..{MAX_LATENT_DIM}, got {self.latent_dim}",
+        )
         _check(self.hidden_dim >= 1, f"hidden_dim must be >= 1, got {self.hidden_dim}")
         if self.architecture == "conv":
-            _check(len(self.conv_channels) >= 1 and all(c >= 1 for c in self.conv_channels),
-                   f"conv_channels must be non-empty positive ints, got {self.conv_channels}")
+            _check(
+                len(self.conv_channels) >= 1 and all(c >= 1 for c in self.conv_channels),
+                f"conv_channels must be non-empty positive ints, got {self.conv_channels}",
+            )
             factor = 2 ** len(self.conv_channels)
             _, H, W = self.image_shape
-            _check(H % factor == 0 and W % factor == 0,
-                   f"conv with {len(self.conv_channels)} stride-2 layers needs H and W divisible "
-                   f"by {factor}, got {H}x{W}; use fewer conv_channels or another image size")
+            _check(
+                H % factor == 0 and W % factor == 0,
+                f"conv with {len(self.conv_channels)} stride-2 layers needs H and W divisible "
+                f"by {factor}, got {H}x{W}; use fewer conv_channels or another image size",
+            )
 
     @property
     def num_pixels(self) -> int:
@@ -115,10 +129,14 @@ class TrainConfig(_JsonMixin):
         _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
         _check(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
-        _check(self.num_threads is None or self.num_threads >= 1,
-               f"num_threads must be >= 1 or None, got {self.num_threads}")
+        _check(
+            self.num_threads is None or self.num_threads >= 1,
+            f"num_threads must be >= 1 or None, got {self.num_threads}",
+        )
         _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         _check(self.snapshot_every_s > 0, "snapshot_every_s must be > 0")
         _check(self.checkpoint_every_s > 0, "checkpoint_every_s must be > 0")
-        _check(self.eval_batches is None or self.eval_batches >= 1,
-               f"eval_batches must be >= 1 or None, got {self.eval_batches}")
+        _check(
+            self.eval_batches is None or self.eval_batches >= 1,
+            f"eval_batches must be >= 1 or None, got {self.eval_batches}",
+        )

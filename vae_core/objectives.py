@@ -113,4 +113,3 @@ def log_likelihood_iwae(
             log_w.append(log_px_z + log_pz - log_qz_x)
         estimates.append(torch.logsumexp(torch.cat(log_w), 0) - math.log(k))
     return torch.stack(estimates)
-

@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vae_core.config import ModelConfig, TrainConfig
+from vae_core.models import VAE
 
 RunState = Literal["starting", "running", "paused", "finished", "failed"]
 STATES: tuple[str, ...] = ("starting", "running", "paused", "finished", "failed")
@@ -52,7 +53,9 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
 
 
-def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def atomic_save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
     """safetensors.save_file into a temp file, fsync, rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -212,6 +215,13 @@ class RunDir:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         return self
 
+    def remove_temp_files(self) -> int:
+        """Delete temp files a killed writer left behind; only the trainer calls this."""
+        stale = [*self.path.glob(".*.tmp"), *self.checkpoint_dir.glob(".*.tmp")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     # --- config ---
     def write_config(self, model_config: ModelConfig, train_config: TrainConfig) -> None:
         self.create()
@@ -232,7 +242,7 @@ class RunDir:
     def log_metrics(self, **row: Any) -> None:
         """Append one row; flushed so readers see it at once (one write per row)."""
         if self._metrics_file is None:
-            self._metrics_file = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
+            self._metrics_file = open(self.metrics_path, "a", encoding="utf-8")
         row.setdefault("time", time.time())
         self._metrics_file.write(json.dumps(row) + "\n")
         self._metrics_file.flush()
@@ -299,7 +309,8 @@ class RunDir:
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         atomic_write_json(
-            self.status_path, {"state": state, "pid": os.getpid(), "heartbeat": time.time(), **fields}
+            self.status_path,
+            {"state": state, "pid": os.getpid(), "heartbeat": time.time(), **fields},
         )
 
     def read_status(self) -> Status | None:
@@ -400,7 +411,12 @@ def _unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> 
         if key.startswith("optim."):
             _, param_id, name = key.split(".", 2)
             state.setdefault(int(param_id), {})[name] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
+    # JSON turned tuples (Adam's betas) into lists; `params` is the one real list.
+    groups = [
+        {k: v if k == "params" or not isinstance(v, list) else tuple(v) for k, v in group.items()}
+        for group in meta["param_groups"]
+    ]
+    return {"state": state, "param_groups": groups}
 
 
 def list_runs(root: str | Path) -> list[RunDir]:
@@ -410,3 +426,18 @@ def list_runs(root: str | Path) -> list[RunDir]:
         return []
     runs = [RunDir(p) for p in root.iterdir() if (p / "config.json").is_file()]
     return sorted(runs, key=lambda r: r.config_path.stat().st_mtime, reverse=True)
+
+
+def snapshot_model(run: RunDir) -> tuple[VAE, int]:
+    """A fresh eval-mode VAE holding `run`'s newest snapshot, and that snapshot's version.
+
+    Readers decode with this copy; they never share tensors with the trainer. Callers
+    cache it by (run path, version) and call `run.snapshot_version()` to poll cheaply.
+    """
+    model_config, _ = run.read_config()
+    if not run.snapshot_path.is_file():
+        raise FileNotFoundError(f"{run.path} has no snapshot yet; the trainer is still starting")
+    state, meta = run.load_snapshot()
+    model = VAE(model_config)
+    model.load_state_dict(state)
+    return model.eval(), int(meta.get("version", 0))

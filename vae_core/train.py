@@ -113,6 +113,7 @@ def train(
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     run.write_config(model_config, cfg)
+    run.remove_temp_files()  # left by a trainer killed mid-write
     run.write_status("starting", step=0, epoch=0)
     options = dict(cfg.dataset_options)
     train_data = load_dataset(cfg.dataset, "train", cfg.data_dir, **options)
@@ -147,8 +148,16 @@ def train(
 
     def status(state: str) -> None:
         sps = samples_seen / train_time if train_time else 0.0
-        run.write_status(state, step=step, epoch=epoch, samples_per_s=sps, reason=reason,
-                         beta=live.beta, lr=live.lr, total_steps=total_steps)
+        run.write_status(
+            state,
+            step=step,
+            epoch=epoch,
+            samples_per_s=sps,
+            reason=reason,
+            beta=live.beta,
+            lr=live.lr,
+            total_steps=total_steps,
+        )
 
     def checkpoint() -> None:
         extra = {"next_batch": next_batch, "beta": live.beta, "lr": live.lr}
@@ -158,8 +167,14 @@ def train(
     def poll_control() -> None:
         if apply_control(run, live):
             _set_lr(optimizer, live.lr)
-            run.log_metrics(step=step, epoch=epoch, event="control", **live.changes[-1],
-                            beta=live.beta, lr=live.lr)
+            run.log_metrics(
+                step=step,
+                epoch=epoch,
+                event="control",
+                **live.changes[-1],
+                beta=live.beta,
+                lr=live.lr,
+            )
 
     status("running")
     run.publish_snapshot(model, step)
@@ -195,8 +210,10 @@ def train(
                 next_batch += 1
                 if bad_steps >= MAX_BAD_STEPS:
                     what = "loss" if not torch.isfinite(loss) else "gradient"
-                    reason = (f"{what} became NaN/inf at step {step}; lower the learning "
-                              "rate (or beta) and resume")
+                    reason = (
+                        f"{what} became NaN/inf at step {step}; lower the learning "
+                        "rate (or beta) and resume"
+                    )
                     log.warning(reason)
                     run.log_metrics(step=step, epoch=epoch, event="failed", reason=reason)
                     checkpoint()  # the last good weights: no bad step was applied
@@ -212,9 +229,15 @@ def train(
             bar.update(1)
             # -- publish: metrics row, heartbeat, snapshot, checkpoint --
             if step % cfg.log_every == 0:
-                run.log_metrics(step=step, epoch=epoch, split="train", **window.flush(),
-                                beta=beta, lr=live.lr,
-                                samples_per_s=samples_seen / max(train_time, 1e-9))
+                run.log_metrics(
+                    step=step,
+                    epoch=epoch,
+                    split="train",
+                    **window.flush(),
+                    beta=beta,
+                    lr=live.lr,
+                    samples_per_s=samples_seen / max(train_time, 1e-9),
+                )
             now = time.monotonic()
             if now - last["heartbeat"] > HEARTBEAT_S:
                 status("running")

@@ -6,8 +6,13 @@ from vae_core.config import ModelConfig, TrainConfig
 
 
 def test_model_config_round_trips_through_json():
-    config = ModelConfig(image_shape=(3, 64, 64), architecture="conv", latent_dim=10,
-                         conv_channels=(8, 16, 32, 32), likelihood="gaussian")
+    config = ModelConfig(
+        image_shape=(3, 64, 64),
+        architecture="conv",
+        latent_dim=10,
+        conv_channels=(8, 16, 32, 32),
+        likelihood="gaussian",
+    )
     assert ModelConfig.from_json(config.to_json()) == config
 
 
@@ -23,8 +28,10 @@ def test_train_config_round_trips_through_json():
         ({"latent_dim": 257}, "got 257"),
         ({"architecture": "rnn"}, "architecture must be one of"),
         ({"likelihood": "poisson"}, "likelihood must be one of"),
-        ({"architecture": "conv", "image_shape": (1, 28, 28), "conv_channels": (8, 8, 8)},
-         "divisible by 8, got 28x28"),
+        (
+            {"architecture": "conv", "image_shape": (1, 28, 28), "conv_channels": (8, 8, 8)},
+            "divisible by 8, got 28x28",
+        ),
         ({"image_shape": (2, 28, 28)}, "channels must be 1 or 3"),
     ],
 )

@@ -30,7 +30,9 @@ def test_kl_matches_torch_distributions():
     mu, logvar = torch.randn(8, 6), torch.randn(8, 6)
     q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
     p = torch.distributions.Normal(0.0, 1.0)
-    torch.testing.assert_close(gaussian_kl_per_dim(mu, logvar), torch.distributions.kl_divergence(q, p))
+    torch.testing.assert_close(
+        gaussian_kl_per_dim(mu, logvar), torch.distributions.kl_divergence(q, p)
+    )
 
 
 def test_bernoulli_log_likelihood_matches_hand_computed_value():

@@ -1,0 +1,148 @@
+"""Training throughput: vae_core's in-memory loop against the pytorch/examples VAE loop.
+
+    python bench/train_throughput.py [--epochs 3] [--threads 2]
+
+Both train the pytorch/examples configuration (MLP 784-400-20, Adam 1e-3, batch 128,
+seed 1) on Fashion-MNIST; prints samples/s of each, their ratio and the test loss
+(negative ELBO, nats per test example) after the last epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from vae_core.config import ModelConfig, TrainConfig
+from vae_core.rundir import RunDir
+from vae_core.train import train
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+class ReferenceVAE(nn.Module):
+    """pytorch/examples vae/main.py, verbatim apart from names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def encode(self, x):
+        h1 = F.relu(self.fc1(x))
+        return self.fc21(h1), self.fc22(h1)
+
+    def reparameterize(self, mu, logvar):
+        std = torch.exp(0.5 * logvar)
+        return mu + torch.randn_like(std) * std
+
+    def decode(self, z):
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z))))
+
+    def forward(self, x):
+        mu, logvar = self.encode(x.view(-1, 784))
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+
+
+def reference_loss(recon_x, x, mu, logvar):
+    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce + kld
+
+
+def torchvision_root() -> Path:
+    """Debian's flat .gz files laid out the way torchvision's FashionMNIST expects."""
+    root = Path(tempfile.mkdtemp(prefix="fmnist-ref-"))
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for gz in DEBIAN_FASHION_MNIST.glob("*.gz"):
+        with gzip.open(gz) as src, open(raw / gz.stem, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return root
+
+
+def run_reference(epochs: int) -> dict:
+    """The pytorch/examples loop: torchvision dataset + DataLoader + ToTensor."""
+    torch.manual_seed(1)
+    root = torchvision_root()
+    tf = transforms.ToTensor()
+    train_loader = DataLoader(
+        datasets.FashionMNIST(root, train=True, transform=tf), batch_size=128, shuffle=True
+    )
+    test_loader = DataLoader(
+        datasets.FashionMNIST(root, train=False, transform=tf), batch_size=128, shuffle=False
+    )
+    model = ReferenceVAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train_time, seen = 0.0, 0
+    for _ in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        for data, _ in train_loader:
+            optimizer.zero_grad()
+            recon, mu, logvar = model(data)
+            loss = reference_loss(recon, data, mu, logvar)
+            loss.backward()
+            optimizer.step()
+            seen += data.shape[0]
+        train_time += time.perf_counter() - t0
+        model.eval()
+        test_loss = 0.0
+        with torch.no_grad():
+            for data, _ in test_loader:
+                recon, mu, logvar = model(data)
+                test_loss += reference_loss(recon, data, mu, logvar).item()
+        test_loss /= len(test_loader.dataset)
+    shutil.rmtree(root)
+    return {"samples_per_s": seen / train_time, "test_loss": test_loss}
+
+
+def run_vae_core(epochs: int, threads: int) -> dict:
+    model_config = ModelConfig(
+        image_shape=(1, 28, 28), architecture="mlp", latent_dim=20, hidden_dim=400
+    )
+    train_config = TrainConfig(
+        dataset="fashion-mnist", epochs=epochs, batch_size=128, lr=1e-3, seed=1, num_threads=threads
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = train(model_config, train_config, RunDir(tmp))
+    return {"samples_per_s": summary["samples_per_s"], "test_loss": summary["test_loss"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    reference = run_reference(args.epochs)
+    print(
+        f"reference  (DataLoader + ToTensor): {reference['samples_per_s']:9.0f} samples/s   "
+        f"test loss {reference['test_loss']:.1f} nats"
+    )
+    ours = run_vae_core(args.epochs, args.threads)
+    print(
+        f"vae_core   (in-memory, run dir on) : {ours['samples_per_s']:9.0f} samples/s   "
+        f"test loss {ours['test_loss']:.1f} nats"
+    )
+    ratio = ours["samples_per_s"] / reference["samples_per_s"]
+    print(f"speed-up {ratio:.2f}x over {args.epochs} epochs, {args.threads} threads")
+    print(json.dumps({"reference": reference, "vae_core": ours, "speedup": ratio}))
+
+
+if __name__ == "__main__":
+    main()

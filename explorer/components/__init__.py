@@ -1,0 +1,5 @@
+"""Custom Streamlit components: browser-side widgets that plain st.* widgets cannot provide."""
+
+from explorer.components.live_sliders import is_available, live_latent_sliders
+
+__all__ = ["is_available", "live_latent_sliders"]

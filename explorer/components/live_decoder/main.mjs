@@ -1,0 +1,334 @@
+// Live latent sliders: a Streamlit (components.v1) frontend that decodes in the browser.
+//
+// The Python side (explorer/components/live_decoder.py) sends the decoder spec and its
+// float32 weights only when the weights' version changes; every `input` event while a thumb
+// moves re-decodes here (one decode per animation frame), so the image follows the drag.
+// On release or a keyboard step the latent vector goes back to Python.
+//
+// The Streamlit component protocol (normally streamlit-component-lib, which needs a build
+// step) is a handful of postMessage calls, implemented by hand below.
+
+import { decode, loadPayload } from "./decoder.mjs";
+
+// ---- Streamlit protocol -------------------------------------------------------------------
+
+function sendToStreamlit(type, data = {}) {
+  window.parent.postMessage({ isStreamlitMessage: true, type, ...data }, "*");
+}
+
+function setComponentValue(value) {
+  sendToStreamlit("streamlit:setComponentValue", { value, dataType: "json" });
+}
+
+let lastHeight = -1;
+function reportHeight() {
+  const height = Math.ceil(document.getElementById("root").getBoundingClientRect().height) + 4;
+  if (height !== lastHeight) {
+    lastHeight = height;
+    sendToStreamlit("streamlit:setFrameHeight", { height });
+  }
+}
+
+// ---- State --------------------------------------------------------------------------------
+
+const instanceId = Math.random().toString(36).slice(2, 10); // tells reports of remounts apart
+const state = {
+  model: null, // compiled decoder (decoder.mjs), or null until weights arrive
+  version: null, // version of the loaded weights
+  failedVersion: null, // a version whose payload this decoder could not read: don't re-ask
+  z: new Float64Array(0), // the latent vector being shown; may lie outside the slider range
+  lastArgsZ: null, // the z Python sent last time, to spot when Python moves the sliders
+  lastReportedZ: null,
+  layoutKey: "",
+  eventSeq: 0,
+  event: null, // id of the last user change reported to Python
+  request: null, // {id, version, at}: the last weights request
+  drawPending: false,
+  drag: null, // {frames, first, last} while a thumb is held
+};
+
+const stats = {
+  inputs: 0, // input events from the sliders
+  frames: 0, // decoded and drawn images
+  lastDecodeMs: 0,
+  meanDecodeMs: 0,
+  weightsLoads: 0,
+  weightsRequests: 0,
+  reports: 0,
+  version: null,
+  dragFrames: 0,
+  lastDragFps: 0,
+};
+window.__liveDecoderStats = stats; // read by the browser tests and the benchmark
+
+// Decodes per second of the current z without drawing, for bench/live_drag.py: the decoder's
+// headroom above the display's frame rate.
+window.__liveDecoderThroughput = (count = 200) => {
+  if (!state.model) return null;
+  const start = performance.now();
+  for (let i = 0; i < count; i++) decode(state.model, state.z);
+  return (1000 * count) / (performance.now() - start);
+};
+
+const canvas = document.getElementById("image");
+const statusLine = document.getElementById("status");
+const fpsLine = document.getElementById("fps");
+const slidersBox = document.getElementById("sliders");
+
+function setStatus(text, isError = false) {
+  statusLine.textContent = text;
+  statusLine.classList.toggle("error", isError);
+}
+
+// ---- Weights ------------------------------------------------------------------------------
+
+// Load the weights when they came with this render; ask Python for them when they didn't and
+// we don't hold this version (a fresh iframe after a remount, or a rerun that was cut short).
+function syncWeights(args) {
+  if (args.version === state.version || args.version === state.failedVersion) return;
+  if (args.decoder && args.weights) {
+    try {
+      state.model = loadPayload(args.decoder, args.weights);
+      state.version = args.version;
+      state.request = null;
+      stats.weightsLoads += 1;
+      stats.version = args.version;
+      setStatus("");
+    } catch (error) {
+      state.model = null;
+      state.failedVersion = args.version;
+      setStatus(`cannot decode in the browser: ${error.message}`, true);
+    }
+    return;
+  }
+  const now = performance.now();
+  const waiting = state.request && state.request.version === args.version;
+  if (waiting && now - state.request.at < 3000) return;
+  state.request = { id: `${instanceId}:w${stats.weightsRequests + 1}`, version: args.version, at: now };
+  stats.weightsRequests += 1;
+  setStatus("loading the model…");
+  sendValue();
+}
+
+// ---- Sliders ------------------------------------------------------------------------------
+
+function formatKl(kl) {
+  return kl === null || kl === undefined ? null : Number(kl).toFixed(2);
+}
+
+function describeDim(d, kl, inactive) {
+  const klText = formatKl(kl);
+  let label = `latent dimension ${d}`;
+  if (klText !== null) label += `, KL ${klText} nats`;
+  if (inactive) label += ", inactive";
+  return label;
+}
+
+function buildSliders(args) {
+  slidersBox.replaceChildren();
+  for (const d of args.order) {
+    const box = document.createElement("div");
+    box.className = "dim";
+    box.dataset.dim = String(d);
+    const label = document.createElement("label");
+    label.htmlFor = `z${d}`;
+    const name = document.createElement("span");
+    name.className = "name";
+    const value = document.createElement("output");
+    value.htmlFor = `z${d}`;
+    label.append(name, value);
+    const input = document.createElement("input");
+    Object.assign(input, { type: "range", id: `z${d}`, min: -args.limit, max: args.limit, step: args.step });
+    input.addEventListener("input", () => onSliderInput(d, input));
+    input.addEventListener("change", () => onSliderCommit());
+    input.addEventListener("pointerdown", startDrag);
+    box.append(label, input);
+    slidersBox.append(box);
+  }
+}
+
+function updateLabels(args) {
+  for (const box of slidersBox.children) {
+    const d = Number(box.dataset.dim);
+    const kl = args.kl ? args.kl[d] : null;
+    const inactive = kl !== null && kl < args.inactive_below;
+    box.classList.toggle("inactive", inactive);
+    const klText = formatKl(kl);
+    box.querySelector(".name").innerHTML =
+      `z${d}` + (klText === null ? "" : ` <span class="kl">· KL ${klText}</span>`);
+    box.querySelector("input").setAttribute("aria-label", describeDim(d, kl, inactive));
+  }
+}
+
+function showZ() {
+  for (const box of slidersBox.children) {
+    const d = Number(box.dataset.dim);
+    const input = box.querySelector("input");
+    const text = state.z[d].toFixed(2);
+    input.value = String(state.z[d]); // the browser clamps values outside the range
+    input.setAttribute("aria-valuetext", text);
+    box.querySelector("output").textContent = text;
+  }
+}
+
+function sameZ(a, b) {
+  return a !== null && b !== null && a.length === b.length && a.every((v, i) => Math.abs(v - b[i]) < 1e-9);
+}
+
+// Python moves the sliders (reset, random sample, a point picked in the scatter) by sending
+// a different z; an echo of what we reported, or an unchanged z, leaves the user's drag alone.
+function syncZ(args) {
+  const z = args.z.map(Number);
+  const fromPython = !sameZ(z, state.lastArgsZ) && !sameZ(z, state.lastReportedZ);
+  if (fromPython || state.z.length !== z.length) {
+    state.z = Float64Array.from(z);
+    showZ();
+    scheduleDraw();
+  }
+  state.lastArgsZ = z;
+}
+
+// ---- Decoding and drawing -----------------------------------------------------------------
+
+function onSliderInput(d, input) {
+  stats.inputs += 1;
+  state.z[d] = Number(input.value);
+  const text = state.z[d].toFixed(2);
+  input.setAttribute("aria-valuetext", text);
+  input.parentElement.querySelector("output").textContent = text;
+  scheduleDraw();
+}
+
+// Input events can outpace the screen; decoding once per animation frame shows every frame
+// the display can show without queueing decodes behind a fast mouse.
+function scheduleDraw() {
+  if (state.drawPending) return;
+  state.drawPending = true;
+  requestAnimationFrame(() => {
+    state.drawPending = false;
+    draw();
+  });
+}
+
+function draw() {
+  if (!state.model || state.z.length !== state.model.latentDim) return;
+  const start = performance.now();
+  const pixels = decode(state.model, state.z);
+  paint(pixels, state.model.imageShape);
+  const ms = performance.now() - start;
+  stats.frames += 1;
+  stats.lastDecodeMs = ms;
+  stats.meanDecodeMs += (ms - stats.meanDecodeMs) / Math.min(stats.frames, 50);
+  if (state.drag) countDragFrame(start);
+}
+
+const paintCache = { key: "", image: null };
+function paint(pixels, [C, H, W]) {
+  const key = `${C}x${H}x${W}`;
+  if (paintCache.key !== key) {
+    canvas.width = W;
+    canvas.height = H;
+    paintCache.key = key;
+    paintCache.image = new ImageData(W, H);
+  }
+  const rgba = paintCache.image.data;
+  const plane = H * W;
+  for (let i = 0; i < plane; i++) {
+    // (C, H, W) planes -> interleaved RGBA; greyscale repeats its one channel
+    rgba[4 * i] = 255 * pixels[i];
+    rgba[4 * i + 1] = 255 * pixels[C === 3 ? plane + i : i];
+    rgba[4 * i + 2] = 255 * pixels[C === 3 ? 2 * plane + i : i];
+    rgba[4 * i + 3] = 255;
+  }
+  canvas.getContext("2d").putImageData(paintCache.image, 0, 0);
+}
+
+function sizeCanvas(args, [, H, W]) {
+  const scale = Math.max(1, Math.floor(args.image_px / Math.max(H, W)));
+  canvas.style.width = `${scale * W}px`;
+  canvas.style.height = `${scale * H}px`;
+}
+
+// ---- Drag frame rate ----------------------------------------------------------------------
+
+function startDrag() {
+  state.drag = { frames: 0, first: 0, last: 0 };
+}
+
+function countDragFrame(time) {
+  const drag = state.drag;
+  drag.frames += 1;
+  if (drag.frames === 1) drag.first = time;
+  drag.last = time;
+  stats.dragFrames = drag.frames;
+  if (drag.frames > 1) {
+    stats.lastDragFps = (1000 * (drag.frames - 1)) / (drag.last - drag.first);
+    fpsLine.textContent =
+      `${stats.lastDragFps.toFixed(0)} frames/s while dragging · ` +
+      `${stats.meanDecodeMs.toFixed(2)} ms per decode`;
+  }
+}
+
+window.addEventListener("pointerup", () => {
+  state.drag = null;
+});
+
+// ---- Reporting back to Python -------------------------------------------------------------
+
+function sendValue() {
+  stats.reports += 1;
+  setComponentValue({
+    z: Array.from(state.z),
+    event: state.event,
+    request: state.request ? state.request.id : null,
+    version: state.version,
+  });
+}
+
+// `change` fires on release after a drag and after every keyboard step.
+function onSliderCommit() {
+  state.eventSeq += 1;
+  state.event = `${instanceId}:${state.eventSeq}`;
+  state.lastReportedZ = Array.from(state.z);
+  sendValue();
+}
+
+// ---- Render -------------------------------------------------------------------------------
+
+function applyTheme(theme) {
+  if (!theme) return;
+  const root = document.documentElement.style;
+  if (theme.textColor) root.setProperty("--text", theme.textColor);
+  if (theme.primaryColor) root.setProperty("--accent", theme.primaryColor);
+  if (theme.font) root.setProperty("--font", theme.font);
+}
+
+function onRender(args, theme, disabled) {
+  applyTheme(theme);
+  syncWeights(args);
+  const order = args.order ?? args.z.map((_, i) => i);
+  const layoutKey = JSON.stringify([order, args.limit, args.step]);
+  if (layoutKey !== state.layoutKey) {
+    buildSliders({ ...args, order });
+    state.layoutKey = layoutKey;
+    state.lastArgsZ = null; // new sliders: show Python's z
+  }
+  updateLabels(args);
+  syncZ(args);
+  showZ();
+  for (const input of slidersBox.querySelectorAll("input")) input.disabled = Boolean(disabled);
+  if (state.model) {
+    sizeCanvas(args, state.model.imageShape);
+    scheduleDraw();
+  }
+  reportHeight();
+}
+
+window.addEventListener("message", (event) => {
+  if (event.data?.type === "streamlit:render") {
+    onRender(event.data.args, event.data.theme, event.data.disabled);
+  }
+});
+
+new ResizeObserver(reportHeight).observe(document.getElementById("root"));
+sendToStreamlit("streamlit:componentReady", { apiVersion: 1 });

@@ -1,0 +1,128 @@
+"""Latent sliders whose decoded image follows the thumb while it is dragged.
+
+`st.slider` reports only on release, so the decoding happens in the browser: the frontend
+in `live_decoder/` runs the decoder exported by `vae_core.export.decoder_payload` in plain
+JavaScript. Its weights cross the websocket only when their version changes; the latent
+vector comes back to Python on release and on keyboard steps.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+import streamlit.components.v1 as components
+
+FRONTEND_DIR = Path(__file__).with_name("live_decoder")
+_FRONTEND_FILES = ("index.html", "main.mjs", "decoder.mjs", "style.css")
+
+
+def is_available() -> bool:
+    """Whether the component can be served here (frontend files present, pyarrow importable).
+
+    Custom components need pyarrow; a broken install loses the frontend files. Either way
+    the app should fall back to the server-side slider grid.
+    """
+    files_present = all((FRONTEND_DIR / name).is_file() for name in _FRONTEND_FILES)
+    return files_present and importlib.util.find_spec("pyarrow") is not None
+
+
+def _component() -> Any:
+    # Declared per call, not at import: registration needs the running script's runtime,
+    # and re-registering the same directory is a cheap no-op.
+    return components.declare_component("live_decoder", path=str(FRONTEND_DIR))
+
+
+def _check_args(
+    payload: dict[str, Any],
+    z: Sequence[float],
+    kl: Sequence[float] | None,
+    order: Sequence[int] | None,
+) -> None:
+    D = int(payload["latent_dim"])
+    if len(z) != D:
+        raise ValueError(f"z has {len(z)} values, the decoder takes latent_dim={D}")
+    if kl is not None and len(kl) != D:
+        raise ValueError(f"kl_per_dim has {len(kl)} values, expected {D}")
+    if order is not None and sorted(order) != list(range(D)):
+        raise ValueError(f"order must be a permutation of range({D}), got {list(order)}")
+
+
+def _weights_needed(memo: dict[str, Any], value: Any, version: str) -> bool:
+    """Send weights on a new version, or when the browser asks (e.g. its iframe was remounted)."""
+    request = value.get("request") if isinstance(value, dict) else None
+    if request is not None and request != memo.get("served_request"):
+        memo["served_request"] = request
+        return True
+    return memo.get("sent_version") != version
+
+
+def _new_user_z(memo: dict[str, Any], value: Any) -> list[float] | None:
+    """The z the user committed since the last run; None when nothing new happened."""
+    if not isinstance(value, dict) or value.get("event") in (None, memo.get("seen_event")):
+        return None
+    memo["seen_event"] = value["event"]
+    return [float(v) for v in value["z"]]
+
+
+def live_latent_sliders(
+    payload: dict[str, Any],
+    z: Sequence[float],
+    kl_per_dim: Sequence[float] | None = None,
+    order: Sequence[int] | None = None,
+    *,
+    key: str = "live_latent_sliders",
+    limit: float = 3.0,
+    step: float = 0.01,
+    inactive_below: float = 0.01,
+    image_px: int = 256,
+) -> list[float] | None:
+    """Draw one slider per latent dimension beside the image they decode to, live in the browser.
+
+    Args:
+        payload: `vae_core.export.decoder_payload(model, version=...)`; its "version" decides
+            when the weights are sent again, so pass the snapshot version (cache the payload).
+        z: the latent vector to show, (D,). Passing a different z than last run moves the
+            sliders (reset, prior sample, a point picked elsewhere); feed back what this returns.
+        kl_per_dim: KL per dimension in nats, shown in the labels; below `inactive_below`
+            a dimension is marked inactive.
+        order: the dimensions in display order, e.g. by decreasing KL; default 0..D-1.
+        key: the component's widget key; one key per instance on a page.
+        limit, step: slider range [-limit, limit] and step.
+        image_px: target display size of the image's long side (upscaled by a whole factor).
+
+    Returns:
+        The latent vector the user committed (released a drag or stepped with the keyboard)
+        since the last run, or None when the user changed nothing.
+    """
+    _check_args(payload, z, kl_per_dim, order)
+    version = str(payload["version"])
+    memo: dict[str, Any] = st.session_state.setdefault(f"{key}::live_decoder", {})
+    # The browser's last report, read before drawing so this run already shows it: passing
+    # the caller's older z would look to the browser like Python moving the sliders.
+    value = st.session_state.get(key)
+    user_z = _new_user_z(memo, value)
+    send = _weights_needed(memo, value, version)
+    if send:
+        memo["sent_version"] = version
+    spec = {k: v for k, v in payload.items() if k != "weights_b64"}
+    _component()(
+        key=key,
+        default=None,
+        version=version,
+        decoder=spec if send else None,
+        # bytes travel as a binary protobuf field (about 25% smaller than base64 text)
+        weights=base64.b64decode(payload["weights_b64"]) if send else None,
+        z=[float(v) for v in (z if user_z is None else user_z)],
+        kl=None if kl_per_dim is None else [float(v) for v in kl_per_dim],
+        order=None if order is None else [int(d) for d in order],
+        limit=float(limit),
+        step=float(step),
+        inactive_below=float(inactive_below),
+        image_px=int(image_px),
+    )
+    return user_z

@@ -1,0 +1,75 @@
+"""explorer.components.live_sliders: when weights are sent, what comes back, argument checks."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer.components import live_sliders
+from vae_core.config import ModelConfig
+from vae_core.export import decoder_payload
+from vae_core.models import VAE
+
+
+def test_weights_are_sent_on_first_render_and_on_a_new_version_only() -> None:
+    memo: dict = {}
+    assert live_sliders._weights_needed(memo, None, "1")
+    memo["sent_version"] = "1"
+    assert not live_sliders._weights_needed(memo, {"request": None}, "1")
+    assert live_sliders._weights_needed(memo, None, "2")
+
+
+def test_a_browser_request_for_weights_is_served_once() -> None:
+    memo = {"sent_version": "1"}
+    value = {"z": [0.0], "event": None, "request": "abc:w1"}
+    assert live_sliders._weights_needed(memo, value, "1")
+    assert not live_sliders._weights_needed(memo, value, "1")  # same request: already served
+    assert live_sliders._weights_needed(memo, {**value, "request": "abc:w2"}, "1")
+
+
+def test_a_user_change_is_returned_once() -> None:
+    memo: dict = {}
+    value = {"z": [0.5, -1.0], "event": "abc:1", "request": None}
+    assert live_sliders._new_user_z(memo, None) is None
+    assert live_sliders._new_user_z(memo, value) == [0.5, -1.0]
+    assert live_sliders._new_user_z(memo, value) is None  # the same report, seen already
+    assert live_sliders._new_user_z(memo, {**value, "event": "abc:2"}) == [0.5, -1.0]
+
+
+def test_a_weights_request_alone_is_not_a_user_change() -> None:
+    assert live_sliders._new_user_z({}, {"z": [0.0], "event": None, "request": "abc:w1"}) is None
+
+
+@pytest.mark.parametrize(
+    ("z", "kl", "order", "message"),
+    [
+        ([0.0] * 3, None, None, "z has 3 values"),
+        ([0.0] * 2, [1.0], None, "kl_per_dim has 1 values"),
+        ([0.0] * 2, None, [0, 0], "permutation"),
+    ],
+)
+def test_arguments_that_do_not_fit_the_decoder_are_refused(z, kl, order, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        live_sliders._check_args({"latent_dim": 2}, z, kl, order)
+
+
+def test_frontend_files_ship_with_the_package() -> None:
+    assert live_sliders.is_available()
+
+
+def _app() -> None:
+    import streamlit as st
+
+    from explorer.components import live_latent_sliders
+
+    payload = st.session_state["payload"]
+    reported = live_latent_sliders(payload, [0.0] * payload["latent_dim"], key="live")
+    st.text(f"reported: {reported}")
+
+
+def test_component_renders_without_a_browser_and_reports_nothing() -> None:
+    app = AppTest.from_function(_app)
+    app.session_state["payload"] = decoder_payload(VAE(ModelConfig(latent_dim=2, hidden_dim=8)))
+    app.run(timeout=30)
+    assert not app.exception
+    assert app.text[0].value == "reported: None"

@@ -1,0 +1,75 @@
+"""Tests for vae_core.metrics: active units and the mutual information gap."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vae_core.metrics import active_units, mig_on_shapes, mutual_information_gap
+
+
+def _factors(n: int, sizes: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """(n, K) independent uniform class indices, factor k with sizes[k] classes."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, s, n) for s in sizes], axis=1)
+
+
+def test_active_units_marks_a_constant_column_inactive() -> None:
+    rng = np.random.default_rng(0)
+    mu = np.stack([rng.normal(size=500), np.full(500, 3.0), 0.05 * rng.normal(size=500)], 1)
+    np.testing.assert_array_equal(active_units(mu), [True, False, False])
+    np.testing.assert_array_equal(active_units(mu, threshold=1e-3), [True, False, True])
+
+
+def test_active_units_accepts_torch_tensors() -> None:
+    mu = torch.tensor([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]])
+    np.testing.assert_array_equal(active_units(mu), [True, False])
+
+
+def test_mig_is_one_when_each_latent_copies_one_factor() -> None:
+    factors = _factors(5000, (3, 6, 10))
+    mu = factors[:, [2, 0, 1]].astype(np.float32) * 0.7 - 1.0  # a permuted affine copy
+    result = mutual_information_gap(mu, factors, factor_names=["shape", "scale", "x"])
+    assert result.mig == pytest.approx(1.0, abs=0.02)
+    assert set(result.per_factor) == {"shape", "scale", "x"}
+    assert result.mutual_information.shape == (3, 3)
+    # I(copy; factor) = H(factor) ~ log(number of classes).
+    assert result.mutual_information[1, 0] == pytest.approx(math.log(3), abs=0.01)
+
+
+def test_mig_is_near_zero_for_independent_latents() -> None:
+    factors = _factors(5000, (3, 6, 10))
+    mu = np.random.default_rng(1).normal(size=(5000, 4))
+    assert mutual_information_gap(mu, factors).mig < 0.05
+
+
+def test_mig_is_near_zero_when_two_latents_share_a_factor() -> None:
+    factors = _factors(5000, (4,))
+    mu = np.concatenate([factors, factors], axis=1).astype(np.float64)  # both copy it
+    assert mutual_information_gap(mu, factors).mig == pytest.approx(0.0, abs=1e-9)
+
+
+def test_mig_skips_constant_factors() -> None:
+    factors = _factors(2000, (4, 1))
+    mu = factors.astype(np.float32)
+    result = mutual_information_gap(mu, factors, factor_names=["x", "fixed"])
+    assert list(result.per_factor) == ["x"]
+    assert result.mig == pytest.approx(1.0, abs=0.02)
+
+
+def test_mig_rejects_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="names"):
+        mutual_information_gap(np.zeros((4, 2)), np.zeros((4, 2), int), factor_names=["a"])
+    with pytest.raises(ValueError, match="factors"):
+        mutual_information_gap(np.zeros((4, 2)), np.zeros((5, 2), int))
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("vae_core.shapes") is None, reason="vae_core.shapes not written yet"
+)
+def test_mig_on_shapes_with_a_random_model_is_in_unit_interval() -> None:
+    pytest.fail("fill in once shapes.py exists")
