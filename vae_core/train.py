@@ -70,7 +70,7 @@ def apply_control(run: RunDir, live: LiveSettings) -> bool:
         live.paused = False
     elif command == "stop":
         live.stop = True
-    live.changes.append({"command": command, **control.get("set", {})})
+    live.changes.append({"command": command, "changed": sorted(control.get("set", {}))})
     return True
 
 

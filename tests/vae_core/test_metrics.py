@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from vae_core.config import ModelConfig
+from vae_core.data import DatasetInfo, ImageDataset, load_dataset
 from vae_core.metrics import active_units, mig_on_shapes, mutual_information_gap
+from vae_core.models import VAE
 
 
 def _factors(n: int, sizes: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -68,8 +70,21 @@ def test_mig_rejects_mismatched_inputs() -> None:
         mutual_information_gap(np.zeros((4, 2)), np.zeros((5, 2), int))
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("vae_core.shapes") is None, reason="vae_core.shapes not written yet"
-)
-def test_mig_on_shapes_with_a_random_model_is_in_unit_interval() -> None:
-    pytest.fail("fill in once shapes.py exists")
+def test_mig_on_shapes_with_a_random_model_is_in_the_unit_interval() -> None:
+    data = load_dataset("shapes", split="test", image_size=28, num_samples=1200)
+    model = VAE(ModelConfig(image_shape=(1, 28, 28), latent_dim=6, hidden_dim=32))
+    result = mig_on_shapes(model, data, max_items=250)
+    assert 0.0 <= result.mig <= 1.0
+    assert set(result.per_factor) == set(data.info.factor_names)
+    assert result.mutual_information.shape == (6, len(data.info.factor_names))
+
+
+def test_mig_on_shapes_refuses_a_dataset_without_factors() -> None:
+    data = ImageDataset(
+        images=torch.zeros(4, 1, 28, 28, dtype=torch.uint8),
+        labels=torch.zeros(4, dtype=torch.int64),
+        info=DatasetInfo(name="mnist", image_shape=(1, 28, 28), class_names=("0",)),
+    )
+    model = VAE(ModelConfig(image_shape=(1, 28, 28), latent_dim=2, hidden_dim=8))
+    with pytest.raises(ValueError, match="no ground-truth factors"):
+        mig_on_shapes(model, data)

@@ -16,18 +16,11 @@ from vae_core.train import beta_at, default_num_threads, train
 SHAPES = {"image_size": 28, "num_samples": 384}
 
 
-def tiny_configs(**train_overrides) -> tuple[ModelConfig, TrainConfig]:
+def tiny_configs(**overrides) -> tuple[ModelConfig, TrainConfig]:
     model_config = ModelConfig(image_shape=(1, 28, 28), latent_dim=4, hidden_dim=64)
-    train_config = TrainConfig(
-        dataset="shapes",
-        dataset_options=SHAPES,
-        epochs=2,
-        batch_size=64,
-        log_every=2,
-        num_threads=1,
-        **train_overrides,
-    )
-    return model_config, train_config
+    settings = {"dataset": "shapes", "dataset_options": SHAPES, "epochs": 2, "batch_size": 64,
+                "log_every": 2, "num_threads": 1}
+    return model_config, TrainConfig(**{**settings, **overrides})
 
 
 def test_beta_warms_up_linearly_then_holds():

@@ -1,0 +1,76 @@
+"""The Streamlit caches around vae_core: models by snapshot version, data, encodings.
+
+Models are keyed by (run path, snapshot version) and never mutated, so every session and
+every rerun decodes with the same read-only copy; arrays go through st.cache_data.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from explorer.runs import MetricsLog
+from vae_core import latent
+from vae_core.data import ImageDataset, load_dataset
+from vae_core.export import decoder_payload as _decoder_payload
+from vae_core.latent import EncodedSet, Projection
+from vae_core.models import VAE
+from vae_core.rundir import RunDir, snapshot_model
+
+SCATTER_MAX_POINTS = 5000  # enough for structure, light enough for a smooth WebGL plot
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def model(run_path: str, version: int) -> VAE:
+    """The VAE at this snapshot version (the newest on disk when first asked for)."""
+    return snapshot_model(RunDir(run_path))[0]
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def decoder_payload(run_path: str, version: int) -> dict[str, Any]:
+    """The decoder exported for the in-browser live sliders."""
+    return _decoder_payload(model(run_path, version), version=version)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the test set…")
+def _test_data(dataset: str, data_dir: str | None, options_json: str) -> ImageDataset:
+    return load_dataset(dataset, "test", data_dir, **json.loads(options_json))
+
+
+def test_data(run_path: str) -> ImageDataset:
+    """The run's test split, shared by all runs on the same dataset and options."""
+    _, cfg = RunDir(run_path).read_config()
+    options = json.dumps(cfg.dataset_options, sort_keys=True)
+    return _test_data(cfg.dataset, cfg.data_dir, options)
+
+
+@st.cache_resource(show_spinner=False)
+def metrics_log(run_path: str) -> MetricsLog:
+    """One incremental metrics reader per run, shared by all sessions."""
+    return MetricsLog(RunDir(run_path))
+
+
+@st.cache_data(max_entries=4, show_spinner="Encoding the test set…")
+def encoded(run_path: str, version: int) -> tuple[EncodedSet, Projection]:
+    """mu of the first SCATTER_MAX_POINTS test images and their 2D projection."""
+    codes = latent.encode_dataset(model(run_path, version), test_data(run_path), SCATTER_MAX_POINTS)
+    return codes, latent.project_2d(codes.mu)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def reconstructions(
+    run_path: str, version: int, indices: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(originals, reconstructions) uint8 (N, H, W, C) of these test images."""
+    return latent.reconstruct_images(model(run_path, version), test_data(run_path), indices)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def prior_samples(run_path: str, version: int, n: int, temperature: float, seed: int) -> np.ndarray:
+    """n decoded draws from N(0, T^2 I), uint8 (n, H, W, C)."""
+    net = model(run_path, version)
+    z = latent.sample_prior(n, net.config.latent_dim, temperature, seed)
+    return latent.decode_latents(net, z)

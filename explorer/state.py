@@ -1,0 +1,90 @@
+"""Every st.session_state key the explorer uses, with defaults and typed accessors.
+
+Keys are prefixed by the view that owns them ("sliders.z", "scatter.selected"). Only the
+open run lives in the URL (?run=...), so it survives reloads and is shared by link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+
+RUN_PARAM = "run"  # query parameter naming the open run
+
+# -- keys --
+SIDEBAR_NOTICE = "sidebar.notice"  # a one-shot message to show after a rerun
+TRAINING_LAST_STATE = "training.last_state"  # to rerun the whole app once a run ends
+SLIDERS_Z = "sliders.z"  # the current latent point, list[float] (D,)
+SLIDERS_RUN = "sliders.run"  # which run (and D) SLIDERS_Z belongs to
+SLIDERS_FROZEN = "sliders.frozen_version"  # snapshot version kept by "freeze weights"
+SLIDERS_FREEZE = "sliders.freeze"  # the toggle's widget key
+SLIDERS_SEED = "sliders.seed"  # seed of the last "random" draw
+SCATTER_SELECTED = "scatter.selected"  # dataset index of the selected test image, or None
+SCATTER_CHART = "scatter.chart"  # the plotly chart's widget key (selection state)
+INTERP_PATH = "interpolation.path"  # last path: {"run": run path, "path": (steps, D) list}
+SAMPLES_SEED = "samples.seed"
+
+_DEFAULTS = {
+    SIDEBAR_NOTICE: None,
+    TRAINING_LAST_STATE: None,
+    SLIDERS_Z: None,
+    SLIDERS_RUN: None,
+    SLIDERS_FROZEN: None,
+    SLIDERS_SEED: 0,
+    SCATTER_SELECTED: None,
+    INTERP_PATH: None,
+    SAMPLES_SEED: 0,
+}
+
+
+def init() -> None:
+    """Set defaults once per session (called at the top of app.py)."""
+    for key, value in _DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+def slider_key(dim: int) -> str:
+    """Widget key of the slider for latent dimension `dim`."""
+    return f"sliders.dim.{dim}"
+
+
+# -- the open run (in the URL) --
+def open_run_ref() -> str:
+    return st.query_params.get(RUN_PARAM, "")
+
+
+def set_open_run_ref(ref: str) -> None:
+    if ref:
+        st.query_params[RUN_PARAM] = ref
+    else:
+        st.query_params.pop(RUN_PARAM, None)
+
+
+# -- the latent point shared by sliders, scatter and interpolation --
+def latent_z(run_key: str, latent_dim: int) -> list[float]:
+    """The current point for this run; zeros when the run (or its size) changed."""
+    if st.session_state.get(SLIDERS_RUN) != (run_key, latent_dim):
+        set_latent_z(run_key, [0.0] * latent_dim)
+    return list(st.session_state[SLIDERS_Z])
+
+
+def set_latent_z(run_key: str, z: Sequence[float]) -> None:
+    """Move the point and the slider widgets with it.
+
+    Call from widget callbacks or before the sliders are drawn: Streamlit forbids writing
+    a widget's key after the widget exists in the same run.
+    """
+    z = [float(v) for v in z]
+    st.session_state[SLIDERS_Z] = z
+    st.session_state[SLIDERS_RUN] = (run_key, len(z))
+    for dim, value in enumerate(z):
+        st.session_state[slider_key(dim)] = max(-3.0, min(3.0, round(value, 2)))
+
+
+def selected_index() -> int | None:
+    return st.session_state.get(SCATTER_SELECTED)
+
+
+def set_selected_index(index: int | None) -> None:
+    st.session_state[SCATTER_SELECTED] = index

@@ -1,0 +1,42 @@
+"""A grid of decoded samples from the prior N(0, T^2 I) with temperature and reseed."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer import cache, images, state
+from vae_core import latent
+from vae_core.rundir import RunDir
+
+GRID_SIZES = (16, 36, 64)
+
+
+def render(run: RunDir) -> None:
+    """Temperature, grid size and reseed, then the grid and a PNG download."""
+    version = run.snapshot_version()
+    if version == 0:
+        st.info("Samples are available once the trainer publishes its first snapshot.")
+        return
+    col_t, col_n, col_seed = st.columns([2, 1, 1])
+    temperature = col_t.slider(
+        "Temperature T",
+        0.0,
+        2.0,
+        1.0,
+        0.05,
+        key="samples.temperature",
+        help="z ~ N(0, T² I): below 1 gives typical, sharper samples; above 1 more varied ones",
+    )
+    n = col_n.selectbox("Samples", GRID_SIZES, index=1, key="samples.n")
+    col_seed.button("Reseed", on_click=_reseed, width="stretch")
+    seed = st.session_state[state.SAMPLES_SEED]
+    decoded = cache.prior_samples(str(run.path), version, n, temperature, seed)
+    nrow = round(n**0.5)
+    grid = latent.image_grid(decoded, nrow=nrow)
+    png = images.png_bytes(grid, target_px=64 * nrow)
+    st.image(png, caption=f"{n} samples, T = {temperature:.2f}, seed {seed}, snapshot v{version}")
+    st.download_button("Download PNG", png, "samples.png", "image/png", on_click="ignore")
+
+
+def _reseed() -> None:
+    st.session_state[state.SAMPLES_SEED] += 1

@@ -1,0 +1,181 @@
+"""The sidebar: pick or attach a run, control it (pause / resume / stop, live beta and lr),
+and start a new one. Returns the open run; every action goes through explorer.runs.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer import runs, state
+from vae_core.config import ARCHITECTURES
+from vae_core.data import DATASETS, DatasetUnavailable, is_available_offline
+from vae_core.rundir import RunDir
+
+# What can go wrong when the user's input is turned into a run; shown as st.error.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, DatasetUnavailable, OSError)
+DATASET_LABELS = {
+    "mnist": "MNIST digits",
+    "fashion-mnist": "Fashion-MNIST",
+    "shapes": "Shapes (generated, dSprites-like)",
+    "folder": "My image folder",
+}
+
+
+def render() -> RunDir | None:
+    """Draw the sidebar; returns the run the user has open (None when there is none)."""
+    runs.reap_children()
+    with st.sidebar:
+        st.title("VAE Latent Explorer")
+        notice = st.session_state.pop(state.SIDEBAR_NOTICE, None)
+        if notice:
+            st.success(notice)
+        run = _run_picker()
+        if run is not None:
+            _run_controls(run)
+        with st.expander("New run", expanded=run is None):
+            _new_run_form()
+    return run
+
+
+def _open(ref: str) -> None:
+    state.set_open_run_ref(ref)
+
+
+def _run_picker() -> RunDir | None:
+    """Select among runs under the root, or attach to any run directory by path."""
+    ref = state.open_run_ref()
+    run = runs.resolve_run(ref)
+    if ref and run is None:
+        st.error(f"`{ref}` is not a run directory (no config.json).")
+    names = runs.run_names()
+    current = runs.run_ref(run) if run is not None else None
+    if current is not None and current not in names:
+        names = [current, *names]  # an attached run outside the runs root
+    if names:
+        st.selectbox(
+            f"Run ({len(names)} in {runs.runs_root()})",
+            names,
+            index=names.index(current) if current in names else None,
+            placeholder="Pick a run",
+            key="sidebar.run_select",
+            on_change=lambda: _open(st.session_state["sidebar.run_select"] or ""),
+        )
+    with st.popover("Attach a run directory", width="stretch"):
+        path = st.text_input("Path to a run directory", key="sidebar.attach_path")
+        if st.button("Attach", key="sidebar.attach") and path:
+            attached = runs.resolve_run(path)
+            if attached is None:
+                st.error(f"`{path}` is not a run directory (it has no config.json).")
+            else:
+                _open(runs.run_ref(attached))
+                st.rerun()
+    return run
+
+
+def _run_controls(run: RunDir) -> None:
+    """State line, pause / resume / stop, and live beta / lr."""
+    status = run.read_status()
+    shown = runs.display_state(status)
+    st.caption(f"**{run.path.name}**: {shown}")
+    live = runs.is_live(status)
+    paused = status is not None and status.state in ("paused", "failed") and status.is_alive()
+    col_pause, col_resume, col_stop = st.columns([1, 1.3, 1], gap="small")
+    if col_pause.button("Pause", disabled=not live or paused, width="stretch"):
+        _act(runs.pause_run, run, "Pause sent")
+    resumable = paused or (shown in ("dead", "failed")) or _stopped_early(status)
+    if col_resume.button("Resume", disabled=not resumable, width="stretch"):
+        _act(runs.resume_run, run, "Resuming")
+    if col_stop.button("Stop", disabled=not live, width="stretch"):
+        _act(runs.stop_run, run, "Stop sent")
+    with st.form("sidebar.live"):
+        beta, lr = runs.live_settings(run)
+        # Keyed by run: the inputs start at the run's current values, then keep the user's.
+        name = run.path.name
+        col_beta, col_lr = st.columns(2)
+        new_beta = col_beta.number_input(
+            "beta", min_value=0.0, value=beta, step=0.5, format="%.2f", key=f"live_beta.{name}"
+        )
+        new_lr = col_lr.number_input(
+            "lr",
+            min_value=1e-6,
+            max_value=1.0,
+            value=lr,
+            step=1e-4,
+            format="%.0e",
+            key=f"live_lr.{name}",
+        )
+        if st.form_submit_button("Apply live", disabled=not live, width="stretch"):
+            _act(lambda r: runs.apply_live(r, new_beta, new_lr), run, "New beta / lr sent")
+
+
+def _stopped_early(status) -> bool:
+    return status is not None and status.state == "finished" and status.reason == "stopped by user"
+
+
+def _act(action, run: RunDir, done: str) -> None:
+    try:
+        action(run)
+    except (*USER_ERRORS, RuntimeError) as e:
+        st.error(str(e))
+        return
+    st.session_state[state.SIDEBAR_NOTICE] = done
+    st.rerun()
+
+
+def default_dataset() -> tuple[str, str | None]:
+    """MNIST when it is on disk, else Fashion-MNIST, else shapes; plus a note if MNIST is not."""
+    if is_available_offline("mnist"):
+        return "mnist", None
+    fallback = "fashion-mnist" if is_available_offline("fashion-mnist") else "shapes"
+    note = f"MNIST is not available offline here; defaulting to {DATASET_LABELS[fallback]}."
+    return fallback, note
+
+
+def _new_run_form() -> None:
+    dataset, note = default_dataset()
+    if note:
+        st.caption(note)
+    with st.form("sidebar.new_run"):
+        choices = _choices(dataset)
+        submitted = st.form_submit_button("Start", type="primary", width="stretch")
+    if submitted:
+        try:
+            run = runs.start_run(choices)
+        except USER_ERRORS as e:
+            st.error(f"Not started: {e}")
+            return
+        state.set_open_run_ref(runs.run_ref(run))
+        st.session_state[state.SIDEBAR_NOTICE] = f"Started {run.path.name}"
+        st.rerun()
+
+
+def _choices(default: str) -> runs.RunChoices:
+    dataset = st.selectbox(
+        "Dataset", DATASETS, index=DATASETS.index(default), format_func=DATASET_LABELS.get
+    )
+    folder = st.text_input("Image folder (for My image folder)", placeholder="/path/to/images")
+    col_size, col_count = st.columns(2)
+    image_size = col_size.selectbox("Image size", (28, 32, 64), help="shapes and folder only")
+    num_samples = col_count.number_input(
+        "Shapes: images", min_value=256, value=20_000, step=1000, help="training images to generate"
+    )
+    architecture = st.radio("Model", ARCHITECTURES, horizontal=True)
+    latent_dim = st.number_input("Latent size", min_value=1, max_value=256, value=10)
+    col_beta, col_lr = st.columns(2)
+    beta = col_beta.number_input("beta", value=1.0, step=0.5, format="%.2f")
+    lr = col_lr.number_input("Learning rate", value=1e-3, step=1e-4, format="%.0e")
+    col_batch, col_epochs = st.columns(2)
+    batch_size = col_batch.number_input("Batch size", value=128, step=32)
+    epochs = col_epochs.number_input("Epochs", value=5, step=1)
+    return runs.RunChoices(
+        dataset=dataset,
+        architecture=architecture,
+        latent_dim=int(latent_dim),
+        beta=float(beta),
+        lr=float(lr),
+        batch_size=int(batch_size),
+        epochs=int(epochs),
+        image_size=int(image_size),
+        folder=folder,
+        num_samples=int(num_samples),
+    )

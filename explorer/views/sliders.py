@@ -1,0 +1,161 @@
+"""Latent sliders: one st.slider per dimension, ordered by KL, and the image they decode to.
+
+All of it sits in one fragment so a slider step reruns only this part: the cached model,
+one small decode, one PNG; no charts. `slider_grid` is the server-side slider UI; an
+in-browser live-drag component can replace it behind the same z-in / z-out boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import streamlit as st
+
+from explorer import cache, images, runs, state
+from vae_core import latent
+from vae_core.models import VAE
+from vae_core.rundir import RunDir
+
+LIMIT = 3.0  # slider range [-LIMIT, LIMIT], in prior standard deviations
+TOP_DIMS = 16  # shown in the grid; the rest go in an expander
+GRID_COLUMNS = 4
+TRAVERSAL_VALUES = 7
+IMAGE_PX = 256
+
+
+def render(run: RunDir) -> None:
+    """The slider panel for `run` (waits for the first snapshot)."""
+    if run.snapshot_version() == 0:
+        st.info("The sliders appear once the trainer publishes its first snapshot.")
+        return
+    _panel(str(run.path))
+
+
+def decode_model(run: RunDir) -> tuple[VAE, int]:
+    """The model to decode with: the newest snapshot, or the frozen one if the toggle is on."""
+    version = run.snapshot_version()
+    if st.session_state.get(state.SLIDERS_FREEZE):
+        if st.session_state.get(state.SLIDERS_FROZEN) is None:
+            st.session_state[state.SLIDERS_FROZEN] = version
+        version = st.session_state[state.SLIDERS_FROZEN]
+    else:
+        st.session_state[state.SLIDERS_FROZEN] = None
+    return cache.model(str(run.path), version), version
+
+
+@st.fragment
+def _panel(run_path: str) -> None:
+    run = RunDir(run_path)
+    net, version = decode_model(run)
+    D = net.config.latent_dim
+    z = state.latent_z(run_path, D)
+    kl = runs.latest_kl_per_dim(cache.metrics_log(run_path).refresh())
+    if kl is None or len(kl) != D:
+        kl = [0.0] * D
+    _buttons(run_path, D)
+    col_sliders, col_image = st.columns([3, 2], gap="large")
+    with col_sliders:
+        z = slider_grid(z, latent.kl_order(kl), latent.active_dims(kl), kl)
+    st.session_state[state.SLIDERS_Z] = z
+    with col_image:
+        decoded = latent.decode_latents(net, np.asarray(z))[0]  # (H, W, C) uint8
+        st.image(images.png_bytes(decoded, IMAGE_PX), caption=f"decoded, snapshot v{version}")
+        st.toggle(
+            "Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot"
+        )
+    if st.toggle("Traversal grid", key="sliders.traversal"):
+        _traversal(net, z, latent.kl_order(kl))
+
+
+def _buttons(run_path: str, D: int) -> None:
+    """Reset / random / from-selection; callbacks run before the sliders are drawn."""
+    cols = st.columns(3)
+    cols[0].button("Reset to zero", on_click=_reset, args=(run_path, D), width="stretch")
+    cols[1].button("Random from prior", on_click=_random, args=(run_path, D), width="stretch")
+    selected = state.selected_index()
+    cols[2].button(
+        "From selected point",
+        on_click=_from_selection,
+        args=(run_path,),
+        disabled=selected is None,
+        help="select a point on the scatter first"
+        if selected is None
+        else f"test image #{selected}",
+        width="stretch",
+    )
+
+
+def _reset(run_path: str, D: int) -> None:
+    state.set_latent_z(run_path, [0.0] * D)
+
+
+def _random(run_path: str, D: int) -> None:
+    st.session_state[state.SLIDERS_SEED] += 1
+    z = latent.sample_prior(1, D, 1.0, st.session_state[state.SLIDERS_SEED])[0]
+    state.set_latent_z(run_path, z)
+
+
+def _from_selection(run_path: str) -> None:
+    index = state.selected_index()
+    if index is not None:
+        load_code(run_path, index)
+
+
+def load_code(run_path: str, index: int) -> None:
+    """Move the sliders to the posterior mean of test image `index` (newest weights)."""
+    codes, _ = cache.encoded(run_path, RunDir(run_path).snapshot_version())
+    position = np.flatnonzero(codes.indices == index)
+    if len(position):
+        state.set_latent_z(run_path, codes.mu[position[0]])
+
+
+def slider_grid(
+    z: Sequence[float], order: Sequence[int], active: Sequence[bool], kl: Sequence[float]
+) -> list[float]:
+    """One slider per dimension in KL order (top ones in a grid, the rest in an expander);
+    returns the new z. The server-side fallback for the live-drag component."""
+    z = list(z)
+    for d in order:
+        st.session_state.setdefault(state.slider_key(d), z[d])  # after a widget-state cleanup
+    top, rest = list(order[:TOP_DIMS]), list(order[TOP_DIMS:])
+    _slider_rows(top, z, active, kl)
+    if rest:
+        with st.expander(f"{len(rest)} more dimensions (lower KL)"):
+            _slider_rows(rest, z, active, kl)
+    return z
+
+
+def _slider_rows(dims: list[int], z: list[float], active: Sequence[bool], kl: Sequence[float]):
+    for start in range(0, len(dims), GRID_COLUMNS):
+        cols = st.columns(GRID_COLUMNS)
+        for col, d in zip(cols, dims[start : start + GRID_COLUMNS], strict=False):
+            label = f"z{d} · {kl[d]:.2f} nats" if active[d] else f"z{d} · inactive"
+            z[d] = col.slider(
+                label,
+                -LIMIT,
+                LIMIT,
+                step=0.05,
+                key=state.slider_key(d),
+                help=None if active[d] else "KL ≈ 0: the decoder ignores this dimension",
+            )
+
+
+def _traversal(net: VAE, z: list[float], order: list[int]) -> None:
+    """Decode along -3..3 in each chosen dimension, the others held at the current point."""
+    dims = st.multiselect(
+        "Dimensions (rows)",
+        list(range(len(z))),
+        default=order[: min(4, len(order))],
+        format_func=lambda d: f"z{d}",
+        key="sliders.traversal_dims",
+    )
+    if not dims:
+        return
+    values = np.linspace(-LIMIT, LIMIT, TRAVERSAL_VALUES)
+    codes = latent.traversal_grid(np.asarray(z), dims, values)  # (len(dims) * V, D)
+    grid = latent.image_grid(latent.decode_latents(net, codes), nrow=TRAVERSAL_VALUES)
+    st.image(
+        images.png_bytes(grid, target_px=90 * TRAVERSAL_VALUES),
+        caption="rows: " + ", ".join(f"z{d}" for d in dims) + f"; columns: {-LIMIT:g} … {LIMIT:g}",
+    )

@@ -1,0 +1,216 @@
+"""The explorer end to end in headless Chromium: start a short shapes run from the sidebar,
+watch the readouts move, step a slider, select a scatter point, build an interpolation.
+
+Runs `streamlit run explorer/app.py` with VAE_EXPLORER_RUNS in a temp folder; the server
+and every trainer it started are killed afterwards. Screenshots go to tests/e2e/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vae_core.process import kill_trainer
+from vae_core.rundir import list_runs
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(__file__).with_name("screenshots")
+CHROMIUM = "/usr/bin/chromium"
+TIMEOUT_MS = 60_000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not come up at {url}")
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("runs")
+    yield root
+    for run in list_runs(root):  # trainers run in their own session: kill them by pid
+        kill_trainer(run, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def app_url(runs_root: Path) -> Iterator[str]:
+    port = _free_port()
+    command = [
+        *(sys.executable, "-m", "streamlit", "run", "explorer/app.py"),
+        *("--server.headless", "true", "--server.port", str(port)),
+        *("--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"),
+    ]
+    env = {**os.environ, "VAE_EXPLORER_RUNS": str(runs_root)}
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def page(app_url: str) -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"app_{name}.png"), full_page=True)
+
+
+def _no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def _metric(page, label: str) -> str:
+    metric = page.get_by_test_id("stMetric").filter(has_text=label)
+    return metric.get_by_test_id("stMetricValue").inner_text()
+
+
+def _step(page) -> int:
+    return int(_metric(page, "Step").split("/")[0].strip())
+
+
+def _idle(page) -> None:
+    """Wait until the script run triggered by the last action has finished."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS
+    )
+
+
+def _start_shapes_run(page) -> None:
+    page.get_by_text("Pick a dataset and a model").wait_for()
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
+    page.get_by_role("option", name="Shapes (generated, dSprites-like)").click()
+    for label, value in (("Shapes: images", "2048"), ("Epochs", "50"), ("Latent size", "6")):
+        field = sidebar.get_by_role("spinbutton", name=label)
+        field.fill(value)
+        field.press("Tab")
+    sidebar.get_by_role("button", name="Start", exact=True).click()
+
+
+def _decoded_src(page) -> str:
+    return page.get_by_test_id("stImage").filter(has_text="decoded").locator("img").get_attribute(
+        "src"
+    )
+
+
+def _click_first_scatter_point(page) -> None:
+    """Click a data point: plotly's own axes map its data coordinates to page pixels."""
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    x, y = plot.evaluate(
+        """gd => {
+            const L = gd._fullLayout, t = gd.data[0];
+            return [L._size.l + L.xaxis.d2p(t.x[0]), L._size.t + L.yaxis.d2p(t.y[0])];
+        }"""
+    )
+    box = plot.bounding_box()
+    page.mouse.click(box["x"] + x, box["y"] + y)
+
+
+def test_train_slide_select_interpolate(page) -> None:
+    started = time.monotonic()
+    _start_shapes_run(page)
+    # -- readouts move while the run trains in the background --
+    page.get_by_test_id("stMetric").filter(has_text="Step").wait_for()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stMetric"]')]
+            .some(m => m.innerText.includes('Step') && /\\n\\s*[1-9]/.test(m.innerText))""",
+        timeout=TIMEOUT_MS,
+    )
+    first = _step(page)
+    page.wait_for_timeout(2500)
+    assert _step(page) > first, "the step readout did not advance"
+    _shot(page, "training")
+    _no_exception(page)
+
+    # -- a keyboard step on a slider changes the decoded image --
+    page.get_by_role("tab", name="Latent sliders").click()
+    page.get_by_test_id("stImage").filter(has_text="decoded").wait_for()
+    before = _decoded_src(page)
+    page.get_by_role("slider").first.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "src => [...document.querySelectorAll('[data-testid=\"stImage\"]')].some("
+        "e => e.innerText.includes('decoded') && e.querySelector('img').src !== src)",
+        arg=page.evaluate("s => new URL(s, location.href).href", before),
+    )
+    _shot(page, "sliders")
+    _no_exception(page)
+
+    # -- selecting a scatter point shows the image and its reconstruction --
+    page.get_by_role("tab", name="Scatter").click()
+    _idle(page)
+    _click_first_scatter_point(page)
+    page.get_by_text("Test image #").wait_for()
+    page.get_by_test_id("stImage").filter(has_text="reconstruction").wait_for()
+    _shot(page, "scatter")
+    _no_exception(page)
+
+    # -- an interpolation from the selected point to a prior sample --
+    page.get_by_role("tab", name="Interpolation").click()
+    panel = page.get_by_role("tabpanel", name="Interpolation")
+    panel.get_by_text("Selected point").first.click()
+    _idle(page)
+    panel.get_by_text("Prior sample").nth(1).click()
+    _idle(page)
+    panel.get_by_test_id("stImage").filter(has_text="A → B").wait_for()
+    assert panel.get_by_role("button", name="Download GIF").is_visible()
+    _shot(page, "interpolation")
+    _no_exception(page)
+
+    page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True).click()
+    _idle(page)
+    assert time.monotonic() - started < 120

@@ -1,0 +1,387 @@
+"""Tests for the dataset registry: idx loading and download, shapes, folders, offline errors."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from torchvision.datasets import MNIST, FashionMNIST
+
+from vae_core import data
+from vae_core.data import (
+    DATASETS,
+    DatasetInfo,
+    DatasetUnavailable,
+    ImageDataset,
+    dataset_info,
+    default_data_dir,
+    is_available_offline,
+    load_dataset,
+)
+
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SPLIT_SIZES = {"train": 20, "test": 10}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the default data dir at an empty temp folder so no test sees the user's cache."""
+    home = tmp_path / "data-home"
+    monkeypatch.setenv("VAE_EXPLORER_DATA", str(home))
+    return home
+
+
+# ---- helpers ----
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    """The idx format: 0, 0, type 0x08 (uint8), ndim, big-endian uint32 sizes, then the bytes."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _fake_mnist(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return {
+        split: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n))
+        for split, n in SPLIT_SIZES.items()
+    }
+
+
+def _write_idx_files(folder: Path, arrays: dict, compress: bool = True) -> dict[str, str]:
+    """Write the four idx files into folder; returns file name -> md5."""
+    folder.mkdir(parents=True, exist_ok=True)
+    md5s = {}
+    for split, (images, labels) in arrays.items():
+        for stem, array in zip(IDX_NAMES[split], (images, labels)):
+            raw = _idx_bytes(array)
+            name = f"{stem}.gz" if compress else stem
+            payload = gzip.compress(raw) if compress else raw
+            (folder / name).write_bytes(payload)
+            md5s[name] = hashlib.md5(payload).hexdigest()
+    return md5s
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def loopback_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]:
+    """A local HTTP server holding fake MNIST files; yields (base_url, arrays, md5s)."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    served = tmp_path / "served"
+    arrays = _fake_mnist(seed=1)
+    md5s = _write_idx_files(served, arrays)
+    handler = functools.partial(_QuietHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", arrays, md5s
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _closed_port_url() -> str:
+    """A loopback URL nothing listens on: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def _save_image(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+# ---- registry and ImageDataset ----
+
+
+def test_unknown_dataset_name_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="cifar") as err:
+        load_dataset("cifar")
+    assert all(name in str(err.value) for name in DATASETS)
+    with pytest.raises(ValueError, match="fashion-mnist"):
+        dataset_info("nope")
+
+
+def test_bad_split_option_name_and_option_values_raise_value_error() -> None:
+    with pytest.raises(ValueError, match="valid"):
+        load_dataset("shapes", "valid")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="image_size"):
+        load_dataset("mnist", image_size=28)
+    with pytest.raises(ValueError, match="48"):
+        dataset_info("shapes", image_size=48)
+    with pytest.raises(ValueError, match="-5"):
+        load_dataset("shapes", num_samples=-5)
+    with pytest.raises(ValueError, match="channels must be 1 or 3, got 2"):
+        dataset_info("folder", path=".", channels=2)
+    with pytest.raises(ValueError, match="path"):
+        dataset_info("folder")
+
+
+def test_default_data_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAE_EXPLORER_DATA", "/somewhere/data")
+    assert default_data_dir() == Path("/somewhere/data")
+    monkeypatch.delenv("VAE_EXPLORER_DATA")
+    assert default_data_dir() == Path.home() / ".cache" / "vae-explorer" / "data"
+
+
+def test_batch_converts_only_the_requested_rows_to_unit_floats() -> None:
+    images = torch.tensor([0, 51, 255, 102], dtype=torch.uint8).view(4, 1, 1, 1).expand(4, 1, 2, 2)
+    info = DatasetInfo("toy", (1, 2, 2), ("a",))
+    ds = ImageDataset(images=images, labels=torch.zeros(4, dtype=torch.int64), info=info)
+    assert len(ds) == 4 and ds.images.is_contiguous()
+    by_slice = ds.batch(slice(1, 3))
+    assert by_slice.dtype == torch.float32 and by_slice.shape == (2, 1, 2, 2)
+    assert by_slice[:, 0, 0, 0].tolist() == [pytest.approx(0.2), 1.0]
+    by_index = ds.batch(torch.tensor([3, 0]), device="cpu")
+    assert by_index[:, 0, 0, 0].tolist() == [pytest.approx(0.4), 0.0]
+    assert ds.images.dtype == torch.uint8  # the stored split stays uint8
+
+
+def test_image_dataset_rejects_float_images_and_mismatched_labels() -> None:
+    info = DatasetInfo("toy", (1, 2, 2), ("a",))
+    with pytest.raises(ValueError, match="uint8"):
+        ImageDataset(images=torch.zeros(3, 1, 2, 2), labels=torch.zeros(3), info=info)
+    with pytest.raises(ValueError, match="labels"):
+        ImageDataset(torch.zeros(3, 1, 2, 2, dtype=torch.uint8), torch.zeros(2), info)
+
+
+# ---- shapes ----
+
+
+def test_shapes_splits_are_deterministic_and_carry_factors() -> None:
+    train = load_dataset("shapes", "train", image_size=28, num_samples=400, seed=5)
+    again = load_dataset("shapes", "train", image_size=28, num_samples=400, seed=5)
+    test = load_dataset("shapes", "test", image_size=28, num_samples=400, seed=5)
+    assert train.images.shape == (400, 1, 28, 28) and train.images.dtype == torch.uint8
+    assert test.images.shape == (100, 1, 28, 28)  # test gets a quarter of num_samples
+    assert torch.equal(train.images, again.images)
+    assert not torch.equal(train.factor_idx[:100], test.factor_idx)
+    assert train.factors.shape == (400, 5) and train.factor_idx.dtype == torch.int64
+    assert torch.equal(train.labels, train.factor_idx[:, 0])
+    assert torch.equal(train.labels.float(), train.factors[:, 0])
+    assert train.info.class_names == ("square", "ellipse", "heart")
+    assert train.info.factor_names == ("shape", "scale", "orientation", "pos_x", "pos_y")
+    assert train.info.likelihood == "bernoulli"
+
+
+def test_shapes_defaults_give_twenty_thousand_images_at_64() -> None:
+    info = dataset_info("shapes")
+    assert info.image_shape == (1, 64, 64)
+    train = load_dataset("shapes")
+    assert train.images.shape == (20_000, 1, 64, 64)
+
+
+def test_shapes_and_folder_count_as_available_offline() -> None:
+    assert is_available_offline("shapes")
+    assert is_available_offline("folder")
+
+
+# ---- mnist / fashion-mnist from local files ----
+
+
+def test_mnist_loads_from_flat_gzipped_idx_files_in_data_dir(tmp_path: Path) -> None:
+    arrays = _fake_mnist()
+    _write_idx_files(tmp_path / "mine" / "mnist", arrays)
+    assert is_available_offline("mnist", tmp_path / "mine")
+    for split in ("train", "test"):
+        ds = load_dataset("mnist", split, tmp_path / "mine")
+        images, labels = arrays[split]
+        assert ds.images.shape == (SPLIT_SIZES[split], 1, 28, 28)
+        assert ds.images.dtype == torch.uint8 and ds.labels.dtype == torch.int64
+        assert np.array_equal(ds.images[:, 0].numpy(), images)
+        assert np.array_equal(ds.labels.numpy(), labels)
+    assert ds.info == dataset_info("mnist")
+    assert ds.info.class_names[0] == "0 - zero" and len(ds.info.class_names) == 10
+
+
+def test_mnist_loads_from_torchvision_layout_under_the_env_data_dir(
+    _isolated_data_home: Path,
+) -> None:
+    arrays = _fake_mnist(seed=4)
+    _write_idx_files(_isolated_data_home / "MNIST" / "raw", arrays, compress=False)
+    ds = load_dataset("mnist", "test")
+    assert np.array_equal(ds.images[:, 0].numpy(), arrays["test"][0])
+
+
+def test_a_corrupt_idx_file_is_reported_not_crashed_on(tmp_path: Path) -> None:
+    _write_idx_files(tmp_path / "mnist", _fake_mnist())
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x03"))
+    with pytest.raises(DatasetUnavailable, match="t10k-images-idx3-ubyte.gz"):
+        load_dataset("mnist", "test", tmp_path)
+
+
+@pytest.mark.skipif(
+    not data.SYSTEM_FASHION_MNIST_DIR.is_dir(),
+    reason="needs Debian's dataset-fashion-mnist in /usr/share/datasets/fashion-mnist",
+)
+def test_fashion_mnist_loads_from_the_debian_package() -> None:
+    assert is_available_offline("fashion-mnist")
+    train = load_dataset("fashion-mnist", "train")
+    test = load_dataset("fashion-mnist", "test")
+    assert train.images.shape == (60_000, 1, 28, 28) and test.images.shape == (10_000, 1, 28, 28)
+    assert train.labels[:3].tolist() == [9, 0, 0]  # ankle boot, t-shirt, t-shirt
+    assert test.labels[0] == 9
+    assert train.labels.bincount().tolist() == [6000] * 10
+    assert train.info.class_names[9] == "Ankle boot"
+    assert train.batch(slice(0, 2)).max() == 1.0
+
+
+# ---- mnist download and the offline message ----
+
+
+def test_mnist_downloads_through_torchvision_from_a_mirror(
+    tmp_path: Path, loopback_mirror: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, arrays, md5s = loopback_mirror
+    monkeypatch.setattr(MNIST, "mirrors", [url])
+    monkeypatch.setattr(MNIST, "resources", list(md5s.items()))
+    target = tmp_path / "downloads"
+    assert not is_available_offline("mnist", target)
+    ds = load_dataset("mnist", "train", target)
+    assert np.array_equal(ds.images[:, 0].numpy(), arrays["train"][0])
+    assert np.array_equal(ds.labels.numpy(), arrays["train"][1])
+    assert (target / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file()
+    assert is_available_offline("mnist", target)  # the next load needs no network
+
+
+@pytest.mark.parametrize("name, cls", [("mnist", MNIST), ("fashion-mnist", FashionMNIST)])
+def test_offline_and_missing_raises_one_message_naming_both_remedies(
+    name: str, cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cls, "mirrors", [_closed_port_url()])
+    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "not-installed")
+    assert not is_available_offline(name, tmp_path / "empty")
+    with pytest.raises(DatasetUnavailable) as err:
+        load_dataset(name, "train", tmp_path / "empty")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "could not be downloaded" in message and "refused" in message
+    assert str(tmp_path / "empty" / name) in message
+    assert "VAE_EXPLORER_DATA" in message and "connect to the internet" in message
+    assert ("apt-get install dataset-fashion-mnist" in message) == (name == "fashion-mnist")
+
+
+# ---- folder ----
+
+
+def test_folder_labels_come_from_subfolders_and_pixels_from_a_centre_crop(tmp_path: Path) -> None:
+    root = tmp_path / "pics"
+    _save_image(root / "cats" / "a.png", (200, 10, 10))
+    wide = np.zeros((20, 60, 3), dtype=np.uint8)
+    wide[:, :20] = (255, 0, 0)
+    wide[:, 20:40] = (0, 255, 0)  # the centre square of a 60x20 image
+    wide[:, 40:] = (0, 0, 255)
+    (root / "dogs").mkdir()
+    Image.fromarray(wide).save(root / "dogs" / "wide.png")
+    ds = load_dataset("folder", "train", tmp_path / "data", path=root, image_size=28)
+    assert ds.info == DatasetInfo("folder", (3, 28, 28), ("cats", "dogs"), likelihood="gaussian")
+    assert ds.images.shape == (2, 3, 28, 28) and ds.labels.tolist() == [0, 1]
+    assert ds.images[0, :, 5, 5].tolist() == [200, 10, 10]
+    centre = ds.images[1, :, :, 2:-2]  # bicubic lets the cropped-off red and blue bleed in at the edges
+    assert (centre[1] == 255).all() and (centre[0] == 0).all() and (centre[2] == 0).all()
+    assert ds.skipped == 0
+
+
+def test_folder_in_greyscale_uses_one_channel_and_bernoulli(tmp_path: Path) -> None:
+    _save_image(tmp_path / "pics" / "grey.png", (100, 100, 100))
+    ds = load_dataset("folder", "test", tmp_path, path=tmp_path / "pics", channels=1)
+    assert ds.images.shape == (1, 1, 64, 64)
+    assert (ds.images == 100).all()
+    assert ds.info.class_names == ("images",) and ds.labels.tolist() == [0]
+    assert ds.info.likelihood == "bernoulli"
+
+
+def test_folder_splits_every_tenth_file_into_test(tmp_path: Path) -> None:
+    root = tmp_path / "pics"
+    for i in range(25):
+        _save_image(root / f"{i:02d}.png", (i * 10, 0, 0))
+    train = load_dataset("folder", "train", tmp_path, path=root, image_size=32)
+    test = load_dataset("folder", "test", tmp_path, path=root, image_size=32)
+    assert len(train) == 23 and len(test) == 2
+    assert test.images[:, 0, 0, 0].tolist() == [90, 190]  # files 09 and 19
+    both = torch.cat([train.images[:, 0, 0, 0], test.images[:, 0, 0, 0]])
+    assert sorted(both.tolist()) == [i * 10 for i in range(25)]
+
+
+def test_small_folder_puts_every_image_in_both_splits(tmp_path: Path) -> None:
+    for i in range(3):
+        _save_image(tmp_path / "pics" / f"{i}.jpg", (0, 0, 250))
+    train = load_dataset("folder", "train", tmp_path, path=tmp_path / "pics")
+    test = load_dataset("folder", "test", tmp_path, path=tmp_path / "pics")
+    assert len(train) == len(test) == 3
+
+
+def test_folder_skips_undecodable_files_and_counts_them(tmp_path: Path) -> None:
+    root = tmp_path / "pics"
+    _save_image(root / "ok.png", (1, 2, 3))
+    (root / "broken.jpg").write_bytes(b"not an image")
+    (root / "notes.txt").write_text("ignored, not an image suffix")
+    ds = load_dataset("folder", "train", tmp_path, path=root)
+    assert len(ds) == 1 and ds.skipped == 1
+    (root / "ok.png").unlink()
+    with pytest.raises(DatasetUnavailable, match="could be read"):
+        load_dataset("folder", "train", tmp_path, path=root)
+
+
+def test_folder_files_in_root_beside_subfolders_get_the_empty_class(tmp_path: Path) -> None:
+    root = tmp_path / "pics"
+    _save_image(root / "loose.png", (9, 9, 9))
+    _save_image(root / "birds" / "deep" / "b.png", (8, 8, 8))
+    assert dataset_info("folder", path=root).class_names == ("", "birds")
+    ds = load_dataset("folder", "train", tmp_path, path=root)
+    assert ds.labels.tolist() == [1, 0]  # birds/deep/b.png sorts before loose.png
+
+
+def test_folder_cache_is_safetensors_reused_and_invalidated_by_edits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "pics"
+    _save_image(root / "a.png", (10, 20, 30))
+    load_dataset("folder", "train", tmp_path, path=root, image_size=32)
+    cache_dir = tmp_path / "folder-cache"
+    (cache,) = cache_dir.iterdir()  # one file, no temp leftovers
+    assert cache.suffix == ".safetensors"
+    assert load_file(cache)["images"].shape == (1, 3, 32, 32)
+
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("decoded although the cache is current")
+
+    with monkeypatch.context() as m:
+        m.setattr(data, "_decode_folder", no_decoding)
+        cached = load_dataset("folder", "train", tmp_path, path=root, image_size=32)
+    assert cached.images[0, :, 0, 0].tolist() == [10, 20, 30]
+
+    _save_image(root / "a.png", (50, 60, 70), size=(41, 30))  # new size -> new stat
+    edited = load_dataset("folder", "train", tmp_path, path=root, image_size=32)
+    assert edited.images[0, :, 0, 0].tolist() == [50, 60, 70]
+    assert len(list(cache_dir.iterdir())) == 2
+
+
+def test_missing_or_empty_folder_raises_dataset_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(DatasetUnavailable, match="does not exist"):
+        load_dataset("folder", path=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetUnavailable, match="no images"):
+        dataset_info("folder", path=tmp_path / "empty")
