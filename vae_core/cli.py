@@ -32,7 +32,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="where datasets are looked up / downloaded")
     p.add_argument("--folder", default=None, help="image folder for --dataset folder")
-    p.add_argument("--image-size", type=int, default=None, help="shapes / folder image size")
+    p.add_argument("--image-size", type=int, default=None, help="shapes / folder image size (28, 32, 64)")
     p.add_argument("--model", default="mlp", choices=("mlp", "conv"))
     p.add_argument("--latent-dim", type=int, default=20)
     p.add_argument("--hidden-dim", type=int, default=400)
@@ -74,7 +74,7 @@ def build_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     options = {}
     if args.folder is not None:
         options["path"] = args.folder
-    if args.image_size is not None:
+    if args.image_size is not None and args.dataset in ("shapes", "folder"):
         options["image_size"] = args.image_size
     info = dataset_info(args.dataset, **options)
     model_config = ModelConfig(

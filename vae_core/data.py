@@ -194,14 +194,12 @@ def _search_roots(data_dir: str | Path | None) -> list[Path]:
 
 
 def _idx_candidate_dirs(name: str, data_dir: str | Path | None) -> Iterator[Path]:
-    """Folders that may hold the idx files, flat, in the order they are tried."""
+    """Folders that may hold the four idx files side by side, in the order they are tried."""
     if data_dir is not None:
         yield Path(data_dir).expanduser()  # the user pointed straight at the files
     for root in _search_roots(data_dir):
-        yield (
-            root / _TORCHVISION_NAMES[name] / "raw"
-        )  # torchvision's own layout (what a download leaves)
-        yield root / name
+        yield root / _TORCHVISION_NAMES[name] / "raw"  # torchvision's layout, as downloaded
+        yield root / name  # flat, e.g. ~/.cache/vae-explorer/data/fashion-mnist/*.gz
     if name == "fashion-mnist":
         yield SYSTEM_FASHION_MNIST_DIR
 

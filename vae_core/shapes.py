@@ -18,13 +18,13 @@ FACTOR_SIZES: tuple[int, ...] = (3, 6, 40, 32, 32)  # as dSprites: 737,280 combi
 # the square at scale 1 is a quarter of the image wide (16 px at 64).
 _HALF_SIZE = 0.25
 # Largest distance from a shape's centre to its outline, in half-sizes: the square's corner.
-# The ellipse (1.0) and the heart (about 1.16) stay inside it at every rotation.
+# The ellipse (1.0) and the heart (about 1.2) stay inside it at every rotation.
 _BOUNDING_RADIUS = math.sqrt(2.0)
 # Heart curve (x^2 + y^2 - 1)^3 - x^2 y^3 <= 0 spans y in [-1, 1.236]: shift and shrink it so
 # it is 2 half-sizes tall and centred like the square.
 _HEART_SHIFT = 0.118
 _HEART_SCALE = 2.0 / 2.236
-_CHUNK = 256  # images per vectorised step: temporaries of a few MB stay in cache
+_CHUNK = 128  # images per vectorised step: (128, 64, 64) float temporaries stay in cache
 
 
 def factor_values() -> tuple[torch.Tensor, ...]:

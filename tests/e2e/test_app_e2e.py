@@ -147,11 +147,11 @@ def _decoded_src(page) -> str:
 
 def _click_first_scatter_point(page) -> None:
     """Click a data point: plotly's own axes map its data coordinates to page pixels."""
-    plot = page.locator(".js-plotly-plot").first
+    plot = page.locator(".js-plotly-plot:visible").first
     plot.wait_for()
     x, y = plot.evaluate(
         """gd => {
-            const L = gd._fullLayout, t = gd.data[0];
+            const L = gd._fullLayout, t = gd._fullData[0];
             return [L._size.l + L.xaxis.d2p(t.x[0]), L._size.t + L.yaxis.d2p(t.y[0])];
         }"""
     )
@@ -171,8 +171,8 @@ def test_train_slide_select_interpolate(page) -> None:
     )
     first = _step(page)
     page.wait_for_timeout(2500)
-    assert _step(page) > first, "the step readout did not advance"
     _shot(page, "training")
+    assert _step(page) > first, "the step readout did not advance"
     _no_exception(page)
 
     # -- a keyboard step on a slider changes the decoded image --

@@ -67,7 +67,7 @@ def _write_idx_files(folder: Path, arrays: dict, compress: bool = True) -> dict[
     folder.mkdir(parents=True, exist_ok=True)
     md5s = {}
     for split, (images, labels) in arrays.items():
-        for stem, array in zip(IDX_NAMES[split], (images, labels)):
+        for stem, array in zip(IDX_NAMES[split], (images, labels), strict=True):
             raw = _idx_bytes(array)
             name = f"{stem}.gz" if compress else stem
             payload = gzip.compress(raw) if compress else raw
@@ -91,7 +91,7 @@ def loopback_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     md5s = _write_idx_files(served, arrays)
     handler = functools.partial(_QuietHandler, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/", arrays, md5s
@@ -228,7 +228,7 @@ def test_mnist_loads_from_torchvision_layout_under_the_env_data_dir(
 def test_a_corrupt_idx_file_is_reported_not_crashed_on(tmp_path: Path) -> None:
     _write_idx_files(tmp_path / "mnist", _fake_mnist())
     (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x03"))
-    with pytest.raises(DatasetUnavailable, match="t10k-images-idx3-ubyte.gz"):
+    with pytest.raises(DatasetUnavailable, match=r"t10k-images-idx3-ubyte\.gz"):
         load_dataset("mnist", "test", tmp_path)
 
 
@@ -299,7 +299,8 @@ def test_folder_labels_come_from_subfolders_and_pixels_from_a_centre_crop(tmp_pa
     assert ds.info == DatasetInfo("folder", (3, 28, 28), ("cats", "dogs"), likelihood="gaussian")
     assert ds.images.shape == (2, 3, 28, 28) and ds.labels.tolist() == [0, 1]
     assert ds.images[0, :, 5, 5].tolist() == [200, 10, 10]
-    centre = ds.images[1, :, :, 2:-2]  # bicubic lets the cropped-off red and blue bleed in at the edges
+    # Bicubic lets the cropped-off red and blue bleed into the outermost columns.
+    centre = ds.images[1, :, :, 2:-2]
     assert (centre[1] == 255).all() and (centre[0] == 0).all() and (centre[2] == 0).all()
     assert ds.skipped == 0
 

@@ -47,7 +47,7 @@ def test_generate_shapes_is_deterministic_in_the_seed() -> None:
     a = generate_shapes(64, image_size=28, seed=7)
     b = generate_shapes(64, image_size=28, seed=7)
     c = generate_shapes(64, image_size=28, seed=8)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert torch.equal(x, y)
     assert not torch.equal(a[2], c[2])
     assert not torch.equal(a[0], c[0])
