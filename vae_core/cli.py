@@ -32,7 +32,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="where datasets are looked up / downloaded")
     p.add_argument("--folder", default=None, help="image folder for --dataset folder")
-    p.add_argument("--image-size", type=int, default=None, help="shapes / folder image size (28, 32, 64)")
+    p.add_argument(
+        "--image-size", type=int, default=None, help="shapes / folder image size (28, 32, 64)"
+    )
     p.add_argument("--model", default="mlp", choices=("mlp", "conv"))
     p.add_argument("--latent-dim", type=int, default=20)
     p.add_argument("--hidden-dim", type=int, default=400)

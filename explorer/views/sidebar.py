@@ -31,7 +31,9 @@ def render() -> RunDir | None:
             st.success(notice)
         run = _run_picker()
         if run is not None:
-            _run_controls(run)
+            # A fragment, so the state line and the enabled buttons follow the trainer.
+            every = 2.0 if runs.is_live(run.read_status()) else None
+            st.fragment(_run_controls, run_every=every)(run)
         with st.expander("New run", expanded=run is None):
             _new_run_form()
     return run

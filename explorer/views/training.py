@@ -59,10 +59,18 @@ def _readouts(run: RunDir, status: Status | None) -> None:
     cols[1].metric("Step", f"{step}" + (f" / {total}" if total else ""))
     cols[2].metric("Epoch", status.epoch if status else 0)
     cols[3].metric("Samples/s", f"{status.samples_per_s:,.0f}" if status else "–")
-    age = time.time() - status.heartbeat if status and status.heartbeat else None
-    cols[4].metric("Last update", "–" if age is None else f"{age:.0f} s ago")
+    cols[4].metric("Last update", _last_update(status, shown))
     if shown in ("dead", "failed") or (status and status.state == "failed"):
         _failure(run, status, shown)
+
+
+def _last_update(status: Status | None, shown: str) -> str:
+    """Seconds since the trainer's last heartbeat while it lives, else the clock time."""
+    if status is None or not status.heartbeat:
+        return "–"
+    if shown in runs.LIVE_STATES:
+        return f"{time.time() - status.heartbeat:.0f} s ago"
+    return time.strftime("%H:%M:%S", time.localtime(status.heartbeat))
 
 
 def _failure(run: RunDir, status: Status | None, shown: str) -> None:

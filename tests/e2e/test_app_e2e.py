@@ -132,7 +132,7 @@ def _start_shapes_run(page) -> None:
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
     page.get_by_role("option", name="Shapes (generated, dSprites-like)").click()
-    for label, value in (("Shapes: images", "2048"), ("Epochs", "50"), ("Latent size", "6")):
+    for label, value in (("Shapes: images", "2048"), ("Epochs", "500"), ("Latent size", "6")):
         field = sidebar.get_by_role("spinbutton", name=label)
         field.fill(value)
         field.press("Tab")
@@ -195,7 +195,7 @@ def test_train_slide_select_interpolate(page) -> None:
     _idle(page)
     _click_first_scatter_point(page)
     page.get_by_text("Test image #").wait_for()
-    page.get_by_test_id("stImage").filter(has_text="reconstruction").wait_for()
+    page.get_by_test_id("stImage").filter(has=page.get_by_text("reconstruction", exact=True)).wait_for()
     _shot(page, "scatter")
     _no_exception(page)
 

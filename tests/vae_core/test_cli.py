@@ -1,0 +1,111 @@
+"""The CLI as a user runs it: a real `python -m vae_core` process per command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vae_core.rundir import RunDir
+
+SHAPES = ["--dataset", "shapes", "--image-size", "28", "--latent-dim", "3", "--hidden-dim", "32"]
+
+
+def vae_core(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_core", *args], capture_output=True, text=True, timeout=120
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> RunDir:
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    vae_core(
+        "train",
+        *SHAPES,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "256",
+        "--threads",
+        "1",
+        "--run-dir",
+        str(run_dir),
+    )
+    return RunDir(run_dir)
+
+
+def test_train_ends_with_a_json_summary(trained_run):
+    model_config, train_config = trained_run.read_config()
+    assert model_config.latent_dim == 3 and train_config.dataset == "shapes"
+    assert trained_run.read_status().state == "finished"
+    rows = [r for r in trained_run.read_metrics() if r.get("split") == "test"]
+    assert len(rows) == 1 and rows[0]["epoch"] == 1
+
+
+def test_train_prints_test_loss_and_throughput(tmp_path):
+    result = vae_core(
+        "train", *SHAPES, "--epochs", "1", "--threads", "1", "--run-dir", str(tmp_path / "r")
+    )
+    summary = last_json(result.stdout)
+    assert summary["test_loss"] > 0 and summary["samples_per_s"] > 0
+    assert summary["step"] == 20000 // 128 + 1
+
+
+def test_eval_reports_the_test_loss_and_an_iwae_bound(trained_run):
+    result = vae_core(
+        "eval", "--run-dir", str(trained_run.path), "--iwae-k", "50", "--iwae-n", "20"
+    )
+    out = last_json(result.stdout)
+    assert out["test_loss"] == pytest.approx(out["recon"] + out["kl"])
+    assert 0 < out["nll_iwae"] and out["iwae_k"] == 50 and out["iwae_n"] == 20
+
+
+def test_sample_writes_a_png_grid(trained_run, tmp_path):
+    out = tmp_path / "grid.png"
+    vae_core("sample", "--run-dir", str(trained_run.path), "--n", "9", "--out", str(out))
+    image = np.asarray(Image.open(out))
+    assert image.shape[:2] == (2 + 3 * 30, 2 + 3 * 30)  # 3x3 grid of 28px with 2px padding
+
+
+def test_control_set_writes_a_sequenced_command(trained_run):
+    vae_core("control", str(trained_run.path), "set", "beta=4", "lr=3e-4")
+    control = trained_run.read_control()
+    assert control["set"] == {"beta": 4.0, "lr": 3e-4} and control["command"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", *SHAPES, "--lr", "-1", "--run-dir", "x"], "lr must be in (0, 10), got -1.0"),
+        (
+            ["train", "--dataset", "shapes", "--latent-dim", "0", "--run-dir", "x"],
+            "latent_dim must be in 1..256, got 0",
+        ),
+        (["control", "/nonexistent/run", "pause"], "not a run directory"),
+        (["eval", "--checkpoint", "/nonexistent/model.pt"], "not a run directory"),
+    ],
+)
+def test_bad_input_exits_2_with_a_one_line_error(args, message):
+    result = vae_core(*args, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_refuses_a_pickle_checkpoint(trained_run, tmp_path):
+    evil = trained_run.checkpoint_dir / "evil.pt"
+    evil.write_bytes(b"\x80\x04K\x01.")
+    result = vae_core("eval", "--checkpoint", str(evil), check=False)
+    evil.unlink()
+    assert result.returncode == 2 and "only .safetensors checkpoints are accepted" in result.stderr
