@@ -2,7 +2,8 @@
 
     streamlit run explorer/app.py
 
-The sidebar starts / attaches / controls a run; the tabs read that run's directory.
+The sidebar starts / attaches / controls a run; the selected view reads that run's directory.
+Only the selected view runs, so a slider step never competes with redrawing live charts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ import streamlit as st
 from explorer import state
 from explorer.views import interpolation, samples, scatter, sidebar, sliders, training
 
+VIEWS = {
+    "Training": training.render,
+    "Latent sliders": sliders.render,
+    "Scatter": scatter.render,
+    "Interpolation": interpolation.render,
+    "Prior samples": samples.render,
+}
+
 st.set_page_config(page_title="VAE Latent Explorer", page_icon="🧭", layout="wide")
 state.init()
 
@@ -20,22 +29,19 @@ if run is None:
     st.header("VAE Latent Explorer")
     st.markdown(
         "Pick a dataset and a model under **New run** in the sidebar and press **Start**, "
-        "or pick / attach an existing run. Training runs in the background; the tabs show "
+        "or pick / attach an existing run. Training runs in the background; the views show "
         "its curves live, and let you move through the latent space while it learns."
     )
     st.stop()
 
 st.header(run.path.name)
-tab_train, tab_sliders, tab_scatter, tab_interp, tab_samples = st.tabs(
-    ["Training", "Latent sliders", "Scatter", "Interpolation", "Prior samples"]
+view = st.segmented_control(
+    "View",
+    list(VIEWS),
+    default="Training",
+    required=True,
+    key=state.APP_VIEW,
+    bind="query-params",
+    label_visibility="collapsed",
 )
-with tab_train:
-    training.render(run)
-with tab_sliders:
-    sliders.render(run)
-with tab_scatter:
-    scatter.render(run)
-with tab_interp:
-    interpolation.render(run)
-with tab_samples:
-    samples.render(run)
+VIEWS[view](run)

@@ -28,23 +28,21 @@ ACTIVE_COLOR, INACTIVE_COLOR = "#1f77b4", "#c7c7c7"
 _LAYOUT = {"margin": {"l": 40, "r": 10, "t": 40, "b": 30}, "template": "plotly_white"}
 
 
-def split_rows(rows: Sequence[dict[str, Any]], split: str) -> list[dict[str, Any]]:
-    """Rows of one split, in file order."""
-    return [r for r in rows if r.get("split") == split]
-
-
 def events(rows: Sequence[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     """Event rows ("control" or "failed")."""
     return [r for r in rows if r.get("event") == kind]
 
 
-def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+def _series(rows: Sequence[dict[str, Any]], split: str, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one split; beta_kl weighs kl by the beta in force at that step."""
     steps, values = [], []
     last_beta = 1.0
     for r in rows:
+        # Test rows are evaluated at beta = 1 and carry no beta: train and control rows do.
+        last_beta = r.get("beta", last_beta)
+        if r.get("split") != split:
+            continue
         if key == "beta_kl":
-            # Test rows are evaluated at beta = 1 and carry no beta: use the last train beta.
-            last_beta = r.get("beta", last_beta)
             value = None if r.get("kl") is None else r["kl"] * last_beta
         else:
             value = r.get(key)
@@ -64,11 +62,10 @@ def curves_figure(rows: Sequence[dict[str, Any]], height: int = 460) -> go.Figur
     """2x2 panels of ELBO / reconstruction / KL / beta*KL over steps, train and test,
     with a dashed vertical line at each live beta / lr change and a red one at a failure."""
     fig = make_subplots(rows=2, cols=2, subplot_titles=[title for _, title in CURVES])
-    by_split = {split: split_rows(rows, split) for split in SPLIT_STYLE}
     for i, (key, _) in enumerate(CURVES):
         row, col = divmod(i, 2)
         for split, style in SPLIT_STYLE.items():
-            steps, values = _series(by_split[split], key)
+            steps, values = _series(rows, split, key)
             fig.add_trace(
                 go.Scatter(
                     x=steps,

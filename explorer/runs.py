@@ -228,7 +228,7 @@ def live_settings(run: RunDir) -> tuple[float, float]:
 def trainer_log_tail(run: RunDir, max_lines: int = 15) -> str:
     """The last lines of trainer.log (stdout/stderr of the trainer), for a failure's details."""
     try:
-        text = run.log_path.read_text(errors="replace")
+        text = run.log_path.read_bytes().decode(errors="replace")  # keep the \r of tqdm
     except OSError:
         return ""
     # tqdm redraws with carriage returns; keep only what each line finally showed.

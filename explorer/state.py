@@ -13,8 +13,9 @@ import streamlit as st
 RUN_PARAM = "run"  # query parameter naming the open run
 
 # -- keys --
+APP_VIEW = "view"  # the view selector; bound to ?view=... so a reload keeps the view
 SIDEBAR_NOTICE = "sidebar.notice"  # a one-shot message to show after a rerun
-TRAINING_LAST_STATE = "training.last_state"  # to rerun the whole app once a run ends
+TRAINING_LAST_STATE = "training.phase"  # (live, has snapshot) at the last full run
 SLIDERS_Z = "sliders.z"  # the current latent point, list[float] (D,)
 SLIDERS_RUN = "sliders.run"  # which run (and D) SLIDERS_Z belongs to
 SLIDERS_FROZEN = "sliders.frozen_version"  # snapshot version kept by "freeze weights"

@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, charts, images, state
+from explorer.views import waiting
 from explorer.views.scatter import axis_titles
 from vae_core import latent
 from vae_core.rundir import RunDir
@@ -19,10 +20,9 @@ FRAME_PX = 96
 
 def render(run: RunDir) -> None:
     """Endpoints and settings, then the strip, the path and the downloads."""
-    version = run.snapshot_version()
-    if version == 0:
-        st.info("Interpolation is available once the trainer publishes its first snapshot.")
+    if not waiting.until_snapshot(run, "Interpolations"):
         return
+    version = run.snapshot_version()
     run_path = str(run.path)
     codes, projection = cache.encoded(run_path, version)
     net = cache.model(run_path, version)
@@ -75,7 +75,7 @@ def _draw(
     """The strip, the downloads and the path drawn over part of the scatter."""
     strip = latent.image_grid(frames, nrow=len(frames))
     png = images.png_bytes(strip, target_px=FRAME_PX * len(frames))
-    st.image(png, caption="A → B", width="stretch")
+    st.image(png, caption="A → B", width="stretch", output_format="PNG")
     col_png, col_gif, _ = st.columns([1, 1, 3])
     col_png.download_button(
         "Download PNG",

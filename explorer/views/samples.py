@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import cache, images, state
+from explorer.views import waiting
 from vae_core import latent
 from vae_core.rundir import RunDir
 
@@ -13,10 +14,9 @@ GRID_SIZES = (16, 36, 64)
 
 def render(run: RunDir) -> None:
     """Temperature, grid size and reseed, then the grid and a PNG download."""
-    version = run.snapshot_version()
-    if version == 0:
-        st.info("Samples are available once the trainer publishes its first snapshot.")
+    if not waiting.until_snapshot(run, "Prior samples"):
         return
+    version = run.snapshot_version()
     col_t, col_n, col_seed = st.columns([2, 1, 1])
     temperature = col_t.slider(
         "Temperature T",
@@ -34,7 +34,11 @@ def render(run: RunDir) -> None:
     nrow = round(n**0.5)
     grid = latent.image_grid(decoded, nrow=nrow)
     png = images.png_bytes(grid, target_px=64 * nrow)
-    st.image(png, caption=f"{n} samples, T = {temperature:.2f}, seed {seed}, snapshot v{version}")
+    st.image(
+        png,
+        caption=f"{n} samples, T = {temperature:.2f}, seed {seed}, snapshot v{version}",
+        output_format="PNG",
+    )
     st.download_button("Download PNG", png, "samples.png", "image/png", on_click="ignore")
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, charts, images, state
-from explorer.views import sliders
+from explorer.views import sliders, waiting
 from vae_core.latent import Projection
 from vae_core.rundir import RunDir
 
@@ -21,10 +21,9 @@ DETAIL_PX = 160
 
 def render(run: RunDir) -> None:
     """Scatter of mu for the first test images, with selection -> sliders."""
-    version = run.snapshot_version()
-    if version == 0:
-        st.info("The scatter appears once the trainer publishes its first snapshot.")
+    if not waiting.until_snapshot(run, "The scatter and its points"):
         return
+    version = run.snapshot_version()
     run_path = str(run.path)
     codes, projection = cache.encoded(run_path, version)
     class_names = cache.test_data(run_path).info.class_names
@@ -107,5 +106,5 @@ def _selected_detail(run_path: str, version: int, class_names: tuple[str, ...]) 
     label = int(cache.test_data(run_path).labels[index])
     name = class_names[label] if label < len(class_names) else str(label)
     st.markdown(f"**Test image #{index}** ({name})")
-    st.image(images.png_bytes(originals[0], DETAIL_PX), caption="input")
-    st.image(images.png_bytes(recons[0], DETAIL_PX), caption="reconstruction")
+    st.image(images.png_bytes(originals[0], DETAIL_PX), caption="input", output_format="PNG")
+    st.image(images.png_bytes(recons[0], DETAIL_PX), caption="reconstruction", output_format="PNG")

@@ -78,7 +78,8 @@ def _run_controls(run: RunDir) -> None:
     """State line, pause / resume / stop, and live beta / lr."""
     status = run.read_status()
     shown = runs.display_state(status)
-    st.caption(f"**{run.path.name}**: {shown}")
+    step = f" · step {status.step}" if status else ""
+    st.caption(f"**{run.path.name}**: {shown}{step}")
     live = runs.is_live(status)
     paused = status is not None and status.state in ("paused", "failed") and status.is_alive()
     col_pause, col_resume, col_stop = st.columns([1, 1.3, 1], gap="small")

@@ -13,6 +13,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, images, runs, state
+from explorer.views import waiting
 from vae_core import latent
 from vae_core.models import VAE
 from vae_core.rundir import RunDir
@@ -26,10 +27,8 @@ IMAGE_PX = 256
 
 def render(run: RunDir) -> None:
     """The slider panel for `run` (waits for the first snapshot)."""
-    if run.snapshot_version() == 0:
-        st.info("The sliders appear once the trainer publishes its first snapshot.")
-        return
-    _panel(str(run.path))
+    if waiting.until_snapshot(run, "The sliders"):
+        _panel(str(run.path))
 
 
 def decode_model(run: RunDir) -> tuple[VAE, int]:
@@ -60,7 +59,11 @@ def _panel(run_path: str) -> None:
     st.session_state[state.SLIDERS_Z] = z
     with col_image:
         decoded = latent.decode_latents(net, np.asarray(z))[0]  # (H, W, C) uint8
-        st.image(images.png_bytes(decoded, IMAGE_PX), caption=f"decoded, snapshot v{version}")
+        st.image(
+            images.png_bytes(decoded, IMAGE_PX),
+            caption=f"decoded, snapshot v{version}",
+            output_format="PNG",
+        )
         st.toggle(
             "Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot"
         )
@@ -158,4 +161,5 @@ def _traversal(net: VAE, z: list[float], order: list[int]) -> None:
     st.image(
         images.png_bytes(grid, target_px=90 * TRAVERSAL_VALUES),
         caption="rows: " + ", ".join(f"z{d}" for d in dims) + f"; columns: {-LIMIT:g} … {LIMIT:g}",
+        output_format="PNG",
     )

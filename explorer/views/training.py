@@ -19,19 +19,25 @@ NUM_FIXED_IMAGES = 8
 
 def render(run: RunDir) -> None:
     """The training panel; a fragment that reruns every second only while the run lives."""
-    live = runs.is_live(run.read_status())
-    st.session_state[state.TRAINING_LAST_STATE] = "live" if live else "done"
-    # A finished run needs no polling; the fragment reruns the app once when a run ends.
-    st.fragment(_panel, run_every=REFRESH_S if live else None)(str(run.path))
+    phase = _phase(run)
+    st.session_state[state.TRAINING_LAST_STATE] = phase
+    # A finished run needs no polling; the fragment reruns the app when the phase changes.
+    st.fragment(_panel, run_every=REFRESH_S if phase[0] else None)(str(run.path))
+
+
+def _phase(run: RunDir) -> tuple[bool, bool]:
+    """(trainer live, snapshot published): when either flips, the other views must redraw."""
+    return runs.is_live(run.read_status()), run.snapshot_version() > 0
 
 
 def _panel(run_path: str) -> None:
     run = RunDir(run_path)
     status = run.read_status()
-    live = runs.is_live(status)
-    if not live and st.session_state.get(state.TRAINING_LAST_STATE) == "live":
-        # The run just ended: redraw everything once (scatter, samples) with the final weights.
-        st.session_state[state.TRAINING_LAST_STATE] = "done"
+    phase = _phase(run)
+    if phase != st.session_state.get(state.TRAINING_LAST_STATE):
+        # First snapshot (sliders, scatter can draw) or the run ended (final weights):
+        # redraw the whole page once; polling stops when the run is over.
+        st.session_state[state.TRAINING_LAST_STATE] = phase
         st.rerun(scope="app")
     _readouts(run, status)
     rows = cache.metrics_log(run_path).refresh()
@@ -109,4 +115,5 @@ def _fixed_reconstructions(run: RunDir) -> None:
         images.png_bytes(grid, target_px=480),
         caption=f"Test images (top) and reconstructions (bottom), snapshot v{version}",
         width="stretch",
+        output_format="PNG",
     )

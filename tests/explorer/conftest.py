@@ -1,0 +1,62 @@
+"""Fixtures for the explorer tests: a small finished run, trained in-process on shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vae_core.config import ModelConfig, TrainConfig
+from vae_core.rundir import RunDir
+from vae_core.train import train
+
+RUN_NAME = "finished-shapes"
+LATENT_DIM = 5
+
+
+@pytest.fixture(scope="session")
+def app_path() -> str:
+    return str(Path(__file__).resolve().parents[2] / "explorer" / "app.py")
+
+
+@pytest.fixture(scope="session")
+def run_name() -> str:
+    return RUN_NAME
+
+
+@pytest.fixture(scope="session")
+def latent_dim() -> int:
+    return LATENT_DIM
+
+
+@pytest.fixture(scope="session")
+def finished_run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs root holding one finished 1-epoch run on 28px shapes (a few seconds)."""
+    root = tmp_path_factory.mktemp("runs")
+    model_config = ModelConfig(
+        image_shape=(1, 28, 28), architecture="mlp", latent_dim=LATENT_DIM, hidden_dim=64
+    )
+    train_config = TrainConfig(
+        dataset="shapes",
+        dataset_options={"image_size": 28, "num_samples": 512},
+        epochs=1,
+        batch_size=64,
+        log_every=2,
+        num_threads=1,
+    )
+    train(model_config, train_config, RunDir(root / RUN_NAME))
+    return root
+
+
+@pytest.fixture
+def runs_root(finished_run_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """VAE_EXPLORER_RUNS pointing at the root with the finished run."""
+    monkeypatch.setenv("VAE_EXPLORER_RUNS", str(finished_run_root))
+    return finished_run_root
+
+
+@pytest.fixture
+def empty_runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "runs"
+    monkeypatch.setenv("VAE_EXPLORER_RUNS", str(root))
+    return root
