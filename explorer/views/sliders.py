@@ -1,8 +1,9 @@
 """Latent sliders: one st.slider per dimension, ordered by KL, and the image they decode to.
 
 All of it sits in one fragment so a slider step reruns only this part: the cached model,
-one small decode, one PNG; no charts. `slider_grid` is the server-side slider UI; an
-in-browser live-drag component can replace it behind the same z-in / z-out boundary.
+one small decode, one PNG; no charts. By default the live-drag component draws sliders and
+image and decodes in the browser while a thumb moves (st.slider reports only on release);
+`slider_grid` is the server-side fallback behind the same z-in / z-out boundary.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import streamlit as st
 
-from explorer import cache, images, runs, state
+from explorer import cache, components, images, runs, state
 from explorer.views import waiting
 from vae_core import latent
 from vae_core.models import VAE
@@ -53,10 +54,43 @@ def _panel(run_path: str) -> None:
     if kl is None or len(kl) != D:
         kl = [0.0] * D
     _buttons(run_path, D)
+    order = latent.kl_order(kl)
+    if components.is_available() and st.toggle(
+        "Live drag",
+        value=True,
+        key=state.SLIDERS_LIVE,
+        help="decode in the browser while a slider moves; off: server-side sliders",
+    ):
+        z = _live_sliders(run_path, version, z, kl, order)
+    else:
+        z = _server_sliders(net, version, z, kl, order)
+    st.session_state[state.SLIDERS_Z] = z
+    st.toggle("Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot")
+    if st.toggle("Traversal grid", key="sliders.traversal"):
+        _traversal(net, z, order)
+
+
+def _live_sliders(
+    run_path: str, version: int, z: list[float], kl: list[float], order: list[int]
+) -> list[float]:
+    """Sliders and image in one browser component: the image follows the thumb mid-drag."""
+    payload = cache.decoder_payload(run_path, version)
+    committed = components.live_latent_sliders(
+        payload, z, kl, order, key=state.SLIDERS_LIVE_WIDGET, limit=LIMIT, image_px=IMAGE_PX
+    )
+    if committed is None:
+        return z
+    state.set_latent_z(run_path, committed)  # scatter marker and interpolation follow
+    return committed
+
+
+def _server_sliders(
+    net: VAE, version: int, z: list[float], kl: list[float], order: list[int]
+) -> list[float]:
+    """st.slider grid (reports on release) and a server-side decode of the point."""
     col_sliders, col_image = st.columns([3, 2], gap="large")
     with col_sliders:
-        z = slider_grid(z, latent.kl_order(kl), latent.active_dims(kl), kl)
-    st.session_state[state.SLIDERS_Z] = z
+        z = slider_grid(z, order, latent.active_dims(kl), kl)
     with col_image:
         decoded = latent.decode_latents(net, np.asarray(z))[0]  # (H, W, C) uint8
         st.image(
@@ -64,11 +98,7 @@ def _panel(run_path: str) -> None:
             caption=f"decoded, snapshot v{version}",
             output_format="PNG",
         )
-        st.toggle(
-            "Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot"
-        )
-    if st.toggle("Traversal grid", key="sliders.traversal"):
-        _traversal(net, z, latent.kl_order(kl))
+    return z
 
 
 def _buttons(run_path: str, D: int) -> None:

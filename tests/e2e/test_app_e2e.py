@@ -8,6 +8,7 @@ and every trainer it started are killed afterwards. Screenshots go to tests/e2e/
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -153,6 +154,20 @@ def _decoded_src(page) -> str:
     )
 
 
+def _live_frame(page):
+    """The live-drag component's iframe once its decoder has drawn."""
+    deadline = time.monotonic() + 30
+    while (frame := page.frame(url=re.compile(r"live_decoder/index\.html"))) is None:
+        assert time.monotonic() < deadline, "the live-drag component never appeared"
+        page.wait_for_timeout(100)
+    frame.wait_for_function("window.__liveDecoderStats && window.__liveDecoderStats.frames > 0")
+    return frame
+
+
+def _canvas(frame) -> str:
+    return frame.evaluate("document.getElementById('image').toDataURL()")
+
+
 def _click_first_scatter_point(page) -> None:
     """Click a data point: plotly's own axes map its data coordinates to page pixels."""
     plot = page.locator(".js-plotly-plot:visible").first
@@ -183,9 +198,21 @@ def test_train_slide_select_interpolate(page) -> None:
     assert _step(page) > first, "the step readout did not advance"
     _no_exception(page)
 
-    # -- a keyboard step on a slider changes the decoded image --
+    # -- live drag: a keyboard step in the browser-side sliders redraws the canvas --
     _view(page, "Latent sliders").click()
-    _shot(page, "sliders_before")
+    frame = _live_frame(page)
+    before = _canvas(frame)
+    frame.locator("input[type=range]").first.focus()
+    for _ in range(30):
+        frame.page.keyboard.press("ArrowRight")
+    frame.wait_for_function(
+        "src => document.getElementById('image').toDataURL() !== src", arg=before
+    )
+    _shot(page, "sliders_live")
+    _no_exception(page)
+
+    # -- the server-side fallback: st.slider step -> new decoded image --
+    page.get_by_test_id("stMain").get_by_text("Live drag", exact=True).click()
     page.get_by_test_id("stImage").filter(has_text="decoded").wait_for()
     before = _decoded_src(page)
     page.get_by_role("slider").first.focus()

@@ -18,8 +18,14 @@ SHAPES = {"image_size": 28, "num_samples": 384}
 
 def tiny_configs(**overrides) -> tuple[ModelConfig, TrainConfig]:
     model_config = ModelConfig(image_shape=(1, 28, 28), latent_dim=4, hidden_dim=64)
-    settings = {"dataset": "shapes", "dataset_options": SHAPES, "epochs": 2, "batch_size": 64,
-                "log_every": 2, "num_threads": 1}
+    settings = {
+        "dataset": "shapes",
+        "dataset_options": SHAPES,
+        "epochs": 2,
+        "batch_size": 64,
+        "log_every": 2,
+        "num_threads": 1,
+    }
     return model_config, TrainConfig(**{**settings, **overrides})
 
 
