@@ -47,3 +47,7 @@ test: setup-test lint
 
 bench: setup-test
 	$(PY) bench/train_throughput.py
+	$(PY) bench/overhead.py
+	$(PY) bench/model_quality.py
+	$(PY) bench/ui_latency.py
+	$(PY) bench/live_drag.py
