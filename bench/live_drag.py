@@ -10,72 +10,19 @@ from __future__ import annotations
 
 import argparse
 import base64
-import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from playwright.sync_api import Frame, Page, sync_playwright
 
+from explorer import devserver
 from vae_core.config import ModelConfig
 from vae_core.export import decoder_payload
 from vae_core.models import VAE
 
 APP = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "live_drag_app.py"
-CHROMIUM = "/usr/bin/chromium"
 CASES = {"mlp 20-d": ("mlp", 20), "conv 28x28 (32, 64) 20-d": ("conv", 20)}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def _serve(architecture: str, latent_dim: int) -> Iterator[str]:
-    """`streamlit run` the test app; yields its URL and stops it afterwards."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--",
-            architecture,
-            str(latent_dim),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _payload_sizes(architecture: str, latent_dim: int) -> tuple[int, int]:
@@ -83,13 +30,6 @@ def _payload_sizes(architecture: str, latent_dim: int) -> tuple[int, int]:
     config = ModelConfig(architecture=architecture, latent_dim=latent_dim)
     payload = decoder_payload(VAE(config))
     return len(base64.b64decode(payload["weights_b64"])), len(payload["weights_b64"])
-
-
-def _component(page: Page) -> Frame:
-    while (frame := page.frame(url=re.compile(r"live_decoder/index\.html"))) is None:
-        page.wait_for_timeout(100)
-    frame.wait_for_function("window.__liveDecoderStats && window.__liveDecoderStats.frames > 0")
-    return frame
 
 
 def _drag(page: Page, frame: Frame, steps: int, interval_s: float) -> dict[str, float]:
@@ -124,7 +64,7 @@ def _measure(browser, url: str, steps: int, interval_s: float) -> dict[str, floa
     received: list[int] = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda p: received.append(len(p))))
     page.goto(url)
-    frame = _component(page)
+    frame = devserver.live_decoder_frame(page)
     first_render = sum(received)
     result = _drag(page, frame, steps, interval_s)
     page.wait_for_function("document.body.innerText.includes('script runs: 2')")
@@ -141,13 +81,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = devserver.launch_chromium(p)
         for name, (architecture, latent_dim) in CASES.items():
             raw, b64 = _payload_sizes(architecture, latent_dim)
-            with _serve(architecture, latent_dim) as url:
+            with devserver.serve(APP, args=(architecture, str(latent_dim))) as url:
                 r = _measure(browser, url, args.steps, args.interval_ms / 1000)
             print(
                 f"{name}: weights {raw:,} B float32 ({b64:,} chars as base64); websocket "

@@ -13,9 +13,9 @@ import tempfile
 import time
 
 import torch
-from vae_core.data import load_dataset
 
 from vae_core.config import ModelConfig, TrainConfig
+from vae_core.data import load_dataset
 from vae_core.models import VAE
 from vae_core.objectives import elbo_terms
 from vae_core.rundir import RunDir

@@ -7,19 +7,14 @@ and every trainer it started are killed afterwards. Screenshots go to tests/e2e/
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from explorer import devserver
 from vae_core.process import kill_trainer
 from vae_core.rundir import list_runs
 
@@ -27,30 +22,8 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(__file__).with_name("screenshots")
-CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 60_000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not come up at {url}")
 
 
 @pytest.fixture(scope="module")
@@ -63,38 +36,16 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def app_url(runs_root: Path) -> Iterator[str]:
-    port = _free_port()
-    command = [
-        *(sys.executable, "-m", "streamlit", "run", "explorer/app.py"),
-        *("--server.headless", "true", "--server.port", str(port)),
-        *("--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"),
-    ]
-    env = {**os.environ, "VAE_EXPLORER_RUNS": str(runs_root)}
-    proc = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, proc)
+    with devserver.serve("explorer/app.py", env={"VAE_EXPLORER_RUNS": str(runs_root)}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
 def page(app_url: str) -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+    if not Path(devserver.CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {devserver.CHROMIUM}")
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = devserver.launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(app_url)
@@ -154,16 +105,6 @@ def _decoded_src(page) -> str:
     )
 
 
-def _live_frame(page):
-    """The live-drag component's iframe once its decoder has drawn."""
-    deadline = time.monotonic() + 30
-    while (frame := page.frame(url=re.compile(r"live_decoder/index\.html"))) is None:
-        assert time.monotonic() < deadline, "the live-drag component never appeared"
-        page.wait_for_timeout(100)
-    frame.wait_for_function("window.__liveDecoderStats && window.__liveDecoderStats.frames > 0")
-    return frame
-
-
 def _canvas(frame) -> str:
     return frame.evaluate("document.getElementById('image').toDataURL()")
 
@@ -200,7 +141,7 @@ def test_train_slide_select_interpolate(page) -> None:
 
     # -- live drag: a keyboard step in the browser-side sliders redraws the canvas --
     _view(page, "Latent sliders").click()
-    frame = _live_frame(page)
+    frame = devserver.live_decoder_frame(page)
     before = _canvas(frame)
     frame.locator("input[type=range]").first.focus()
     for _ in range(30):

@@ -6,16 +6,13 @@ Starts `tests/e2e/live_drag_app.py` under `streamlit run` and drives it with Pla
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from explorer import devserver
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -23,82 +20,21 @@ pytestmark = pytest.mark.e2e
 
 APP = Path(__file__).with_name("live_drag_app.py")
 SCREENSHOTS = Path(__file__).with_name("screenshots")
-CHROMIUM = "/usr/bin/chromium"
-FRAME_URL = re.compile(r"live_decoder/index\.html")
 LATENT_DIM = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not come up at {url}")
-
-
-@contextmanager
-def _serve(architecture: str, latent_dim: int) -> Iterator[str]:
-    """`streamlit run` the test app on a free port; stop it (no leaked server) afterwards."""
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP),
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--",
-        architecture,
-        str(latent_dim),
-    ]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
 def app_url() -> Iterator[str]:
-    with _serve("mlp", LATENT_DIM) as url:
+    with devserver.serve(APP, args=("mlp", str(LATENT_DIM))) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+    if not Path(devserver.CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {devserver.CHROMIUM}")
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = devserver.launch_chromium(p)
         yield browser
         browser.close()
 
@@ -120,16 +56,6 @@ def page(browser, app_url: str):
     context, page = _open(browser, app_url)
     yield page
     context.close()
-
-
-def _component_frame(page):
-    """The component's iframe, once its decoder holds weights and has drawn."""
-    deadline = time.monotonic() + 30
-    while (frame := page.frame(url=FRAME_URL)) is None:
-        assert time.monotonic() < deadline, "the component iframe never appeared"
-        page.wait_for_timeout(100)
-    frame.wait_for_function("window.__liveDecoderStats && window.__liveDecoderStats.frames > 0")
-    return frame
 
 
 def _snapshot(frame) -> dict:
@@ -154,7 +80,7 @@ def _wait_reported(page, dim: int, predicate) -> list[float]:
 
 
 def test_image_follows_a_mouse_drag_and_release_reports_the_slider_position(page) -> None:
-    frame = _component_frame(page)
+    frame = devserver.live_decoder_frame(page)
     slider = frame.locator("#z0")
     box = slider.bounding_box()  # main-page coordinates
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2  # z = 0: the middle
@@ -183,7 +109,7 @@ def test_image_follows_a_mouse_drag_and_release_reports_the_slider_position(page
 
 
 def test_weights_cross_the_websocket_once_not_on_every_rerun(page) -> None:
-    frame = _component_frame(page)
+    frame = devserver.live_decoder_frame(page)
     first_load = sum(page.received_bytes)
     assert first_load > 4 * 784 * 400  # the float32 weights came with the first render
     slider = frame.locator("#z1")
@@ -195,7 +121,7 @@ def test_weights_cross_the_websocket_once_not_on_every_rerun(page) -> None:
 
 
 def test_sliders_are_labelled_and_reachable_with_tab_and_arrow_keys(page) -> None:
-    frame = _component_frame(page)
+    frame = devserver.live_decoder_frame(page)
     first = frame.locator("#z0")
     assert first.get_attribute("aria-label") == "latent dimension 0, KL 2.00 nats"
     assert "inactive" in frame.locator("#z3").get_attribute("aria-label")
@@ -210,7 +136,7 @@ def test_sliders_are_labelled_and_reachable_with_tab_and_arrow_keys(page) -> Non
 
 
 def test_python_can_move_the_sliders_back(page) -> None:
-    frame = _component_frame(page)
+    frame = devserver.live_decoder_frame(page)
     start = _snapshot(frame)["image"]
     frame.locator("#z2").press("PageUp")  # a large step
     _wait_reported(page, 2, lambda v: v != 0.0)
@@ -221,22 +147,22 @@ def test_python_can_move_the_sliders_back(page) -> None:
 
 
 def test_a_remounted_component_asks_for_the_weights_again(page) -> None:
-    _component_frame(page)
+    devserver.live_decoder_frame(page)
     hide = page.get_by_text("Hide sliders")
     hide.click()
     page.wait_for_function("document.querySelectorAll('iframe').length === 0")
     hide.click()
-    frame = _component_frame(page)  # a fresh iframe that decoded again
+    frame = devserver.live_decoder_frame(page)  # a fresh iframe that decoded again
     stats = _snapshot(frame)
     assert stats["weightsRequests"] == 1
     assert stats["weightsLoads"] == 1
 
 
 def test_colour_conv_decoder_draws_and_follows_the_keyboard(browser) -> None:
-    with _serve("conv-rgb", 4) as url:
+    with devserver.serve(APP, args=("conv-rgb", "4")) as url:
         context, page = _open(browser, url)
         try:
-            frame = _component_frame(page)
+            frame = devserver.live_decoder_frame(page)
             before = _snapshot(frame)
             assert frame.evaluate(
                 "[document.getElementById('image').width, document.getElementById('image').height]"

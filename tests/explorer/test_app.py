@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -15,14 +17,18 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 def app(app_path: str):
     """Build and run the app, optionally with ?run=... in the URL."""
 
-    def make(run: str | None = None, view: str | None = None) -> AppTest:
-        return _app(app_path, run, view)
+    def make(run: str | None = None, view: str | None = None, live: bool = True) -> AppTest:
+        return _app(app_path, run, view, live)
 
     return make
 
 
-def _app(app_path: str, run: str | None = None, view: str | None = None) -> AppTest:
+def _app(
+    app_path: str, run: str | None = None, view: str | None = None, live: bool = True
+) -> AppTest:
+    """`live=False` turns the live-drag component off: the st.slider fallback is drawn."""
     at = AppTest.from_file(app_path, default_timeout=60)
+    at.session_state[state.SLIDERS_LIVE] = live
     if run is not None:
         at.query_params[state.RUN_PARAM] = run
     if view is not None:
@@ -94,7 +100,7 @@ def test_open_run_shows_readouts_curves_and_reconstructions(app, runs_root, run_
 
 
 def test_one_slider_per_latent_dimension_in_kl_order(app, runs_root, run_name, latent_dim) -> None:
-    at = app(run=run_name, view="Latent sliders")
+    at = app(run=run_name, view="Latent sliders", live=False)
     sliders = _latent_sliders(at)
     assert len(sliders) == latent_dim
     kl = [float(s.label.split("·")[1].split()[0]) if "nats" in s.label else 0.0 for s in sliders]
@@ -102,7 +108,7 @@ def test_one_slider_per_latent_dimension_in_kl_order(app, runs_root, run_name, l
 
 
 def test_moving_a_slider_changes_the_decoded_image(app, runs_root, run_name) -> None:
-    at = app(run=run_name, view="Latent sliders")
+    at = app(run=run_name, view="Latent sliders", live=False)
     before = _image_urls(at, "decoded")
     _latent_sliders(at)[0].set_value(2.5).run()
     assert not at.exception
@@ -111,7 +117,7 @@ def test_moving_a_slider_changes_the_decoded_image(app, runs_root, run_name) -> 
 
 
 def test_random_and_reset_buttons_move_the_sliders(app, runs_root, run_name) -> None:
-    at = app(run=run_name, view="Latent sliders")
+    at = app(run=run_name, view="Latent sliders", live=False)
     _button(at, "Random from prior").click().run()
     assert any(s.value != 0 for s in _latent_sliders(at))
     _button(at, "Reset to zero").click().run()
@@ -153,3 +159,26 @@ def test_prior_samples_reseed_draws_new_samples(app, runs_root, run_name) -> Non
     _button(at, "Reseed").click().run()
     assert at.session_state[state.SAMPLES_SEED] == 1
     assert _image_urls(at, "36 samples") != before
+
+
+def test_live_sliders_send_the_decoder_once_and_take_the_browsers_z(
+    app, runs_root, run_name, latent_dim
+) -> None:
+    at = app(run=run_name, view="Latent sliders")
+    (live,) = at.get("component_instance")
+    args = json.loads(live.proto.json_args)
+    spec = args["decoder"]
+    weights = next(a.bytes for a in live.proto.special_args if a.key == "weights")
+    assert spec["latent_dim"] == latent_dim and len(args["z"]) == latent_dim
+    assert len(weights) == 4 * sum(size for _, size in spec["offsets"].values())  # float32
+    assert not _latent_sliders(at)  # the st.slider fallback is not drawn
+
+    z = [0.5, -1.0, 2.0, 0.0, 1.5][:latent_dim]
+    at.session_state[state.SLIDERS_LIVE_WIDGET] = {"event": 1, "z": z}  # a browser release
+    at.run()
+    assert not at.exception
+    assert at.session_state[state.SLIDERS_Z] == z
+    (live,) = at.get("component_instance")
+    args = json.loads(live.proto.json_args)
+    assert args["decoder"] is None  # same snapshot version: weights not sent again
+    assert args["z"] == z

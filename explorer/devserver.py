@@ -1,0 +1,114 @@
+"""Runs an explorer script under `streamlit run`, headless on a free local port, for the
+browser tests (tests/e2e) and the benches (bench/); also opens headless Chromium and finds
+the live-drag component's iframe. No st.* calls.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # playwright is a test/bench dependency only
+    from playwright.sync_api import Browser, Frame, Page, Playwright
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking")
+LIVE_DECODER_URL = re.compile(r"live_decoder/index\.html")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_streamlit(
+    script: str | Path,
+    port: int,
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
+) -> subprocess.Popen:
+    """`streamlit run script -- *args` headless on 127.0.0.1:port, from the repo root.
+
+    `env` is added to this process's environment; the server's output is discarded.
+    """
+    command = [
+        *(sys.executable, "-m", "streamlit", "run", str(script)),
+        *("--server.headless", "true", "--server.port", str(port)),
+        *("--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"),
+        *(("--", *args) if args else ()),
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Return once `url/_stcore/health` answers 200; raise if the server exits or times out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"streamlit did not come up at {url}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate the server; kill it if it has not exited within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def serve(
+    script: str | Path, env: dict[str, str] | None = None, args: Sequence[str] = ()
+) -> Iterator[str]:
+    """Start `script` on a free port; yield its URL once healthy; always stop the server."""
+    port = free_port()
+    process = start_streamlit(script, port, env, args)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, process)
+        yield url
+    finally:
+        stop(process)
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Headless system Chromium (no sandbox, no GPU) from a `sync_playwright()` handle."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+
+
+def live_decoder_frame(page: Page, timeout_s: float = 30) -> Frame:
+    """The live-drag component's iframe on a Playwright `page`, once its decoder has drawn."""
+    deadline = time.monotonic() + timeout_s
+    while (frame := page.frame(url=LIVE_DECODER_URL)) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the live-drag component's iframe never appeared")
+        page.wait_for_timeout(100)
+    frame.wait_for_function("window.__liveDecoderStats && window.__liveDecoderStats.frames > 0")
+    return frame
