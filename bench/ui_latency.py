@@ -100,9 +100,9 @@ def _server_press_latencies(page: Page, presses: int) -> tuple[list[float], int,
     slider = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
     latencies, unchanged, refocused = [], 0, 0
     for i in range(presses):
-        if page.evaluate("document.activeElement.getAttribute('role')") != "slider":
-            while slider.count() != 1:  # mid-rerun the old element can still be there
-                page.wait_for_timeout(50)
+        while slider.count() != 1:  # mid-rerun the old element can still be there
+            page.wait_for_timeout(50)
+        if not slider.evaluate("e => e === document.activeElement"):
             slider.focus()
             refocused += i > 0
         before = page.evaluate(DECODED_SRC)

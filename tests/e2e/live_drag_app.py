@@ -54,6 +54,9 @@ order = sorted(range(latent_dim), key=lambda d: -kl[d])
 st.session_state.setdefault("z", [0.0] * latent_dim)
 st.session_state.setdefault("runs", 0)
 st.session_state["runs"] += 1
+if st.checkbox("Rotate the order on every run"):  # as a changing KL order does in training
+    shift = st.session_state["runs"] % latent_dim
+    order = order[shift:] + order[:shift]
 if st.button("Reset"):
     st.session_state["z"] = [0.0] * latent_dim
 
@@ -65,3 +68,4 @@ if not st.checkbox("Hide sliders"):
         st.session_state["z"] = reported
 st.text(f"reported z: {[round(v, 2) for v in st.session_state['z']]}")
 st.text(f"script runs: {st.session_state['runs']}")
+st.text(f"order: {order}")

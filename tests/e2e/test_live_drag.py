@@ -174,3 +174,32 @@ def test_colour_conv_decoder_draws_and_follows_the_keyboard(browser) -> None:
             page.screenshot(path=SCREENSHOTS / "live_drag_rgb.png")
         finally:
             context.close()
+
+
+def _displayed_order(frame) -> list[int]:
+    return frame.evaluate("[...document.querySelectorAll('.dim')].map(b => Number(b.dataset.dim))")
+
+
+def _python_order(page) -> list[int]:
+    text = page.get_by_text(re.compile(r"^order:")).inner_text()
+    return [int(v) for v in re.findall(r"\d+", text)]
+
+
+def test_a_new_order_waits_while_a_slider_has_focus(page) -> None:
+    frame = devserver.live_decoder_frame(page)
+    page.get_by_text("Rotate the order on every run").click()
+    frame.wait_for_function(f"document.querySelector('.dim').dataset.dim !== '{0}'")
+    assert _displayed_order(frame) == _python_order(page)  # applied: nobody on a slider
+    held = _displayed_order(frame)
+    slider = frame.locator("#z1")
+    slider.focus()
+    for _ in range(3):  # each step reruns the script, which sends a rotated order
+        page.keyboard.press("ArrowRight")
+    _wait_reported(page, 1, lambda v: v == pytest.approx(0.03))
+    assert frame.evaluate("document.activeElement.id") == "z1"  # focus kept
+    assert _displayed_order(frame) == held  # the sliders did not move under the keys
+    assert _python_order(page) != held
+    frame.evaluate("document.activeElement.blur()")  # the user leaves the sliders
+    frame.wait_for_function("document.activeElement === document.body")
+    page.wait_for_timeout(100)
+    assert _displayed_order(frame) == _python_order(page)

@@ -39,7 +39,9 @@ const state = {
   z: new Float64Array(0), // the latent vector being shown; may lie outside the slider range
   lastArgsZ: null, // the z Python sent last time, to spot when Python moves the sliders
   lastReportedZ: null,
-  layoutKey: "",
+  layoutKey: "", // which sliders exist: [D, limit, step]
+  order: [], // the dimensions in display order
+  pendingOrder: null, // a new KL order held back while the user is on a slider
   eventSeq: 0,
   event: null, // id of the last user change reported to Python
   request: null, // {id, version, at}: the last weights request
@@ -145,6 +147,30 @@ function buildSliders(args) {
     box.append(label, input);
     slidersBox.append(box);
   }
+}
+
+// A new KL order moves the existing slider boxes (built once per layout). While a slider
+// has focus or a thumb is held, the move waits: a slider jumping away under the pointer or
+// the arrow keys would lose the user's place.
+function userOnSliders() {
+  return state.drag !== null || slidersBox.contains(document.activeElement);
+}
+
+function setOrder(order) {
+  state.pendingOrder = null;
+  if (order.every((d, i) => d === state.order[i])) return;
+  const boxes = new Map([...slidersBox.children].map((box) => [Number(box.dataset.dim), box]));
+  slidersBox.append(...order.map((d) => boxes.get(d)));
+  state.order = order;
+}
+
+function requestOrder(order) {
+  if (userOnSliders()) state.pendingOrder = order;
+  else setOrder(order);
+}
+
+function applyPendingOrder() {
+  if (state.pendingOrder && !userOnSliders()) setOrder(state.pendingOrder);
 }
 
 function updateLabels(args) {
@@ -271,7 +297,9 @@ function countDragFrame(time) {
 
 window.addEventListener("pointerup", () => {
   state.drag = null;
+  applyPendingOrder();
 });
+slidersBox.addEventListener("focusout", () => setTimeout(applyPendingOrder, 0)); // focus settled
 
 // ---- Reporting back to Python -------------------------------------------------------------
 
@@ -307,11 +335,15 @@ function onRender(args, theme, disabled) {
   applyTheme(theme);
   syncWeights(args);
   const order = args.order ?? args.z.map((_, i) => i);
-  const layoutKey = JSON.stringify([order, args.limit, args.step]);
+  const layoutKey = JSON.stringify([order.length, args.limit, args.step]);
   if (layoutKey !== state.layoutKey) {
     buildSliders({ ...args, order });
     state.layoutKey = layoutKey;
+    state.order = order;
+    state.pendingOrder = null;
     state.lastArgsZ = null; // new sliders: show Python's z
+  } else {
+    requestOrder(order);
   }
   updateLabels(args);
   syncZ(args);
