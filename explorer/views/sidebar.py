@@ -19,6 +19,7 @@ DATASET_LABELS = {
     "shapes": "Shapes (generated, dSprites-like)",
     "folder": "My image folder",
 }
+STATUS_REFRESH_S = 1.0  # the state line keeps pace with the training view's readouts
 
 
 def render() -> RunDir | None:
@@ -32,7 +33,7 @@ def render() -> RunDir | None:
         run = _run_picker()
         if run is not None:
             # A fragment, so the state line and the enabled buttons follow the trainer.
-            every = 2.0 if runs.is_live(run.read_status()) else None
+            every = STATUS_REFRESH_S if runs.is_live(run.read_status()) else None
             st.fragment(_run_controls, run_every=every)(run)
         with st.expander("New run", expanded=run is None):
             _new_run_form()
