@@ -19,7 +19,7 @@ DATASET_LABELS = {
     "shapes": "Shapes (generated, dSprites-like)",
     "folder": "My image folder",
 }
-STATUS_REFRESH_S = 1.0  # the state line keeps pace with the training view's readouts
+STATUS_REFRESH_S = 2.0  # each tick is a rerun that competes with slider steps for the CPU
 
 
 def render() -> RunDir | None:

@@ -29,6 +29,7 @@ IMAGE_PX = 256
 def render(run: RunDir) -> None:
     """The slider panel for `run` (waits for the first snapshot)."""
     if waiting.until_snapshot(run, "The sliders"):
+        st.session_state[state.SLIDERS_RESORT] = True  # a full run, not a slider step
         _panel(str(run.path))
 
 
@@ -54,7 +55,7 @@ def _panel(run_path: str) -> None:
     if kl is None or len(kl) != D:
         kl = [0.0] * D
     _buttons(run_path, D)
-    order = latent.kl_order(kl)
+    order = display_order(kl)
     if components.is_available() and st.toggle(
         "Live drag",
         value=True,
@@ -68,6 +69,17 @@ def _panel(run_path: str) -> None:
     st.toggle("Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot")
     if st.toggle("Traversal grid", key="sliders.traversal"):
         _traversal(net, z, order)
+
+
+def display_order(kl: Sequence[float]) -> list[int]:
+    """Dimensions by decreasing KL, sorted again only on a full script run: a slider step
+    reruns just the fragment, and a re-sort then would move the sliders (and the keyboard
+    focus) out from under the user while training shifts the KL ranking."""
+    order = st.session_state.get(state.SLIDERS_ORDER)
+    if st.session_state.pop(state.SLIDERS_RESORT, False) or order is None or len(order) != len(kl):
+        order = latent.kl_order(kl)
+        st.session_state[state.SLIDERS_ORDER] = order
+    return list(order)
 
 
 def _live_sliders(
