@@ -24,11 +24,13 @@ setup: $(VENV)/.installed
 
 setup-test: $(VENV)/.installed-test system-deps
 
-# Debian packages the tests use (Fashion-MNIST files, Chromium); installed when root and missing.
+# Debian packages the tests use (Fashion-MNIST files, Chromium, Node.js for the JS decoder's
+# parity test); installed when root and missing.
 system-deps:
 	@missing=""; \
 	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
