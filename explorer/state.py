@@ -27,6 +27,7 @@ SLIDERS_LIVE = "sliders.live"  # toggle: in-browser live-drag sliders vs st.slid
 SLIDERS_LIVE_WIDGET = "sliders.live_widget"  # the live-drag component's widget key
 SCATTER_SELECTED = "scatter.selected"  # dataset index of the selected test image, or None
 SCATTER_CHART = "scatter.chart"  # the plotly chart's widget key (selection state)
+SCATTER_PROJECTION = "scatter.projection"  # "PCA" or "t-SNE" (segmented control)
 INTERP_PATH = "interpolation.path"  # last path: {"run": run path, "path": (steps, D) list}
 SAMPLES_SEED = "samples.seed"
 

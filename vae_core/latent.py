@@ -2,7 +2,7 @@
 traversals, prior samples and decoding to displayable uint8 images.
 
 This is the API the explorer calls; torch stays inside this module, so callers pass and
-receive float32 / uint8 numpy arrays. t-SNE is not offered (it would need scikit-learn).
+receive float32 / uint8 numpy arrays.
 """
 
 from __future__ import annotations
@@ -92,11 +92,12 @@ def encode_dataset(
 class Projection:
     """A fitted map from latent codes (M, D) to the 2D scatter view (M, 2)."""
 
-    method: str  # "identity" (D <= 2) or "pca"
+    method: str  # "identity" (D <= 2), "pca" or "tsne"
     coords: np.ndarray  # (N, 2) float32, the fitted points themselves
     components: np.ndarray | None = None  # (2, D) for pca
     mean: np.ndarray | None = None  # (D,) for pca
     explained_variance_ratio: tuple[float, ...] = ()  # pca only
+    fitted_codes: np.ndarray | None = None  # (N, D) for tsne, which has no map for new points
 
     def transform(self, z: np.ndarray) -> np.ndarray:
         """Project new codes (slider point, interpolation path) into this view: (M, 2)."""
@@ -104,7 +105,25 @@ class Projection:
         if self.method == "pca":
             assert self.components is not None and self.mean is not None
             return ((z - self.mean) @ self.components.T).astype(np.float32)  # (M, 2)
+        if self.method == "tsne":
+            assert self.fitted_codes is not None
+            return _place_among_neighbours(z, self.fitted_codes, self.coords)
         return _identity_2d(z)
+
+
+def _place_among_neighbours(
+    z: np.ndarray, codes: np.ndarray, coords: np.ndarray, k: int = 5
+) -> np.ndarray:
+    """Where t-SNE would roughly put new codes: the inverse-distance-weighted mean of the
+    2D positions of their k nearest fitted codes; a fitted code lands on itself. (M, 2)"""
+    k = min(k, len(codes))
+    z, codes = z.astype(np.float64), codes.astype(np.float64)  # float32 cancels near 0
+    sq = (z**2).sum(1)[:, None] - 2 * z @ codes.T + (codes**2).sum(1)[None]  # (M, N)
+    nearest = np.argpartition(sq, k - 1, axis=1)[:, :k]  # (M, k)
+    dist = np.sqrt(np.clip(np.take_along_axis(sq, nearest, axis=1), 0.0, None))  # (M, k)
+    weights = 1.0 / (dist + 1e-6)
+    weights /= weights.sum(1, keepdims=True)
+    return (weights[..., None] * coords[nearest]).sum(1).astype(np.float32)  # (M, 2)
 
 
 def _identity_2d(z: np.ndarray) -> np.ndarray:
@@ -152,6 +171,27 @@ def project_2d(mu: np.ndarray, method: Literal["auto", "pca"] = "auto") -> Proje
     if method == "auto" and mu.shape[1] <= 2:
         return Projection(method="identity", coords=_identity_2d(mu))
     return _pca(mu)
+
+
+def tsne_2d(mu: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> Projection:
+    """t-SNE of the codes (van der Maaten & Hinton 2008; scikit-learn's Barnes-Hut).
+
+    Takes seconds to tens of seconds for thousands of points: call it off the UI thread.
+    """
+    from sklearn.manifold import TSNE  # a heavy import, paid only when t-SNE is asked for
+
+    mu = np.asarray(mu, dtype=np.float32)
+    if mu.ndim != 2 or len(mu) < 4:
+        raise ValueError(f"t-SNE needs (N, D) codes with N >= 4, got shape {mu.shape}")
+    tsne = TSNE(
+        n_components=2,
+        perplexity=min(perplexity, (len(mu) - 1) / 3),  # sklearn requires perplexity < N
+        init="pca",
+        learning_rate="auto",
+        random_state=seed,
+    )
+    coords = tsne.fit_transform(mu).astype(np.float32)  # (N, 2)
+    return Projection(method="tsne", coords=coords, fitted_codes=mu)
 
 
 # --- interpolation, traversal, prior --------------------------------------------------

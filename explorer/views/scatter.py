@@ -1,4 +1,5 @@
-"""The encoded test set as a 2D scatter (the codes themselves for D <= 2, else PCA).
+"""The encoded test set as a 2D scatter (the codes themselves for D <= 2, else PCA, or
+t-SNE computed on demand in the background while PCA stays on screen).
 
 Selecting a point shows its image and reconstruction and moves the sliders to its code;
 the sliders' current point and the last interpolation path are drawn on top.
@@ -11,12 +12,13 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import cache, charts, images, state
+from explorer import cache, charts, images, projections, state
 from explorer.views import sliders, waiting
-from vae_core.latent import Projection
+from vae_core.latent import EncodedSet, Projection
 from vae_core.rundir import RunDir
 
 DETAIL_PX = 160
+METHOD_NAMES = {"identity": "the codes themselves", "pca": "PCA", "tsne": "t-SNE"}
 
 
 def render(run: RunDir) -> None:
@@ -26,6 +28,9 @@ def render(run: RunDir) -> None:
     version = run.snapshot_version()
     run_path = str(run.path)
     codes, projection = cache.encoded(run_path, version)
+    shown_version = version
+    if projection.method == "pca" and _wants_tsne():
+        codes, projection, shown_version = _tsne(run_path, version, codes, projection)
     class_names = cache.test_data(run_path).info.class_names
     fig = charts.scatter_figure(
         projection.coords,
@@ -39,8 +44,8 @@ def render(run: RunDir) -> None:
     col_plot, col_detail = st.columns([3, 1])
     with col_plot:
         st.caption(
-            f"{len(codes)} test images encoded with snapshot v{version} "
-            f"({'the codes themselves' if projection.method == 'identity' else 'PCA'}); "
+            f"{len(codes)} test images encoded with snapshot v{shown_version} "
+            f"({METHOD_NAMES[projection.method]}); "
             "click a point to load its code into the sliders (★ = slider point)."
         )
         st.plotly_chart(
@@ -54,8 +59,58 @@ def render(run: RunDir) -> None:
         _selected_detail(run_path, version, class_names)
 
 
+def _wants_tsne() -> bool:
+    choice = st.segmented_control(
+        "Projection",
+        ["PCA", "t-SNE"],
+        default="PCA",
+        key=state.SCATTER_PROJECTION,
+        help="t-SNE keeps neighbours together but distorts distances; "
+        "it is computed in the background (seconds to tens of seconds)",
+    )
+    return choice == "t-SNE"
+
+
+def _tsne(
+    run_path: str, version: int, codes: EncodedSet, pca: Projection
+) -> tuple[EncodedSet, Projection, int]:
+    """The t-SNE view once ready (codes, projection, their snapshot version); PCA until then."""
+    job = projections.tsne_job(run_path) or projections.start_tsne(run_path, version, codes)
+    if not job.done:
+        st.fragment(_tsne_progress, run_every=1.0)(run_path)
+        return codes, pca, version
+    if job.error is not None:
+        st.error(f"t-SNE failed ({job.error}); showing PCA.")
+        retry = (run_path, version, codes)
+        st.button("Try t-SNE again", on_click=projections.start_tsne, args=retry)
+        return codes, pca, version
+    if job.version != version:
+        st.button(
+            f"Recompute t-SNE for snapshot v{version}",
+            on_click=projections.start_tsne,
+            args=(run_path, version, codes),
+            help=f"this t-SNE embeds the codes of snapshot v{job.version}",
+        )
+    assert job.projection is not None
+    return job.codes, job.projection, job.version
+
+
+def _tsne_progress(run_path: str) -> None:
+    """Elapsed time while t-SNE runs; a full rerun swaps the plot in when it is done."""
+    job = projections.tsne_job(run_path)
+    if job is None or job.done:
+        st.rerun()
+    st.info(
+        f"Computing t-SNE of {len(job.codes)} codes (snapshot v{job.version}) in the "
+        f"background: {job.elapsed_s:.0f} s so far. PCA meanwhile.",
+        icon=":material/hourglass_top:",
+    )
+
+
 def axis_titles(projection: Projection) -> tuple[str, str]:
     """z0 / z1 for the codes themselves, PC1 / PC2 with explained variance for PCA."""
+    if projection.method == "tsne":
+        return "t-SNE 1", "t-SNE 2"
     if projection.method != "pca":
         return "z0", "z1"
     ratio = projection.explained_variance_ratio

@@ -7,6 +7,7 @@ and every trainer it started are killed afterwards. Screenshots go to tests/e2e/
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -134,9 +135,11 @@ def test_train_slide_select_interpolate(page) -> None:
         timeout=TIMEOUT_MS,
     )
     first = _step(page)
-    page.wait_for_timeout(2500)
+    deadline = time.monotonic() + 30
+    while _step(page) <= first:  # the readout refreshes every second
+        assert time.monotonic() < deadline, "the step readout did not advance in 30 s"
+        page.wait_for_timeout(250)
     _shot(page, "training")
-    assert _step(page) > first, "the step readout did not advance"
     _no_exception(page)
 
     # -- live drag: a keyboard step in the browser-side sliders redraws the canvas --
@@ -176,6 +179,13 @@ def test_train_slide_select_interpolate(page) -> None:
         has=page.get_by_text("reconstruction", exact=True)
     ).wait_for()
     _shot(page, "scatter")
+    _no_exception(page)
+
+    # -- t-SNE on demand: computed in the background, then it replaces PCA --
+    page.get_by_test_id("stMain").get_by_test_id("stButtonGroup").get_by_text("t-SNE").click()
+    page.get_by_text(re.compile(r"\(t-SNE\); click a point")).wait_for(timeout=TIMEOUT_MS)
+    _idle(page)
+    _shot(page, "scatter_tsne")
     _no_exception(page)
 
     # -- an interpolation from the selected point to a prior sample --

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import state
+from explorer import projections, state
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -182,3 +183,23 @@ def test_live_sliders_send_the_decoder_once_and_take_the_browsers_z(
     args = json.loads(live.proto.json_args)
     assert args["decoder"] is None  # same snapshot version: weights not sent again
     assert args["z"] == z
+
+
+def test_tsne_is_computed_in_the_background_then_replaces_pca(app, runs_root, run_name) -> None:
+    at = app(run=run_name, view="Scatter")
+    assert any("(PCA)" in c.value for c in at.caption)
+    executor, _, _ = projections._jobs()
+    gate = threading.Event()
+    executor.submit(gate.wait, 60)  # hold the worker: the t-SNE job must queue behind it
+    at.session_state[state.SCATTER_PROJECTION] = "t-SNE"
+    at.run()
+    assert any(i.value.startswith("Computing t-SNE") for i in at.info)
+    assert any("(PCA)" in c.value for c in at.caption)  # the page did not wait for it
+    gate.set()
+    job = projections.tsne_job(str(runs_root / run_name))
+    job.future.result(timeout=60)
+    at.run()
+    assert not at.exception and not at.info
+    assert any("(t-SNE)" in c.value for c in at.caption)
+    (scatter,) = [c for c in at.get("plotly_chart") if "t-SNE 1" in c.proto.spec]
+    assert len(json.loads(scatter.proto.spec)["data"][0]["x"]) > 0
