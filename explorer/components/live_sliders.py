@@ -118,6 +118,7 @@ def live_latent_sliders(
         # bytes travel as a binary protobuf field (about 25% smaller than base64 text)
         weights=base64.b64decode(payload["weights_b64"]) if send else None,
         z=[float(v) for v in (z if user_z is None else user_z)],
+        ack=memo.get("seen_event"),  # the newest browser change this z already includes
         kl=None if kl_per_dim is None else [float(v) for v in kl_per_dim],
         order=None if order is None else [int(d) for d in order],
         limit=float(limit),

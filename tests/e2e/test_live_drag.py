@@ -203,3 +203,15 @@ def test_a_new_order_waits_while_a_slider_has_focus(page) -> None:
     frame.wait_for_function("document.activeElement === document.body")
     page.wait_for_timeout(100)
     assert _displayed_order(frame) == _python_order(page)
+
+
+def test_quick_key_presses_are_not_undone_by_earlier_reruns(page) -> None:
+    frame = devserver.live_decoder_frame(page)
+    slider = frame.locator("#z2")
+    slider.focus()
+    for _ in range(15):  # faster than the reruns they cause
+        page.keyboard.press("ArrowRight")
+    assert _wait_reported(page, 2, lambda v: v >= 0.15)[2] == pytest.approx(0.15)
+    page.wait_for_timeout(500)  # the reruns still in flight arrive
+    assert float(slider.input_value()) == pytest.approx(0.15)
+    assert _reported_z(page)[2] == pytest.approx(0.15)

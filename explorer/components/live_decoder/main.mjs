@@ -203,9 +203,14 @@ function sameZ(a, b) {
 
 // Python moves the sliders (reset, random sample, a point picked in the scatter) by sending
 // a different z; an echo of what we reported, or an unchanged z, leaves the user's drag alone.
+// So does a z from a rerun that started before Python saw our newest change (args.ack is
+// the last event Python applied): quick key presses would otherwise be undone by the
+// rerun of an earlier press, and the next press would start from the old value.
 function syncZ(args) {
   const z = args.z.map(Number);
-  const fromPython = !sameZ(z, state.lastArgsZ) && !sameZ(z, state.lastReportedZ);
+  const pythonBehind = state.event !== null && args.ack !== state.event;
+  const fromPython =
+    !pythonBehind && !sameZ(z, state.lastArgsZ) && !sameZ(z, state.lastReportedZ);
   if (fromPython || state.z.length !== z.length) {
     state.z = Float64Array.from(z);
     showZ();
