@@ -125,7 +125,6 @@ def _click_first_scatter_point(page) -> None:
 
 
 def test_train_slide_select_interpolate(page) -> None:
-    started = time.monotonic()
     _start_shapes_run(page)
     # -- readouts move while the run trains in the background --
     page.get_by_test_id("stMetric").filter(has_text="Step").wait_for()
@@ -204,4 +203,3 @@ def test_train_slide_select_interpolate(page) -> None:
     if stop.is_enabled():
         stop.click()
         _idle(page)
-    assert time.monotonic() - started < 120
