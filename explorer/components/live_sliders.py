@@ -80,6 +80,7 @@ def live_latent_sliders(
     step: float = 0.01,
     inactive_below: float = 0.01,
     image_px: int = 256,
+    top_dims: int | None = None,
 ) -> list[float] | None:
     """Draw one slider per latent dimension beside the image they decode to, live in the browser.
 
@@ -94,6 +95,8 @@ def live_latent_sliders(
         key: the component's widget key; one key per instance on a page.
         limit, step: slider range [-limit, limit] and step.
         image_px: target display size of the image's long side (upscaled by a whole factor).
+        top_dims: how many dimensions (the first in `order`) the grid shows; the rest fold
+            into a "more dimensions" disclosure below it. None shows all.
 
     Returns:
         The latent vector the user committed (released a drag or stepped with the keyboard)
@@ -125,5 +128,6 @@ def live_latent_sliders(
         step=float(step),
         inactive_below=float(inactive_below),
         image_px=int(image_px),
+        top_dims=None if top_dims is None else int(top_dims),
     )
     return user_z

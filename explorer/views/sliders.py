@@ -88,7 +88,14 @@ def _live_sliders(
     """Sliders and image in one browser component: the image follows the thumb mid-drag."""
     payload = cache.decoder_payload(run_path, version)
     committed = components.live_latent_sliders(
-        payload, z, kl, order, key=state.SLIDERS_LIVE_WIDGET, limit=LIMIT, image_px=IMAGE_PX
+        payload,
+        z,
+        kl,
+        order,
+        key=state.SLIDERS_LIVE_WIDGET,
+        limit=LIMIT,
+        image_px=IMAGE_PX,
+        top_dims=TOP_DIMS,
     )
     if committed is None:
         return z

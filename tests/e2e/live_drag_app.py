@@ -1,6 +1,6 @@
 """A tiny Streamlit app around the live-drag sliders, for the browser test and the benchmark.
 
-Run: streamlit run tests/e2e/live_drag_app.py -- [mlp|conv|conv-rgb] [latent_dim]
+Run: streamlit run tests/e2e/live_drag_app.py -- [mlp|conv|conv-rgb] [latent_dim] [top_dims]
 It builds a random-init VAE (seeded), shows the component and writes back what it reports.
 """
 
@@ -48,6 +48,7 @@ def _payload(architecture: str, latent_dim: int) -> dict:
 
 architecture = sys.argv[1] if len(sys.argv) > 1 else "mlp"
 latent_dim = int(sys.argv[2]) if len(sys.argv) > 2 else 8
+top_dims = int(sys.argv[3]) if len(sys.argv) > 3 else None
 kl = [2.0 / (d + 1) if d % 4 != 3 else 0.001 for d in range(latent_dim)]
 order = sorted(range(latent_dim), key=lambda d: -kl[d])
 
@@ -63,7 +64,7 @@ if st.button("Reset"):
 # Hiding and showing the component remounts its iframe, which then has to ask for weights.
 if not st.checkbox("Hide sliders"):
     payload = _payload(architecture, latent_dim)
-    reported = live_latent_sliders(payload, st.session_state["z"], kl, order)
+    reported = live_latent_sliders(payload, st.session_state["z"], kl, order, top_dims=top_dims)
     if reported is not None:
         st.session_state["z"] = reported
 st.text(f"reported z: {[round(v, 2) for v in st.session_state['z']]}")

@@ -215,3 +215,22 @@ def test_quick_key_presses_are_not_undone_by_earlier_reruns(page) -> None:
     page.wait_for_timeout(500)  # the reruns still in flight arrive
     assert float(slider.input_value()) == pytest.approx(0.15)
     assert _reported_z(page)[2] == pytest.approx(0.15)
+
+
+def test_a_large_latent_folds_the_lower_kl_dimensions_away(browser) -> None:
+    with devserver.serve(APP, args=("mlp", "20", "8")) as url:
+        context, page = _open(browser, url)
+        try:
+            frame = devserver.live_decoder_frame(page)
+            top = frame.locator("#sliders .dim")
+            assert top.count() == 8 and frame.locator("#more-sliders .dim").count() == 12
+            assert frame.locator("#more summary").inner_text() == "12 more dimensions (lower KL)"
+            folded = frame.locator("#more-sliders input").first
+            assert not folded.is_visible()
+            frame.locator("#more summary").click()
+            assert folded.is_visible()
+            dim = int(folded.get_attribute("id")[1:])
+            folded.press("PageUp")
+            assert _wait_reported(page, dim, lambda v: v != 0.0)[dim] > 0
+        finally:
+            context.close()

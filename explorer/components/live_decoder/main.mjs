@@ -39,7 +39,7 @@ const state = {
   z: new Float64Array(0), // the latent vector being shown; may lie outside the slider range
   lastArgsZ: null, // the z Python sent last time, to spot when Python moves the sliders
   lastReportedZ: null,
-  layoutKey: "", // which sliders exist: [D, limit, step]
+  layoutKey: "", // which sliders exist: [D, limit, step, top_dims]
   order: [], // the dimensions in display order
   pendingOrder: null, // a new KL order held back while the user is on a slider
   eventSeq: 0,
@@ -75,7 +75,10 @@ window.__liveDecoderThroughput = (count = 200) => {
 const canvas = document.getElementById("image");
 const statusLine = document.getElementById("status");
 const fpsLine = document.getElementById("fps");
-const slidersBox = document.getElementById("sliders");
+const panel = document.getElementById("panel"); // all the sliders
+const slidersBox = document.getElementById("sliders"); // the top (highest-KL) dimensions
+const more = document.getElementById("more"); // <details> holding the rest
+const moreBox = document.getElementById("more-sliders");
 
 function setStatus(text, isError = false) {
   statusLine.textContent = text;
@@ -128,6 +131,8 @@ function describeDim(d, kl, inactive) {
 
 function buildSliders(args) {
   slidersBox.replaceChildren();
+  moreBox.replaceChildren();
+  const boxes = [];
   for (const d of args.order) {
     const box = document.createElement("div");
     box.className = "dim";
@@ -145,36 +150,52 @@ function buildSliders(args) {
     input.addEventListener("change", () => onSliderCommit());
     input.addEventListener("pointerdown", startDrag);
     box.append(label, input);
-    slidersBox.append(box);
+    boxes.push(box);
   }
+  placeBoxes(boxes, args.top_dims);
+}
+
+// The first `top` boxes in the grid, the rest in the <details> below it.
+function placeBoxes(boxes, top) {
+  const cut = top ?? boxes.length;
+  slidersBox.append(...boxes.slice(0, cut));
+  moreBox.append(...boxes.slice(cut));
+  const rest = boxes.length - Math.min(cut, boxes.length);
+  more.hidden = rest === 0;
+  more.querySelector("summary").textContent = `${rest} more dimensions (lower KL)`;
+}
+
+function allBoxes() {
+  return panel.querySelectorAll(".dim");
 }
 
 // A new KL order moves the existing slider boxes (built once per layout). While a slider
 // has focus or a thumb is held, the move waits: a slider jumping away under the pointer or
 // the arrow keys would lose the user's place.
 function userOnSliders() {
-  return state.drag !== null || slidersBox.contains(document.activeElement);
+  return state.drag !== null || panel.contains(document.activeElement);
 }
 
-function setOrder(order) {
+function setOrder(order, top) {
   state.pendingOrder = null;
   if (order.every((d, i) => d === state.order[i])) return;
-  const boxes = new Map([...slidersBox.children].map((box) => [Number(box.dataset.dim), box]));
-  slidersBox.append(...order.map((d) => boxes.get(d)));
+  const boxes = new Map([...allBoxes()].map((box) => [Number(box.dataset.dim), box]));
+  placeBoxes(order.map((d) => boxes.get(d)), top);
   state.order = order;
 }
 
-function requestOrder(order) {
-  if (userOnSliders()) state.pendingOrder = order;
-  else setOrder(order);
+function requestOrder(order, top) {
+  if (userOnSliders()) state.pendingOrder = { order, top };
+  else setOrder(order, top);
 }
 
 function applyPendingOrder() {
-  if (state.pendingOrder && !userOnSliders()) setOrder(state.pendingOrder);
+  const pending = state.pendingOrder;
+  if (pending && !userOnSliders()) setOrder(pending.order, pending.top);
 }
 
 function updateLabels(args) {
-  for (const box of slidersBox.children) {
+  for (const box of allBoxes()) {
     const d = Number(box.dataset.dim);
     const kl = args.kl ? args.kl[d] : null;
     const inactive = kl !== null && kl < args.inactive_below;
@@ -187,7 +208,7 @@ function updateLabels(args) {
 }
 
 function showZ() {
-  for (const box of slidersBox.children) {
+  for (const box of allBoxes()) {
     const d = Number(box.dataset.dim);
     const input = box.querySelector("input");
     const text = state.z[d].toFixed(2);
@@ -304,7 +325,7 @@ window.addEventListener("pointerup", () => {
   state.drag = null;
   applyPendingOrder();
 });
-slidersBox.addEventListener("focusout", () => setTimeout(applyPendingOrder, 0)); // focus settled
+panel.addEventListener("focusout", () => setTimeout(applyPendingOrder, 0)); // focus settled
 
 // ---- Reporting back to Python -------------------------------------------------------------
 
@@ -340,7 +361,7 @@ function onRender(args, theme, disabled) {
   applyTheme(theme);
   syncWeights(args);
   const order = args.order ?? args.z.map((_, i) => i);
-  const layoutKey = JSON.stringify([order.length, args.limit, args.step]);
+  const layoutKey = JSON.stringify([order.length, args.limit, args.step, args.top_dims]);
   if (layoutKey !== state.layoutKey) {
     buildSliders({ ...args, order });
     state.layoutKey = layoutKey;
@@ -348,12 +369,12 @@ function onRender(args, theme, disabled) {
     state.pendingOrder = null;
     state.lastArgsZ = null; // new sliders: show Python's z
   } else {
-    requestOrder(order);
+    requestOrder(order, args.top_dims);
   }
   updateLabels(args);
   syncZ(args);
   showZ();
-  for (const input of slidersBox.querySelectorAll("input")) input.disabled = Boolean(disabled);
+  for (const input of panel.querySelectorAll("input")) input.disabled = Boolean(disabled);
   if (state.model) {
     sizeCanvas(args, state.model.imageShape);
     scheduleDraw();
