@@ -79,8 +79,10 @@ def _run_controls(run: RunDir) -> None:
     """State line, pause / resume / stop, and live beta / lr."""
     status = run.read_status()
     shown = runs.display_state(status)
-    step = f" · step {status.step}" if status else ""
-    st.caption(f"**{run.path.name}**: {shown}{step}")
+    # The epoch, not the step: this line refreshes every 2 s and a step count would visibly
+    # lag the training view's readout (refreshed every second).
+    epoch = f" · epoch {status.epoch}" if status else ""
+    st.caption(f"**{run.path.name}**: {shown}{epoch}")
     live = runs.is_live(status)
     paused = status is not None and status.state in ("paused", "failed") and status.is_alive()
     col_pause, col_resume, col_stop = st.columns([1, 1.3, 1], gap="small")

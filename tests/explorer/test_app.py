@@ -98,6 +98,7 @@ def test_open_run_shows_readouts_curves_and_reconstructions(app, runs_root, run_
     assert readouts["Step"].startswith("8")  # 512 images / batch 64, one epoch
     assert len(at.get("plotly_chart")) >= 2  # curves and per-dim KL (+ scatters)
     assert _image_urls(at, "Test images (top)")
+    assert f"**{run_name}**: finished · epoch 1" in [c.value for c in at.sidebar.caption]
 
 
 def test_one_slider_per_latent_dimension_in_kl_order(app, runs_root, run_name, latent_dim) -> None:
