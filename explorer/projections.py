@@ -69,6 +69,8 @@ def start_tsne(run_path: str, version: int, codes: EncodedSet) -> TsneJob:
         job = jobs.get(run_path)
         if job is not None and job.version == version and job.error is None:
             return job
-        job = TsneJob(version, codes, executor.submit(latent.tsne_2d, codes.mu))
+        # One thread: the UI's core; the trainer has the others (vae_core.train's budget).
+        future = executor.submit(latent.tsne_2d, codes.mu, num_threads=1)
+        job = TsneJob(version, codes, future)
         jobs[run_path] = job
         return job

@@ -173,12 +173,17 @@ def project_2d(mu: np.ndarray, method: Literal["auto", "pca"] = "auto") -> Proje
     return _pca(mu)
 
 
-def tsne_2d(mu: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> Projection:
+def tsne_2d(
+    mu: np.ndarray, seed: int = 0, perplexity: float = 30.0, num_threads: int | None = None
+) -> Projection:
     """t-SNE of the codes (van der Maaten & Hinton 2008; scikit-learn's Barnes-Hut).
 
     Takes seconds to tens of seconds for thousands of points: call it off the UI thread.
+    num_threads caps its OpenMP threads (None: all cores), e.g. to leave a trainer its cores.
     """
-    from sklearn.manifold import TSNE  # a heavy import, paid only when t-SNE is asked for
+    # heavy imports, paid only when t-SNE is asked for
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     mu = np.asarray(mu, dtype=np.float32)
     if mu.ndim != 2 or len(mu) < 4:
@@ -190,7 +195,8 @@ def tsne_2d(mu: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> Projecti
         learning_rate="auto",
         random_state=seed,
     )
-    coords = tsne.fit_transform(mu).astype(np.float32)  # (N, 2)
+    with threadpool_limits(limits=num_threads):
+        coords = tsne.fit_transform(mu).astype(np.float32)  # (N, 2)
     return Projection(method="tsne", coords=coords, fitted_codes=mu)
 
 
