@@ -46,7 +46,7 @@ def start_streamlit(
     command = [
         *(sys.executable, "-m", "streamlit", "run", str(script)),
         *("--server.headless", "true", "--server.port", str(port)),
-        *("--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"),
+        *("--server.address", "127.0.0.1"),  # other settings: .streamlit/config.toml (cwd)
         *(("--", *args) if args else ()),
     ]
     return subprocess.Popen(
