@@ -17,10 +17,11 @@ import time
 
 import torch
 
+from vae_core.checkpoint import snapshot_model
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.data import load_dataset
 from vae_core.objectives import elbo_terms, log_likelihood_iwae
-from vae_core.rundir import RunDir, snapshot_model
+from vae_core.rundir import RunDir
 from vae_core.train import train
 
 

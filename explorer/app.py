@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import state
+from explorer import access, guard, state
 from explorer.views import interpolation, samples, scatter, sidebar, sliders, training
 
 VIEWS = {
@@ -34,7 +34,7 @@ if run is None:
     )
     st.stop()
 
-st.header(run.path.name)
+st.header(access.plain(run.path.name))
 view = st.segmented_control(
     "View",
     list(VIEWS),
@@ -44,4 +44,4 @@ view = st.segmented_control(
     bind="query-params",
     label_visibility="collapsed",
 )
-VIEWS[view](run)
+guard.shows_run_errors(VIEWS[view])(run)

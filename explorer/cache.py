@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from explorer.runs import MetricsLog
 from vae_core import latent
+from vae_core.checkpoint import snapshot_model
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.export import decoder_payload as _decoder_payload
 from vae_core.latent import EncodedSet, Projection
+from vae_core.metrics_log import MetricsLog
 from vae_core.models import VAE
-from vae_core.rundir import RunDir, snapshot_model
+from vae_core.rundir import RunDir
 
 SCATTER_MAX_POINTS = 5000  # enough for structure, light enough for a smooth WebGL plot
 
@@ -30,9 +31,9 @@ def model(run_path: str, version: int) -> VAE:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def decoder_payload(run_path: str, version: int) -> dict[str, Any]:
-    """The decoder exported for the in-browser live sliders."""
-    return _decoder_payload(model(run_path, version), version=version)
+def decoder_payload(run_path: str, version: int, _net: VAE) -> dict[str, Any]:
+    """The decoder of `_net` (the model at this version) for the in-browser live sliders."""
+    return _decoder_payload(_net, version=version)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the test set…")
@@ -50,7 +51,7 @@ def test_data(run_path: str) -> ImageDataset:
 @st.cache_resource(show_spinner=False)
 def metrics_log(run_path: str) -> MetricsLog:
     """One incremental metrics reader per run, shared by all sessions."""
-    return MetricsLog(RunDir(run_path))
+    return MetricsLog(RunDir(run_path).metrics_path)
 
 
 @st.cache_data(max_entries=4, show_spinner="Encoding the test set…")

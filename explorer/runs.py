@@ -6,22 +6,22 @@ page reload or a second browser tab sees the same runs and never starts a duplic
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import threading
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vae_core.config import ModelConfig, TrainConfig
-from vae_core.data import dataset_info
-from vae_core.process import resume_training, start_training
-from vae_core.rundir import MetricsReader, RunDir, Status, list_runs
+from explorer.access import LOCAL, Policy
+from vae_core.config import ModelConfig, TrainConfig, build_configs
+from vae_core.process import RunFolderTaken, claim_run_dir, resume_training
+from vae_core.rundir import RunDir, Status, list_runs
 
 RUNS_ROOT_ENV = "VAE_EXPLORER_RUNS"
-LIVE_STATES = ("starting", "running", "paused")
+MAX_TRAINERS_ENV = "VAE_EXPLORER_MAX_TRAINERS"  # trainers this app runs at once (default: cores)
+LOG_TAIL_BYTES = 64 * 1024  # how much of trainer.log the failure box reads, from the end
 
 # Trainers this UI process started. Kept only to reap them when they exit (no zombies);
 # they run in their own session, so they outlive the UI and are controlled via the run dir.
@@ -51,14 +51,21 @@ def runs_root() -> Path:
     return Path(os.environ.get(RUNS_ROOT_ENV) or "runs").expanduser()
 
 
-def new_run_name(dataset: str, architecture: str, root: Path, now: float | None = None) -> str:
-    """A fresh, sortable run name like 20261124-193000-shapes-mlp (suffixed if taken)."""
+def new_run_name(dataset: str, architecture: str, now: float | None = None) -> str:
+    """A sortable run name like 20261124-193000-shapes-mlp."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    base = f"{stamp}-{dataset}-{architecture}"
-    name, n = base, 2
-    while (root / name).exists():
-        name, n = f"{base}-{n}", n + 1
-    return name
+    return f"{stamp}-{dataset}-{architecture}"
+
+
+def claim_new_run(root: Path, name: str) -> RunDir:
+    """Create a fresh run folder `name` under `root`, suffixed -2, -3... if taken. Two tabs
+    pressing Start in the same second, or a double click, each get a folder of their own."""
+    for n in range(1, 1000):
+        try:
+            return claim_run_dir(root / (name if n == 1 else f"{name}-{n}"))
+        except RunFolderTaken:
+            continue
+    raise FileExistsError(f"{root} holds 999 runs named {name}-*; pick another runs folder")
 
 
 def dataset_options(choices: RunChoices) -> dict[str, Any]:
@@ -78,48 +85,91 @@ def dataset_options(choices: RunChoices) -> dict[str, Any]:
     return options
 
 
-def build_configs(choices: RunChoices) -> tuple[ModelConfig, TrainConfig]:
+def configs_from_choices(choices: RunChoices) -> tuple[ModelConfig, TrainConfig]:
     """Sidebar choices -> the same validated dataclasses the CLI builds (ValueError if bad)."""
-    options = dataset_options(choices)
-    info = dataset_info(choices.dataset, **options)
-    model_config = ModelConfig(
-        image_shape=info.image_shape,
-        architecture=choices.architecture,  # type: ignore[arg-type]
+    return build_configs(
+        choices.dataset,
+        architecture=choices.architecture,
         latent_dim=int(choices.latent_dim),
         hidden_dim=int(choices.hidden_dim),
-        likelihood=info.likelihood,  # type: ignore[arg-type]
-    )
-    train_config = TrainConfig(
-        dataset=choices.dataset,
-        dataset_options=options,
+        dataset_options=dataset_options(choices),
         epochs=int(choices.epochs),
         batch_size=int(choices.batch_size),
         lr=float(choices.lr),
         beta=float(choices.beta),
     )
-    return model_config, train_config
 
 
-def start_run(choices: RunChoices, root: Path | None = None) -> RunDir:
+def start_run(choices: RunChoices, root: Path | None = None, policy: Policy = LOCAL) -> RunDir:
     """Validate the choices, then launch a trainer on a new run dir under `root`.
 
-    Raises ValueError (bad hyperparameters, missing folder) before anything is written.
+    Raises before anything is written: PermissionError when `policy` forbids it (training
+    off, image folder not allowed), RuntimeError at the trainer limit, ValueError for bad
+    hyperparameters or a missing folder.
     """
-    model_config, train_config = build_configs(choices)
+    check_may_start(choices, policy)
+    model_config, train_config = configs_from_choices(choices)
     root = runs_root() if root is None else root
-    root.mkdir(parents=True, exist_ok=True)
-    run = RunDir(root / new_run_name(choices.dataset, choices.architecture, root))
-    _children.append(start_training(model_config, train_config, run.path))
+    run = claim_new_run(root, new_run_name(choices.dataset, choices.architecture))
+    run.write_config(model_config, train_config)
+    _children.append(resume_training(run))
     return run
 
 
-def resume_run(run: RunDir) -> None:
-    """Continue a run: a live (paused) trainer is told to resume, a dead one is restarted."""
-    status = run.read_status()
-    if status is not None and status.is_alive():
-        run.send_control("resume")
+def check_may_start(choices: RunChoices, policy: Policy = LOCAL) -> None:
+    """Raise unless `policy` lets this browser start these choices and a trainer slot is free.
+
+    The folder is checked before anything looks at it, so a refused browser cannot even
+    learn whether a path exists.
+    """
+    if policy.train_refusal:
+        raise PermissionError(policy.train_refusal)
+    if choices.dataset == "folder" and choices.folder.strip():
+        refusal = policy.image_folder_refusal(Path(choices.folder.strip()).expanduser())
+        if refusal:
+            raise PermissionError(refusal)
+    check_trainer_capacity()
+
+
+def max_trainers(environ: Mapping[str, str] = os.environ) -> int:
+    """How many trainers this app runs at once: $VAE_EXPLORER_MAX_TRAINERS, else one per core."""
+    value = environ.get(MAX_TRAINERS_ENV, "").strip()
+    if not value:
+        return os.cpu_count() or 1
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise ValueError(f"{MAX_TRAINERS_ENV} must be a whole number >= 1, got {value!r}")
+    return limit
+
+
+def running_trainers() -> int:
+    """Trainers this app started that are still alive."""
+    reap_children()
+    return len(_children)
+
+
+def check_trainer_capacity(environ: Mapping[str, str] = os.environ) -> None:
+    """RuntimeError when this app already runs its limit of trainers (each takes cores)."""
+    running, limit = running_trainers(), max_trainers(environ)
+    if running >= limit:
+        raise RuntimeError(
+            f"{running} trainers already running (the limit, set by {MAX_TRAINERS_ENV}); "
+            "stop one first"
+        )
+
+
+def resume_run(run: RunDir, beta: float | None = None, lr: float | None = None) -> None:
+    """Continue a run, optionally with a new beta / lr: a paused trainer is told to resume,
+    a dead, failed or stopped one is started again from its newest checkpoint."""
+    changes = {k: v for k, v in (("beta", beta), ("lr", lr)) if v is not None}
+    if run_status(run).is_live:
+        run.send_control("resume", **changes)
     else:
-        _children.append(resume_training(run))
+        check_trainer_capacity()
+        _children.append(resume_training(run, **changes))
 
 
 def pause_run(run: RunDir) -> None:
@@ -141,7 +191,11 @@ def reap_children() -> None:
 
 
 def resolve_run(ref: str, root: Path | None = None) -> RunDir | None:
-    """A run from a name under the root or from a path; None if it is not a run dir."""
+    """A run from a name under the root or from any path; None if it is not a run dir.
+
+    Not confined: for a path the person at the machine typed. The URL and the run picker
+    go through `open_run`, Attach through `attach_run`.
+    """
     if not ref:
         return None
     root = runs_root() if root is None else root
@@ -166,71 +220,100 @@ def run_ref(run: RunDir, root: Path | None = None) -> str:
 
 
 def run_names(root: Path | None = None) -> list[str]:
-    """Run folder names under the root, newest first."""
-    return [run.path.name for run in list_runs(runs_root() if root is None else root)]
+    """Run folder names under the root, newest first (not symlinks leading out of it)."""
+    root = runs_root() if root is None else root
+    return [run.path.name for run in list_runs(root) if _directly_under(run.path, root)]
 
 
-def display_state(status: Status | None) -> str:
-    """'starting' before the trainer wrote anything, else Status.display_state."""
-    return "starting" if status is None else status.display_state
+def open_run(ref: str, attached: Collection[str] = (), root: Path | None = None) -> RunDir | None:
+    """The run a URL (?run=) or the run picker names; None when `ref` is empty.
 
-
-def is_live(status: Status | None) -> bool:
-    """Whether a trainer is (or should soon be) writing this run."""
-    return display_state(status) in LIVE_STATES
-
-
-class MetricsLog:
-    """All rows of one run's metrics.jsonl so far, read incrementally (only new bytes).
-
-    One instance per run is shared by every session (see explorer.cache), so a lock keeps
-    two sessions from reading the same new bytes twice.
+    Only a folder directly under the root, or a path this browser session attached itself
+    (`attached`, resolved paths), so a link cannot open `..`, an absolute path or a symlink
+    out of the root. ValueError says why anything else is refused.
     """
-
-    def __init__(self, run: RunDir) -> None:
-        self._reader = MetricsReader(run.metrics_path)
-        self._lock = threading.Lock()
-        self.rows: list[dict[str, Any]] = []
-
-    def refresh(self) -> list[dict[str, Any]]:
-        with self._lock:
-            self.rows.extend(self._reader.read_new())
-            return list(self.rows)
-
-
-def latest_kl_per_dim(rows: list[dict[str, Any]]) -> list[float] | None:
-    """KL per dimension from the newest train or test row; None before the first one."""
-    for row in reversed(rows):
-        if row.get("kl_per_dim"):
-            return list(row["kl_per_dim"])
-    return None
+    if not ref:
+        return None
+    root = runs_root() if root is None else root
+    if ref in attached:
+        run = RunDir(Path(ref))
+    elif _is_plain_name(ref) and _directly_under(root / ref, root):
+        run = RunDir(root / ref)
+    else:
+        raise ValueError(
+            f"{ref} is not a run directory under {root}, nor one attached in this browser "
+            "session (use Attach a run directory)."
+        )
+    if not run.exists():
+        raise ValueError(f"{ref} is not a run directory (no config.json).")
+    return run
 
 
-def status_fields(run: RunDir) -> dict[str, Any]:
-    """status.json as written, including fields Status does not keep (beta, lr, total_steps)."""
+def attach_run(ref: str, policy: Policy = LOCAL, root: Path | None = None) -> RunDir:
+    """The run directory typed into Attach, if `policy` lets this browser open it.
+
+    Where the policy keeps browsers inside the root, a name or relative path is taken under
+    the root and the check comes before the path is looked at (no probing of the disk).
+    PermissionError when refused, ValueError when the folder holds no run.
+    """
+    root = runs_root() if root is None else root
+    if policy.attach_anywhere:
+        run = resolve_run(ref.strip(), root)
+    else:
+        path = root / Path(ref.strip()).expanduser()  # an absolute path replaces the root
+        refusal = policy.attach_refusal(path, root)
+        if refusal:
+            raise PermissionError(refusal)
+        run = RunDir(path)
+    if run is None or not run.exists():
+        raise ValueError(f"{ref} is not a run directory (it has no config.json).")
+    return run
+
+
+def _is_plain_name(name: str) -> bool:
+    """A single folder name: no separator, not . or .., nothing a path could climb with."""
+    separators = {"/", "\\", os.sep, os.altsep} - {None}
+    return name not in ("", ".", "..") and "\0" not in name and not (set(name) & separators)
+
+
+def _directly_under(path: Path, root: Path) -> bool:
+    """Whether `path`, symlinks and .. resolved, is a folder directly inside `root`."""
     try:
-        data = json.loads(run.status_path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return path.resolve().parent == root.resolve()
+    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
+        return False
+
+
+def run_status(run: RunDir) -> Status:
+    """The run's Status; before any status.json, 'starting' (live only while a trainer holds
+    the lock, else dead and resumable). RunDamaged when status.json cannot be read."""
+    return run.read_status() or Status("starting", locked=run.is_locked())
 
 
 def live_settings(run: RunDir) -> tuple[float, float]:
     """The (beta, lr) the trainer is using now: from status.json, else from config.json."""
-    data = status_fields(run)
-    try:
-        return float(data["beta"]), float(data["lr"])
-    except (KeyError, TypeError, ValueError):
-        _, cfg = run.read_config()
-        return cfg.beta, cfg.lr
+    status = run.read_status()
+    if status is not None and status.beta is not None and status.lr is not None:
+        return status.beta, status.lr
+    _, cfg = run.read_config()
+    return cfg.beta, cfg.lr
 
 
 def trainer_log_tail(run: RunDir, max_lines: int = 15) -> str:
-    """The last lines of trainer.log (stdout/stderr of the trainer), for a failure's details."""
+    """The last lines of trainer.log (stdout/stderr of the trainer), for a failure's details.
+
+    Reads at most LOG_TAIL_BYTES from the end: a trainer may have logged for days.
+    """
     try:
-        text = run.log_path.read_bytes().decode(errors="replace")  # keep the \r of tqdm
+        with open(run.log_path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - LOG_TAIL_BYTES))
+            data = f.read(LOG_TAIL_BYTES)
     except OSError:
         return ""
+    if size > LOG_TAIL_BYTES:
+        data = data.partition(b"\n")[2]  # the first line was cut: drop it
+    text = data.decode(errors="replace")  # keep the \r of tqdm
     # tqdm redraws with carriage returns; keep only what each line finally showed.
     lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
     return "\n".join([line for line in lines if line.strip()][-max_lines:])

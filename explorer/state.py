@@ -15,10 +15,11 @@ RUN_PARAM = "run"  # query parameter naming the open run
 # -- keys --
 APP_VIEW = "view"  # the view selector; bound to ?view=... so a reload keeps the view
 SIDEBAR_NOTICE = "sidebar.notice"  # a one-shot message to show after a rerun
+SIDEBAR_ATTACHED = "sidebar.attached"  # tuple of run paths (resolved) this session attached
 TRAINING_LAST_STATE = "training.phase"  # (live, has snapshot) at the last full run
 SLIDERS_Z = "sliders.z"  # the current latent point, list[float] (D,)
 SLIDERS_RUN = "sliders.run"  # which run (and D) SLIDERS_Z belongs to
-SLIDERS_FROZEN = "sliders.frozen_version"  # snapshot version kept by "freeze weights"
+SLIDERS_FROZEN = "sliders.frozen"  # (run path, version, model) pinned by "freeze weights"
 SLIDERS_FREEZE = "sliders.freeze"  # the toggle's widget key
 SLIDERS_SEED = "sliders.seed"  # seed of the last "random" draw
 SLIDERS_ORDER = "sliders.order"  # the dimensions in display order (KL order at the last sort)
@@ -65,6 +66,16 @@ def set_open_run_ref(ref: str) -> None:
         st.query_params[RUN_PARAM] = ref
     else:
         st.query_params.pop(RUN_PARAM, None)
+
+
+def attached_runs() -> tuple[str, ...]:
+    """Run paths this browser session attached: beyond the root, only these open."""
+    return st.session_state.get(SIDEBAR_ATTACHED, ())
+
+
+def add_attached_run(path: str) -> None:
+    # A new tuple each time: nothing mutable is shared between sessions.
+    st.session_state[SIDEBAR_ATTACHED] = (*attached_runs(), path)
 
 
 # -- the latent point shared by sliders, scatter and interpolation --

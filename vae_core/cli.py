@@ -15,19 +15,36 @@ from pathlib import Path
 
 import torch
 
-from vae_core.config import ModelConfig, TrainConfig
-from vae_core.data import DATASETS, DatasetUnavailable, dataset_info, load_dataset
-from vae_core.models import VAE, pick_device
-from vae_core.rundir import RunDir, UnsafeCheckpointError, load_checkpoint
+from vae_core.checkpoint import load_run_model
+from vae_core.config import ModelConfig, TrainConfig, build_configs
+from vae_core.data import DATASETS, DatasetUnavailable, load_dataset
+from vae_core.rundir import RunDir, RunLocked
+from vae_core.train import TrainingDiverged, train
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (no nan / inf)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a VAE into a run directory")
+    p = sub.add_parser("train", help="train a VAE into a new run directory (or --resume one)")
     p.add_argument("--run-dir", required=True, help="folder for config, metrics, checkpoints")
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue RUN_DIR from its newest checkpoint (other flags are ignored)",
+        help="continue RUN_DIR from its newest checkpoint; only --beta and --lr may change",
     )
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="where datasets are looked up / downloaded")
@@ -36,32 +53,36 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--image-size", type=int, default=None, help="shapes / folder image size (28, 32, 64)"
     )
     p.add_argument("--model", default="mlp", choices=("mlp", "conv"))
-    p.add_argument("--latent-dim", type=int, default=20)
-    p.add_argument("--hidden-dim", type=int, default=400)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--beta", type=float, default=1.0)
+    p.add_argument("--latent-dim", type=positive_int, default=20)
+    p.add_argument("--hidden-dim", type=positive_int, default=400)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=finite_float, default=None, help="Adam learning rate (1e-3)")
+    p.add_argument("--beta", type=finite_float, default=None, help="KL weight (1)")
     p.add_argument("--warmup-steps", type=int, default=0, help="linear KL warm-up length")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (cores - 1)")
-    p.add_argument("--eval-batches", type=int, default=None, help="cap test batches per eval")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--eval-batches", type=positive_int, default=None, help="cap test batches per eval"
+    )
 
 
 def _add_eval_sample_control(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="test-set negative ELBO (and IWAE NLL) of a run")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run-dir", help="evaluate the newest checkpoint of this run")
+    src.add_argument("--run-dir", help="evaluate the run's newest weights (snapshot or checkpoint)")
     src.add_argument("--checkpoint", help="a .safetensors checkpoint inside a run directory")
-    p.add_argument("--iwae-k", type=int, default=None, help="also estimate log p(x) with K samples")
-    p.add_argument("--iwae-n", type=int, default=None, help="test images for IWAE (all)")
+    p.add_argument(
+        "--iwae-k", type=positive_int, default=None, help="also estimate log p(x), K samples"
+    )
+    p.add_argument("--iwae-n", type=positive_int, default=None, help="test images for IWAE (all)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
     p = sub.add_parser("sample", help="decode samples from the prior into a PNG grid")
     p.add_argument("--run-dir", required=True)
-    p.add_argument("--n", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--n", type=positive_int, default=64)
+    p.add_argument("--temperature", type=finite_float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="samples.png")
 
@@ -71,63 +92,45 @@ def _add_eval_sample_control(sub: argparse._SubParsersAction) -> None:
     p.add_argument("changes", nargs="*", help="for set: beta=4 lr=3e-4")
 
 
-def build_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """CLI flags -> the same dataclasses the UI builds."""
+def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """CLI flags -> configs, through the one builder the app uses too."""
     options = {}
     if args.folder is not None:
         options["path"] = args.folder
     if args.image_size is not None and args.dataset in ("shapes", "folder"):
         options["image_size"] = args.image_size
-    info = dataset_info(args.dataset, **options)
-    model_config = ModelConfig(
-        image_shape=info.image_shape,
+    live = {k: v for k, v in (("lr", args.lr), ("beta", args.beta)) if v is not None}
+    return build_configs(
+        args.dataset,
         architecture=args.model,
         latent_dim=args.latent_dim,
         hidden_dim=args.hidden_dim,
-        likelihood=info.likelihood,
-    )
-    train_config = TrainConfig(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
         dataset_options=options,
+        data_dir=args.data_dir,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        lr=args.lr,
-        beta=args.beta,
         warmup_steps=args.warmup_steps,
         seed=args.seed,
         device=args.device,
         num_threads=args.threads,
         eval_batches=args.eval_batches,
+        **live,
     )
-    return model_config, train_config
-
-
-def load_model(run: RunDir, checkpoint: str | Path | None = None, device: str = "cpu") -> VAE:
-    """A VAE with the run's config and the given (default: newest) checkpoint's weights."""
-    model_config, _ = run.read_config()
-    path = checkpoint or run.latest_checkpoint()
-    if path is None:
-        raise FileNotFoundError(f"{run.path} has no checkpoint yet")
-    model = VAE(model_config)
-    model.load_state_dict(load_checkpoint(path).model_state)
-    return model.to(pick_device(device)).eval()
 
 
 def _cmd_train(args: argparse.Namespace) -> dict:
-    from vae_core.train import train
-
     run = RunDir(args.run_dir)
-    if args.resume:
-        model_config, train_config = run.read_config()
-    else:
-        model_config, train_config = build_configs(args)
-    try:
-        return train(model_config, train_config, run, resume=args.resume, progress=True)
-    except Exception as e:
-        # Readers (the UI) learn why the trainer died from status.json, not from a traceback.
-        run.write_status("failed", reason=f"{type(e).__name__}: {e}")
-        raise
+    if run.path.exists() and not run.path.is_dir():
+        raise ValueError(f"--run-dir {run.path} is a file; give a folder for the run")
+    # A progress bar only on a terminal: in trainer.log its redraws would grow without end.
+    progress = sys.stderr.isatty()
+    if not args.resume:
+        return train(*configs_from_args(args), run, progress=progress)
+    model_config, train_config = run.read_config()
+    overrides = {k: v for k, v in (("lr", args.lr), ("beta", args.beta)) if v is not None}
+    return train(
+        model_config, train_config, run, resume=True, progress=progress, live_overrides=overrides
+    )
 
 
 def _cmd_eval(args: argparse.Namespace) -> dict:
@@ -135,7 +138,7 @@ def _cmd_eval(args: argparse.Namespace) -> dict:
     from vae_core.train import evaluate
 
     run = RunDir(args.run_dir or Path(args.checkpoint).resolve().parent.parent)
-    model = load_model(run, args.checkpoint, args.device)
+    model = load_run_model(run, args.checkpoint, args.device)
     device = next(model.parameters()).device
     _, cfg = run.read_config()
     test = load_dataset(cfg.dataset, "test", cfg.data_dir, **cfg.dataset_options)
@@ -155,7 +158,7 @@ def _cmd_eval(args: argparse.Namespace) -> dict:
 def _cmd_sample(args: argparse.Namespace) -> dict:
     from torchvision.utils import save_image
 
-    model = load_model(RunDir(args.run_dir))
+    model = load_run_model(RunDir(args.run_dir))
     torch.manual_seed(args.seed)
     z = args.temperature * torch.randn(args.n, model.config.latent_dim)  # (n, D)
     save_image(model.decode_image(z), args.out, nrow=math.ceil(math.sqrt(args.n)))
@@ -179,6 +182,13 @@ def _cmd_control(args: argparse.Namespace) -> dict:
     return run.send_control(command, **changes)
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+        text = f"{text}: {error.filename}"
+    return text
+
+
 COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "sample": _cmd_sample, "control": _cmd_control}
 
 
@@ -191,8 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = COMMANDS[args.command_name](args)
-    except (ValueError, FileNotFoundError, DatasetUnavailable, UnsafeCheckpointError) as e:
+    except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, OSError, DatasetUnavailable, RunLocked) as e:
+        # One line, no traceback: bad input, a damaged or locked run, a missing file.
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     print(json.dumps(result, default=str))
     return 0

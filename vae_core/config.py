@@ -7,6 +7,7 @@ how they travel from the UI or the CLI to the trainer (`config.json` in a run).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -18,11 +19,30 @@ ARCHITECTURES: tuple[str, ...] = ("mlp", "conv")
 LIKELIHOODS: tuple[str, ...] = ("bernoulli", "gaussian")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 MAX_LATENT_DIM = 256
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+# The limits of what may change while a run trains: the CLI, the sidebar's widgets,
+# control.json and TrainConfig all read them from here. (low, high), both inclusive.
+BETA_RANGE = (0.0, 1000.0)
+LR_RANGE = (1e-7, 1.0)
+LIVE_SETTINGS: dict[str, tuple[float, float]] = {"beta": BETA_RANGE, "lr": LR_RANGE}
 
 
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def check_live_setting(name: str, value: Any) -> float:
+    """`value` as a float if it is a finite number within LIVE_SETTINGS[name]; else ValueError."""
+    low, high = LIVE_SETTINGS[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    _check(
+        math.isfinite(value) and low <= value <= high,
+        f"{name} must be a finite number in [{low:g}, {high:g}], got {value!r}",
+    )
+    return float(value)
 
 
 class _JsonMixin:
@@ -123,10 +143,15 @@ class TrainConfig(_JsonMixin):
 
     def __post_init__(self) -> None:
         _check(isinstance(self.dataset, str) and self.dataset != "", "dataset must be a name")
-        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(self.lr > 0 and self.lr < 10, f"lr must be in (0, 10), got {self.lr}")
-        _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
+        _check(
+            1 <= self.epochs <= MAX_EPOCHS, f"epochs must be in 1..{MAX_EPOCHS}, got {self.epochs}"
+        )
+        _check(
+            1 <= self.batch_size <= MAX_BATCH_SIZE,
+            f"batch_size must be in 1..{MAX_BATCH_SIZE}, got {self.batch_size}",
+        )
+        self.lr = check_live_setting("lr", self.lr)
+        self.beta = check_live_setting("beta", self.beta)
         _check(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
         _check(
@@ -140,3 +165,31 @@ class TrainConfig(_JsonMixin):
             self.eval_batches is None or self.eval_batches >= 1,
             f"eval_batches must be >= 1 or None, got {self.eval_batches}",
         )
+
+
+def build_configs(
+    dataset: str,
+    *,
+    architecture: str = "mlp",
+    latent_dim: int = 20,
+    hidden_dim: int = 400,
+    dataset_options: dict[str, Any] | None = None,
+    **train: Any,
+) -> tuple[ModelConfig, TrainConfig]:
+    """User choices (CLI flags or the app's form) -> validated configs; ValueError if bad.
+
+    The model's image shape and likelihood come from the dataset; `train` holds any other
+    TrainConfig fields (epochs, lr, beta, ...).
+    """
+    from vae_core.data import dataset_info  # data imports torch; config stays import-light
+
+    options = dict(dataset_options or {})
+    info = dataset_info(dataset, **options)
+    model_config = ModelConfig(
+        image_shape=info.image_shape,
+        architecture=architecture,  # type: ignore[arg-type]
+        latent_dim=latent_dim,
+        hidden_dim=hidden_dim,
+        likelihood=info.likelihood,  # type: ignore[arg-type]
+    )
+    return model_config, TrainConfig(dataset=dataset, dataset_options=options, **train)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import itertools
 import json
 import logging
 import os
 import socket
-import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,10 @@ from typing import Any, Literal
 import torch
 from PIL import Image, ImageOps
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from vae_core import shapes
+from vae_core.atomic import atomic_save_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,15 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".we
 SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
 DOWNLOAD_TIMEOUT_S = 60.0  # torchvision's urllib calls have none; a dead network must not hang
 SHAPES_TRAIN_SAMPLES = 20_000
+# Limits on every input, so no folder or option can exhaust memory, disk or time. Module
+# constants, so the UI can use them as widget bounds and tests can lower them (monkeypatch).
+MAX_SHAPES_IMAGES = 200_000  # shapes train images (test adds a quarter): 0.8 GB at 64 x 64
+MAX_FOLDER_IMAGES = 100_000  # image files in a folder dataset: 1.2 GB decoded at 64 x 64 RGB
+MAX_FOLDER_DEPTH = 3  # subfolder levels below the folder's root that are scanned
+MAX_IMAGE_PIXELS = 40_000_000  # per file, read from the header; below Pillow's bomb limit
+FOLDER_CACHE_ENTRIES = 8  # decoded folder caches kept, least recently used evicted first
+FOLDER_CACHE_BYTES = 4 * 1024**3  # and their total size; the newest entry is always kept
+_STALE_TEMP_S = 3600.0  # a cache temp file this old was left by a killed writer
 _FOLDER_CACHE_VERSION = 1  # bump when the cached pixels would change for the same inputs
 _IDX_FILES = {  # split -> (images, labels), the names MNIST and Fashion-MNIST share
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -112,9 +123,10 @@ def load_dataset(
     """Load one split of a dataset in DATASETS into memory.
 
     Options: shapes takes image_size (28|32|64, default 64), num_samples (train size, default
-    20000; test gets a quarter) and seed; folder takes path, image_size (default 64) and
-    channels (1|3, default 3). Raises ValueError for bad arguments, DatasetUnavailable when the
-    data is missing and cannot be fetched.
+    20000, at most MAX_SHAPES_IMAGES; test gets a quarter) and seed; folder takes path,
+    image_size (default 64) and channels (1|3, default 3). Raises ValueError for bad arguments
+    or a folder past MAX_FOLDER_IMAGES / MAX_FOLDER_DEPTH, DatasetUnavailable when the data is
+    missing and cannot be fetched.
     """
     _check_name_and_options(name, options)
     if split not in SPLITS:
@@ -133,13 +145,8 @@ def dataset_info(name: str, **options: Any) -> DatasetInfo:
         classes = tuple(_torchvision_class(name).classes)
         return DatasetInfo(name=name, image_shape=(1, 28, 28), class_names=classes)
     if name == "shapes":
-        size = _image_size(options.get("image_size", 64))
-        return DatasetInfo(
-            name="shapes",
-            image_shape=(1, size, size),
-            class_names=shapes.SHAPE_NAMES,
-            factor_names=shapes.FACTOR_NAMES,
-        )
+        size, _, _ = _shapes_options(**options)
+        return _shapes_info(size)
     root, size, channels = _folder_options(**options)
     files = _image_files(root)
     return _folder_info(size, channels, _class_names(root, files))
@@ -292,14 +299,38 @@ def _offline_message(name: str, root: Path, err: BaseException) -> str:
 # ---- shapes ----
 
 
-def _load_shapes(
-    split: str, image_size: int = 64, num_samples: int = SHAPES_TRAIN_SAMPLES, seed: int = 0
-) -> ImageDataset:
+def _shapes_options(
+    image_size: int = 64, num_samples: int = SHAPES_TRAIN_SAMPLES, seed: int = 0
+) -> tuple[int, int, int]:
+    """Validated (image_size, num_samples, seed); checked before anything is generated."""
     size = _image_size(image_size)
-    if not isinstance(num_samples, int) or num_samples < 1:
+    if not _is_int(num_samples) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-    if not isinstance(seed, int) or seed < 0:
+    if num_samples > MAX_SHAPES_IMAGES:
+        raise ValueError(
+            f"num_samples must be at most {MAX_SHAPES_IMAGES:,} (every image is held in "
+            f"memory), got {num_samples:,}; ask for fewer shapes images"
+        )
+    if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return size, num_samples, seed
+
+
+def _shapes_info(size: int) -> DatasetInfo:
+    return DatasetInfo(
+        name="shapes",
+        image_shape=(1, size, size),
+        class_names=shapes.SHAPE_NAMES,
+        factor_names=shapes.FACTOR_NAMES,
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is no image count
+
+
+def _load_shapes(split: str, **options: Any) -> ImageDataset:
+    size, num_samples, seed = _shapes_options(**options)
     # Even seeds for train, odd for test: the two splits never share a random stream.
     count = num_samples if split == "train" else max(1, num_samples // 4)
     images, factors, factor_idx = shapes.generate_shapes(
@@ -308,7 +339,7 @@ def _load_shapes(
     return ImageDataset(
         images=images,
         labels=factor_idx[:, 0].clone(),
-        info=dataset_info("shapes", image_size=size),
+        info=_shapes_info(size),
         factors=factors,
         factor_idx=factor_idx,
     )
@@ -328,17 +359,59 @@ def _folder_options(
 
 
 def _image_files(root: Path) -> list[Path]:
-    """Image files under root (recursive), sorted by relative path; raises if there are none."""
+    """Image files under root, sorted by relative path; raises if there are none.
+
+    Raises ValueError past MAX_FOLDER_IMAGES files or MAX_FOLDER_DEPTH subfolder levels.
+    """
     if not root.is_dir():
         raise DatasetUnavailable(f"image folder {root} does not exist; pick a folder of images")
-    files = sorted(
-        (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    # islice stops the scan at the first file past the limit: a huge tree is never walked whole.
+    files = list(itertools.islice(_scan_images(root), MAX_FOLDER_IMAGES + 1))
+    if len(files) > MAX_FOLDER_IMAGES:
+        raise ValueError(
+            f"the folder {root} holds more than {MAX_FOLDER_IMAGES:,} images; "
+            "point at a smaller folder or a subfolder"
+        )
     if not files:
         kinds = "/".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
         raise DatasetUnavailable(f"no images ({kinds}) found in {root}; pick a folder of images")
-    return files
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _scan_images(root: Path) -> Iterator[Path]:
+    """Image files under root, lazily, at most MAX_FOLDER_DEPTH folders down.
+
+    Symlinked folders are not entered, so the scan stays inside the tree and cannot loop.
+    """
+    pending = [(root, 0)]  # (folder, its depth below root)
+    while pending:
+        folder, depth = pending.pop()
+        for entry in _folder_entries(root, folder):
+            if entry.is_dir(follow_symlinks=False):
+                if depth >= MAX_FOLDER_DEPTH:
+                    raise ValueError(_too_deep_message(root, Path(entry.path)))
+                pending.append((Path(entry.path), depth + 1))
+            elif entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file():
+                yield Path(entry.path)
+
+
+def _folder_entries(root: Path, folder: Path) -> Iterator[os.DirEntry[str]]:
+    """The entries of one folder; an unreadable subfolder is skipped, an unreadable root not."""
+    try:
+        with os.scandir(folder) as entries:
+            yield from entries
+    except OSError as err:
+        if folder == root:
+            raise DatasetUnavailable(f"cannot read image folder {root}: {err.strerror}") from err
+        logger.warning("skipping unreadable folder %s: %s", folder, err.strerror)
+
+
+def _too_deep_message(root: Path, folder: Path) -> str:
+    return (
+        f"the folder {root} nests subfolders more than {MAX_FOLDER_DEPTH} levels deep "
+        f"({folder.relative_to(root).as_posix()}); point at a subfolder, or one whose images "
+        f"sit at most {MAX_FOLDER_DEPTH} folders down"
+    )
 
 
 def _class_of(root: Path, path: Path) -> str:
@@ -376,7 +449,12 @@ def _load_folder(split: str, data_dir: str | Path | None, **options: Any) -> Ima
     if len(images) == 0:
         raise DatasetUnavailable(f"none of the {len(files)} image files in {root} could be read")
     if skipped:
-        logger.warning("folder %s: skipped %d file(s) that could not be decoded", root, skipped)
+        logger.warning(
+            "folder %s: skipped %d file(s) that could not be decoded or have more than %s pixels",
+            root,
+            skipped,
+            f"{MAX_IMAGE_PIXELS:,}",
+        )
     if len(images) >= 10:  # below that, both splits get everything rather than an empty test
         keep = (file_index % 10 == 9) == (split == "test")
         images, labels = images[keep], labels[keep]
@@ -404,19 +482,13 @@ def _decode_folder(
     root: Path, files: list[Path], class_names: tuple[str, ...], size: int, channels: int
 ) -> dict[str, torch.Tensor]:
     """Decode each file, centre-cropped to a square and resized to size x size; skip bad ones."""
-    mode = "RGB" if channels == 3 else "L"
     label_of = {"": 0} if class_names == ("images",) else {n: i for i, n in enumerate(class_names)}
     images, labels, file_index = [], [], []
     for i, path in enumerate(files):
-        try:
-            with Image.open(path) as img:
-                img.draft(mode, (size, size))  # JPEG: decode at reduced size when possible
-                square = ImageOps.fit(img.convert(mode), (size, size), Image.Resampling.BICUBIC)
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            logger.debug("skipping %s: %s", path, err)
+        image = _decode_image(path, size, channels)
+        if image is None:
             continue
-        pixels = torch.frombuffer(bytearray(square.tobytes()), dtype=torch.uint8)
-        images.append(pixels.view(size, size, channels).permute(2, 0, 1))  # (C, H, W)
+        images.append(image)
         labels.append(label_of[_class_of(root, path)])
         file_index.append(i)
     stacked = torch.stack(images) if images else torch.empty(0, channels, size, size)
@@ -427,27 +499,77 @@ def _decode_folder(
     }
 
 
+def _decode_image(path: Path, size: int, channels: int) -> torch.Tensor | None:
+    """One file as (C, size, size) uint8, or None when it is unreadable or too large."""
+    mode = "RGB" if channels == 3 else "L"
+    try:
+        with Image.open(path) as img:
+            width, height = img.size  # from the header: no pixel is decoded yet
+            if width * height > MAX_IMAGE_PIXELS:
+                logger.warning(
+                    "skipping %s: %d x %d pixels is over the limit of %s pixels per image",
+                    path,
+                    width,
+                    height,
+                    f"{MAX_IMAGE_PIXELS:,}",
+                )
+                return None
+            img.draft(mode, (size, size))  # JPEG: decode at reduced size when possible
+            square = ImageOps.fit(img.convert(mode), (size, size), Image.Resampling.BICUBIC)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        logger.debug("skipping %s: %s", path, err)
+        return None
+    pixels = torch.frombuffer(bytearray(square.tobytes()), dtype=torch.uint8)
+    return pixels.view(size, size, channels).permute(2, 0, 1)  # (C, H, W)
+
+
 def _read_cache(path: Path) -> dict[str, torch.Tensor] | None:
     if not path.is_file():
         return None
     try:
-        return load_file(path)
+        tensors = load_file(path)
     except (SafetensorError, OSError) as err:
         logger.warning("ignoring unreadable cache %s: %s", path, err)
         return None
+    with contextlib.suppress(OSError):  # a hit makes it the most recently used; best effort
+        os.utime(path)
+    return tensors
 
 
 def _write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write atomically (temp file + rename), so a reader never sees half a cache file."""
+    """Write atomically, so a reader never sees half a cache file, then evict old entries."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp)
-            os.replace(tmp, path)
-        finally:
-            if Path(tmp).exists():
-                Path(tmp).unlink()
+        metadata = {"vae_explorer": "folder-cache", "version": str(_FOLDER_CACHE_VERSION)}
+        atomic_save_tensors(path, tensors, metadata)
     except OSError as err:  # a read-only cache dir costs speed next time, not correctness
         logger.warning("could not cache folder images at %s: %s", path, err)
+        return
+    _evict_cache(path)
+
+
+def _evict_cache(newest: Path) -> None:
+    """Delete the least recently used entries beyond FOLDER_CACHE_ENTRIES / FOLDER_CACHE_BYTES,
+    and temp files left by killed writers; `newest` always stays."""
+    try:
+        others = [(p, p.stat()) for p in newest.parent.glob("*.safetensors") if p != newest]
+        stale = [p for p in newest.parent.glob(".*.tmp") if _age_s(p) > _STALE_TEMP_S]
+        kept_bytes = newest.stat().st_size
+    except OSError as err:  # another process evicting at the same time; it will finish the job
+        logger.debug("folder cache eviction skipped: %s", err)
+        return
+    others.sort(key=lambda entry: entry[1].st_mtime_ns, reverse=True)  # most recent first
+    kept = 1
+    for path, stat in others:
+        if kept < FOLDER_CACHE_ENTRIES and kept_bytes + stat.st_size <= FOLDER_CACHE_BYTES:
+            kept, kept_bytes = kept + 1, kept_bytes + stat.st_size
+        else:
+            stale.append(path)
+    for path in stale:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+            logger.info("evicted folder cache %s", path.name)
+
+
+def _age_s(path: Path) -> float:
+    return time.time() - path.stat().st_mtime

@@ -1,7 +1,8 @@
 """Start a trainer as its own process (what the UI and tests do) and wait for it.
 
-The child is `python -m vae_core train --resume --run-dir DIR`: it reads the
-config.json written here, so UI, CLI and tests share one code path.
+The child is `python -m vae_core train --resume --run-dir DIR`: it reads the config.json
+written here, so UI, CLI and tests share one code path. Whether a trainer is alive is the
+run folder's OS lock's answer, never the heartbeat's (see RunDir.is_locked).
 """
 
 from __future__ import annotations
@@ -14,28 +15,50 @@ import time
 from pathlib import Path
 
 from vae_core.config import ModelConfig, TrainConfig
-from vae_core.rundir import RunDir
+from vae_core.rundir import RunDamaged, RunDir, RunLocked
+
+TRAINER_LOG_MAX_BYTES = 1 << 20  # trainer.log is rotated to trainer.log.1 past this at a launch
+
+
+class RunFolderTaken(FileExistsError):
+    """The folder for a new run exists already (another Start, another tab, a double click)."""
+
+
+def claim_run_dir(path: str | Path) -> RunDir:
+    """Create the folder of a new run; exactly one caller wins a race for the same path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()  # atomic: the kernel lets only one mkdir of a name succeed
+    except FileExistsError:
+        raise RunFolderTaken(f"{path} already exists; pick a new name or resume it") from None
+    return RunDir(path)
 
 
 def start_training(
     model_config: ModelConfig, train_config: TrainConfig, run_dir: str | Path
 ) -> subprocess.Popen:
-    """Write config.json into a new run directory and launch a trainer on it."""
-    run = RunDir(run_dir)
-    if run.exists():
-        raise FileExistsError(f"{run.path} already holds a run; pick a new name or resume it")
+    """Claim a new run folder, write its config.json and launch a trainer on it."""
+    run = claim_run_dir(run_dir)
     run.write_config(model_config, train_config)
     return resume_training(run)
 
 
-def resume_training(run: RunDir) -> subprocess.Popen:
-    """Launch a trainer that continues `run` from its newest checkpoint (or its start)."""
-    status = run.read_status()
-    if status is not None and status.is_alive():
-        raise RuntimeError(f"a trainer (pid {status.pid}) is already running {run.path}")
+def resume_training(
+    run: RunDir, beta: float | None = None, lr: float | None = None
+) -> subprocess.Popen:
+    """Launch a trainer that continues `run` from its newest checkpoint (or its start),
+    optionally with a new beta / lr (e.g. lower, after a divergence)."""
+    if run.is_locked():
+        raise RunLocked(f"a trainer (pid {run.lock_holder()}) is already running {run.path}")
+    previous = run.read_status()
+    _rotate_log(run.log_path)
+    command = [sys.executable, "-m", "vae_core", "train", "--resume", "--run-dir", str(run.path)]
+    command += [f"--beta={beta!r}"] if beta is not None else []
+    command += [f"--lr={lr!r}"] if lr is not None else []
     with open(run.log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "vae_core", "train", "--resume", "--run-dir", str(run.path)],
+            command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -44,8 +67,30 @@ def resume_training(run: RunDir) -> subprocess.Popen:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     # Readers see 'starting' with the child's pid at once, before torch has even imported.
-    run.write_status("starting", pid=process.pid, step=status.step if status else 0)
+    # Commands sent before this launch are spent; any sent from now on, even while the
+    # child is still importing torch, are obeyed.
+    applied = max(previous.control_seq if previous else 0, _control_seq(run))
+    run.write_status(
+        "starting", pid=process.pid, step=previous.step if previous else 0, control_seq=applied
+    )
     return process
+
+
+def _control_seq(run: RunDir) -> int:
+    try:
+        seq = run.read_control().get("seq", 0)
+    except RunDamaged:
+        return 0
+    return seq if isinstance(seq, int) else 0
+
+
+def _rotate_log(path: Path) -> None:
+    """Keep trainer.log bounded: past the cap, the old log becomes trainer.log.1."""
+    try:
+        if path.stat().st_size > TRAINER_LOG_MAX_BYTES:
+            os.replace(path, path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
 
 
 def wait_for_state(run: RunDir, states: set[str], timeout_s: float = 60.0) -> str:
@@ -61,9 +106,15 @@ def wait_for_state(run: RunDir, states: set[str], timeout_s: float = 60.0) -> st
 
 
 def kill_trainer(run: RunDir, sig: int = signal.SIGKILL) -> bool:
-    """Signal the trainer named in status.json; True if one was running."""
+    """Signal the trainer holding the run's lock (or the one being launched); True if any."""
     status = run.read_status()
-    if status is None or not status.pid or not status.is_alive(stale_after_s=float("inf")):
+    pid = run.lock_holder() if run.is_locked() else None
+    if pid is None and status is not None and status.is_live:
+        pid = status.pid
+    if pid is None:
         return False
-    os.kill(status.pid, sig)
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
     return True

@@ -9,75 +9,66 @@ a kill -9 never sees half a file. Nothing here ever unpickles.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
-import tempfile
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from vae_core.config import ModelConfig, TrainConfig
-from vae_core.models import VAE
+from vae_core.atomic import atomic_save_tensors, atomic_write_json
+from vae_core.config import LIVE_SETTINGS, ModelConfig, TrainConfig, check_live_setting
+from vae_core.metrics_log import MetricsReader
 
-RunState = Literal["starting", "running", "paused", "finished", "failed"]
 STATES: tuple[str, ...] = ("starting", "running", "paused", "finished", "failed")
-HEARTBEAT_STALE_S = 15.0  # a live trainer beats at least every second or two
-CHECKPOINTS_KEPT = 3
+LIVE_STATES: tuple[str, ...] = ("starting", "running", "paused")
+STOPPED_BY_USER = "stopped by user"  # the reason of a run finished early by a stop command
+HEARTBEAT_STALE_S = 15.0  # a live trainer beats every second, from its own thread
 SAFE_SUFFIXES = (".safetensors",)
+CONTROL_COMMANDS = (None, "pause", "resume", "stop")
+MAX_HEADER_BYTES = 100_000_000  # a safetensors header larger than this is not one
 
 
 class UnsafeCheckpointError(ValueError):
     """A file offered as a checkpoint is not safetensors (pickles are never loaded)."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class RunDamaged(ValueError):
+    """A file in a run folder cannot be read or does not hold what it should."""
+
+    def __init__(self, run_path: str | Path, file: str, problem: object) -> None:
+        self.run_path = Path(run_path)
+        super().__init__(
+            f"run {self.run_path.name} is damaged: {file}: {problem} "
+            "(fix or remove that file, or move the run folder away)"
+        )
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
-
-
-def atomic_save_tensors(
-    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
-) -> None:
-    """safetensors.save_file into a temp file, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class RunLocked(RuntimeError):
+    """Another live trainer holds the run folder's lock: one writer per run, always."""
 
 
 def read_safetensors_metadata(path: Path) -> dict[str, str]:
     """The `__metadata__` of a safetensors header, read without loading tensors."""
     with open(path, "rb") as f:
         header_len = int.from_bytes(f.read(8), "little")
-        if not 0 < header_len < 100_000_000:
-            raise UnsafeCheckpointError(f"{path} is not a safetensors file (bad header length)")
-        header = json.loads(f.read(header_len))
-    return header.get("__metadata__", {})
+        if not 0 < header_len < MAX_HEADER_BYTES:
+            raise UnsafeCheckpointError(f"{path.name} is not a safetensors file (bad header)")
+        try:
+            header = json.loads(f.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UnsafeCheckpointError(f"{path.name} has an unreadable header: {e}") from None
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise UnsafeCheckpointError(f"{path.name} has a header of the wrong type")
+    return meta
 
 
 def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -95,45 +86,124 @@ def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             "safetensors.torch.save_file(model.state_dict(), 'model.safetensors') in a trusted "
             "environment."
         )
+    meta = read_safetensors_metadata(path)
     try:
-        return load_file(path), read_safetensors_metadata(path)
+        return load_file(path), meta
     except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UnsafeCheckpointError(f"{path.name} is not a valid safetensors file: {e}") from e
 
 
 @dataclass(frozen=True)
 class Status:
+    """status.json, plus whether this host's OS lock says a trainer holds the run.
+
+    Every "is it live / paused / resumable" question the UI asks is answered here.
+    """
+
     state: str
     step: int = 0
     epoch: int = 0
+    total_steps: int = 0
     samples_per_s: float = 0.0
+    beta: float | None = None  # the values in force now, after live changes
+    lr: float | None = None
     pid: int | None = None
+    host: str = ""  # the trainer's hostname; "" in runs from before it was recorded
     heartbeat: float = 0.0  # time.time() of the last write
     reason: str = ""  # why it failed / finished
+    control_seq: int = 0  # the newest control.json the trainer has applied
+    world_size: int = 1
+    locked: bool = False  # not in the file: a trainer on this host holds the run's lock
 
-    def is_alive(self, stale_after_s: float = HEARTBEAT_STALE_S) -> bool:
-        """A trainer is alive if its process exists and its heartbeat is fresh."""
-        if self.state in ("finished", "failed") and not _pid_running(self.pid):
-            return False
-        return _pid_running(self.pid) and time.time() - self.heartbeat < stale_after_s
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], locked: bool = False) -> Status:
+        """Validate the types of status.json's fields; ValueError names the bad one."""
+        if data.get("state") not in STATES:
+            raise ValueError(f"unknown state {data.get('state')!r}")
+        kwargs: dict[str, Any] = {"locked": locked}
+        for f in fields(cls):
+            if f.name in data and f.name != "locked":
+                kwargs[f.name] = _field_value(f.name, data[f.name])
+        return cls(**kwargs)
+
+    @property
+    def on_other_host(self) -> bool:
+        """Written by a trainer on another machine (a shared folder): no lock or pid to check."""
+        return bool(self.host) and self.host != socket.gethostname()
+
+    @property
+    def heartbeat_fresh(self) -> bool:
+        return time.time() - self.heartbeat < HEARTBEAT_STALE_S
+
+    @property
+    def is_live(self) -> bool:
+        """A trainer is writing this run (or is about to: launched, not yet holding the lock)."""
+        if self.on_other_host:
+            return self.state in LIVE_STATES and self.heartbeat_fresh
+        if self.locked:
+            return True
+        return self.state == "starting" and _pid_running(self.pid) and self.heartbeat_fresh
 
     @property
     def display_state(self) -> str:
-        """The state a user should see: a silent 'running' trainer is 'dead'."""
-        if self.state in ("starting", "running", "paused") and not self.is_alive():
+        """The state a user should see: a 'running' run whose trainer is gone is 'dead'."""
+        if self.state in LIVE_STATES and not self.is_live:
             return "dead"
         return self.state
 
+    @property
+    def is_paused(self) -> bool:
+        return self.is_live and self.state == "paused"
+
+    @property
+    def stopped_by_user(self) -> bool:
+        return self.state == "finished" and self.reason == STOPPED_BY_USER
+
+    @property
+    def is_resumable(self) -> bool:
+        """Resume applies: a paused trainer, or a run with no trainer that did not finish.
+        A run live on another host is never resumed from here."""
+        if self.on_other_host:
+            return False
+        if self.is_live:
+            return self.is_paused
+        return self.display_state in ("dead", "failed") or self.stopped_by_user
+
+
+_STATUS_TYPES: dict[str, tuple[type, ...]] = {
+    "state": (str,),
+    "step": (int,),
+    "epoch": (int,),
+    "total_steps": (int,),
+    "samples_per_s": (int, float),
+    "beta": (int, float, type(None)),
+    "lr": (int, float, type(None)),
+    "pid": (int, type(None)),
+    "host": (str,),
+    "heartbeat": (int, float),
+    "reason": (str,),
+    "control_seq": (int,),
+    "world_size": (int,),
+}
+
+
+def _field_value(name: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, _STATUS_TYPES[name]):
+        raise ValueError(f"{name} has the wrong type ({type(value).__name__})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} is not finite")
+    return value
+
 
 def _pid_running(pid: int | None) -> bool:
-    if not pid:
+    if not pid or pid < 0:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except (PermissionError, OverflowError):
+        return isinstance(pid, int) and pid < 2**22
     # A zombie (exited, not yet reaped by its parent) still answers kill(0).
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -142,34 +212,44 @@ def _pid_running(pid: int | None) -> bool:
         return True
 
 
-class MetricsReader:
-    """Incremental reader of metrics.jsonl: keeps a byte offset, returns only new rows."""
+class WriterLock:
+    """The OS lock (flock) one trainer holds on its run folder for its whole life.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
+    The kernel drops it when the process dies, however it dies, so a lock is never stale.
+    """
 
-    def read_new(self) -> list[dict[str, Any]]:
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self._fd: int | None = os.open(run.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return []
-        # A row still being appended has no newline yet; leave it for the next read.
-        end = chunk.rfind(b"\n") + 1
-        self.offset += end
-        rows = []
-        for line in chunk[:end].splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn line after a kill -9; the rows around it are intact
-        return rows
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise RunLocked(
+                f"{run.path} is being written by another trainer (pid {run.lock_holder()}); "
+                "stop it first, or pick another --run-dir"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> WriterLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class RunDir:
-    """One training run on disk. Used by the trainer (writer) and by any number of readers."""
+    """One training run on disk: one writer (the trainer holding `lock`), any number of readers.
+
+    Readers get RunDamaged, with the file and the problem, for anything they cannot parse.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -208,19 +288,71 @@ class RunDir:
     def log_path(self) -> Path:
         return self.path / "trainer.log"
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path / "lock"
+
     def exists(self) -> bool:
-        return self.config_path.is_file()
+        """Whether this folder holds a run (a config.json); False when it cannot be read."""
+        try:
+            return self.config_path.is_file()
+        except OSError:
+            return False
 
     def create(self) -> RunDir:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         return self
 
     def remove_temp_files(self) -> int:
-        """Delete temp files a killed writer left behind; only the trainer calls this."""
+        """Delete temp files a killed writer left behind; only the lock holder calls this."""
         stale = [*self.path.glob(".*.tmp"), *self.checkpoint_dir.glob(".*.tmp")]
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
+
+    # --- the one-writer lock ---
+    def acquire_lock(self) -> WriterLock:
+        """Take the run's OS lock (RunLocked if a live trainer holds it)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return WriterLock(self)
+
+    def is_locked(self) -> bool:
+        """Whether a process on this host holds the writer lock right now."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also drops the shared lock when it was granted
+        return False
+
+    def lock_holder(self) -> int | None:
+        """The pid the lock holder wrote into the lock file (informational)."""
+        try:
+            return int(self.lock_path.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    # --- reading JSON files ---
+    def _read_json_object(self, path: Path) -> dict[str, Any] | None:
+        """The JSON object in `path`; None if the file does not exist; RunDamaged otherwise."""
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise RunDamaged(self.path, path.name, f"cannot be read ({e.strerror})") from None
+        except UnicodeDecodeError:
+            raise RunDamaged(self.path, path.name, "is not UTF-8 text") from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise RunDamaged(self.path, path.name, f"is not valid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise RunDamaged(self.path, path.name, "does not hold a JSON object")
+        return data
 
     # --- config ---
     def write_config(self, model_config: ModelConfig, train_config: TrainConfig) -> None:
@@ -230,22 +362,45 @@ class RunDir:
         )
 
     def read_config(self) -> tuple[ModelConfig, TrainConfig]:
-        if not self.config_path.is_file():
+        data = self._read_json_object(self.config_path)
+        if data is None:
             raise FileNotFoundError(
                 f"{self.path} is not a run directory (no config.json); "
                 "pick a folder written by `python -m vae_core train`"
             )
-        data = json.loads(self.config_path.read_text())
-        return ModelConfig.from_dict(data["model"]), TrainConfig.from_dict(data["train"])
+        try:
+            return ModelConfig.from_dict(data["model"]), TrainConfig.from_dict(data["train"])
+        except KeyError as e:
+            raise RunDamaged(self.path, "config.json", f"has no {e} section") from None
+        except (ValueError, TypeError, AttributeError) as e:
+            raise RunDamaged(self.path, "config.json", e) from None
 
     # --- metrics ---
     def log_metrics(self, **row: Any) -> None:
         """Append one row; flushed so readers see it at once (one write per row)."""
         if self._metrics_file is None:
+            self._repair_metrics_tail()
             self._metrics_file = open(self.metrics_path, "a", encoding="utf-8")
         row.setdefault("time", time.time())
         self._metrics_file.write(json.dumps(row) + "\n")
         self._metrics_file.flush()
+
+    def _repair_metrics_tail(self) -> None:
+        """Cut a torn last line (a kill -9 mid-append) so the next row starts on its own line."""
+        try:
+            with open(self.metrics_path, "rb+") as f:
+                size = f.seek(0, os.SEEK_END)
+                tail_start = max(0, size - (1 << 16))
+                f.seek(tail_start)
+                tail = f.read()
+                if not tail or tail.endswith(b"\n"):
+                    return
+                newline = tail.rfind(b"\n")
+                if newline < 0 and tail_start > 0:
+                    return  # a 64 KB line is no row of ours; leave it to the reader
+                f.truncate(tail_start + newline + 1)
+        except FileNotFoundError:
+            return
 
     def metrics_reader(self) -> MetricsReader:
         return MetricsReader(self.metrics_path)
@@ -261,48 +416,69 @@ class RunDir:
     # --- snapshot (latest weights for the UI) ---
     def publish_snapshot(self, model: torch.nn.Module, step: int) -> int:
         """Atomically replace snapshot.safetensors; returns its new version."""
-        self._snapshot_version = max(self._snapshot_version, self.snapshot_version()) + 1
+        try:
+            on_disk = self.snapshot_version()
+        except RunDamaged:
+            on_disk = 0  # the writer replaces a damaged snapshot
+        self._snapshot_version = max(self._snapshot_version, on_disk) + 1
         meta = {"version": str(self._snapshot_version), "step": str(step), "time": str(time.time())}
         atomic_save_tensors(self.snapshot_path, model.state_dict(), meta)
         return self._snapshot_version
 
+    def snapshot_metadata(self) -> dict[str, str]:
+        """The snapshot's header metadata; FileNotFoundError before the first snapshot."""
+        try:
+            meta = read_safetensors_metadata(self.snapshot_path)
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise RunDamaged(self.path, self.snapshot_path.name, e.strerror) from None
+        except ValueError as e:
+            raise RunDamaged(self.path, self.snapshot_path.name, e) from None
+        if not meta.get("version", "").isdigit():
+            raise RunDamaged(self.path, self.snapshot_path.name, "its header has no version")
+        return meta
+
     def snapshot_version(self) -> int:
         """Version of the current snapshot (0 if none), from its header alone: cheap to poll."""
         try:
-            return int(read_safetensors_metadata(self.snapshot_path).get("version", 0))
-        except (OSError, ValueError):
+            return int(self.snapshot_metadata()["version"])
+        except FileNotFoundError:
             return 0
 
     def load_snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        return load_safetensors(self.snapshot_path)
+        try:
+            return load_safetensors(self.snapshot_path)
+        except UnsafeCheckpointError as e:
+            raise RunDamaged(self.path, self.snapshot_path.name, e) from None
 
     # --- control (reader: trainer; writers: UI, CLI) ---
     def send_control(self, command: str | None = None, **changes: float) -> dict[str, Any]:
-        """Queue a command (pause/resume/stop) and/or live changes (beta, lr) for the trainer."""
-        if command not in (None, "pause", "resume", "stop"):
-            raise ValueError(f"unknown command {command!r}; use pause, resume or stop")
-        unknown = set(changes) - {"beta", "lr"}
-        if unknown:
-            raise ValueError(f"cannot change {sorted(unknown)} live; only beta and lr")
-        for name, value in changes.items():
-            if not (value >= 0 if name == "beta" else 0 < value < 10):
-                raise ValueError(f"{name}={value} is out of range")
-        current = self.read_control()
+        """Queue a command (pause/resume/stop) and/or live changes (beta, lr) for the trainer.
+
+        Values are checked against the same limits as the config (ValueError)."""
         control = {
-            "seq": current.get("seq", 0) + 1,
+            "seq": self._next_control_seq(),
             "command": command,
-            "set": {k: float(v) for k, v in changes.items()},
+            "set": check_control(command, changes),
             "time": time.time(),
         }
         self.create()
         atomic_write_json(self.control_path, control)
         return control
 
-    def read_control(self) -> dict[str, Any]:
+    def _next_control_seq(self) -> int:
+        """Larger than any earlier command's, even if control.json was damaged or removed."""
         try:
-            return json.loads(self.control_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+            current = self.read_control()
+        except RunDamaged:
+            current = {}
+        seq = current.get("seq", 0)
+        return max(seq + 1 if isinstance(seq, int) else 0, time.time_ns() // 1_000_000)
+
+    def read_control(self) -> dict[str, Any]:
+        """control.json ({} if none); RunDamaged when it cannot be parsed."""
+        return self._read_json_object(self.control_path) or {}
 
     # --- status ---
     def write_status(self, state: str, **fields: Any) -> None:
@@ -310,47 +486,29 @@ class RunDir:
             raise ValueError(f"unknown state {state!r}")
         atomic_write_json(
             self.status_path,
-            {"state": state, "pid": os.getpid(), "heartbeat": time.time(), **fields},
+            {
+                "state": state,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "heartbeat": time.time(),
+                **fields,
+            },
         )
 
     def read_status(self) -> Status | None:
-        try:
-            data = json.loads(self.status_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        """status.json as a Status (None before any was written); RunDamaged if unreadable."""
+        data = self._read_json_object(self.status_path)
+        if data is None:
             return None
-        known = Status.__dataclass_fields__
-        return Status(**{k: v for k, v in data.items() if k in known})
+        try:
+            status = Status.from_dict(data)
+        except ValueError as e:
+            raise RunDamaged(self.path, "status.json", e) from None
+        if status.on_other_host:
+            return status  # its lock lives on another machine's kernel
+        return replace(status, locked=self.is_locked())
 
-    # --- checkpoints (full state for resume) ---
-    def save_checkpoint(
-        self,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        step: int,
-        epoch: int,
-        extra: dict[str, Any] | None = None,
-        generator_state: torch.Tensor | None = None,
-    ) -> Path:
-        """weights + optimizer state + RNG in one safetensors file; JSON scalars in metadata."""
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        opt_tensors, opt_meta = _flatten_optimizer_state(optimizer.state_dict())
-        tensors.update(opt_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
-        if generator_state is not None:
-            tensors["rng.generator"] = generator_state
-        meta = {
-            "step": str(step),
-            "epoch": str(epoch),
-            "optimizer": json.dumps(opt_meta),
-            "extra": json.dumps(extra or {}),
-        }
-        self.create()
-        path = self.checkpoint_dir / f"step-{step:09d}.safetensors"
-        atomic_save_tensors(path, tensors, meta)
-        for old in self.checkpoints()[:-CHECKPOINTS_KEPT]:
-            old.unlink(missing_ok=True)
-        return path
-
+    # --- checkpoints (written by vae_core.checkpoint) ---
     def checkpoints(self) -> list[Path]:
         """Completed checkpoints, oldest first (temp files are dot-prefixed and skipped)."""
         return sorted(self.checkpoint_dir.glob("step-*.safetensors"))
@@ -360,84 +518,29 @@ class RunDir:
         return found[-1] if found else None
 
 
-@dataclass
-class Checkpoint:
-    model_state: dict[str, torch.Tensor]
-    optimizer_state: dict[str, Any] | None
-    step: int
-    epoch: int
-    rng_state: torch.Tensor | None
-    generator_state: torch.Tensor | None
-    extra: dict[str, Any]
-
-
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint (or a bare weights file) written as safetensors; never unpickles."""
-    tensors, meta = load_safetensors(path)
-    if not any(k.startswith("model.") for k in tensors):
-        # A plain state_dict saved by the user: weights only.
-        return Checkpoint(tensors, None, 0, 0, None, None, {})
-    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    optimizer_state = None
-    if "optimizer" in meta:
-        optimizer_state = _unflatten_optimizer_state(tensors, json.loads(meta["optimizer"]))
-    return Checkpoint(
-        model_state=model_state,
-        optimizer_state=optimizer_state,
-        step=int(meta.get("step", 0)),
-        epoch=int(meta.get("epoch", 0)),
-        rng_state=tensors.get("rng.torch"),
-        generator_state=tensors.get("rng.generator"),
-        extra=json.loads(meta.get("extra", "{}")),
-    )
-
-
-def _flatten_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state_dict into tensors (safetensors) and JSON scalars."""
-    tensors, scalars = {}, {}
-    for param_id, param_state in state["state"].items():
-        scalars[str(param_id)] = {}
-        for name, value in param_state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim.{param_id}.{name}"] = value
-            else:
-                scalars[str(param_id)][name] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in meta["scalars"].items()}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, param_id, name = key.split(".", 2)
-            state.setdefault(int(param_id), {})[name] = value
-    # JSON turned tuples (Adam's betas) into lists; `params` is the one real list.
-    groups = [
-        {k: v if k == "params" or not isinstance(v, list) else tuple(v) for k, v in group.items()}
-        for group in meta["param_groups"]
-    ]
-    return {"state": state, "param_groups": groups}
+def check_control(command: str | None, changes: dict[str, Any]) -> dict[str, float]:
+    """The validated `set` of a control command; ValueError names what is wrong."""
+    if command not in CONTROL_COMMANDS:
+        raise ValueError(f"unknown command {command!r}; use pause, resume or stop")
+    unknown = sorted(set(changes) - set(LIVE_SETTINGS))
+    if unknown:
+        raise ValueError(f"cannot change {unknown} live; only {', '.join(LIVE_SETTINGS)}")
+    return {name: check_live_setting(name, value) for name, value in changes.items()}
 
 
 def list_runs(root: str | Path) -> list[RunDir]:
-    """Run directories directly under `root`, newest first."""
+    """Run directories directly under `root`, newest first. Folders that cannot be read are
+    left out; they never hide the others."""
     root = Path(root)
-    if not root.is_dir():
+    try:
+        entries = list(root.iterdir())
+    except OSError:
         return []
-    runs = [RunDir(p) for p in root.iterdir() if (p / "config.json").is_file()]
-    return sorted(runs, key=lambda r: r.config_path.stat().st_mtime, reverse=True)
-
-
-def snapshot_model(run: RunDir) -> tuple[VAE, int]:
-    """A fresh eval-mode VAE holding `run`'s newest snapshot, and that snapshot's version.
-
-    Readers decode with this copy; they never share tensors with the trainer. Callers
-    cache it by (run path, version) and call `run.snapshot_version()` to poll cheaply.
-    """
-    model_config, _ = run.read_config()
-    if not run.snapshot_path.is_file():
-        raise FileNotFoundError(f"{run.path} has no snapshot yet; the trainer is still starting")
-    state, meta = run.load_snapshot()
-    model = VAE(model_config)
-    model.load_state_dict(state)
-    return model.eval(), int(meta.get("version", 0))
+    found = []
+    for path in entries:
+        run = RunDir(path)
+        try:
+            found.append((run.config_path.stat().st_mtime, run))
+        except OSError:
+            continue  # not a run, or not readable
+    return [run for _, run in sorted(found, key=lambda pair: pair[0], reverse=True)]

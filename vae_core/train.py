@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,17 +19,26 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from vae_core.checkpoint import NonFiniteWeightsError, load_checkpoint, save_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.models import VAE, pick_device
 from vae_core.objectives import elbo_terms
-from vae_core.rundir import RunDir, load_checkpoint
+from vae_core.rundir import STOPPED_BY_USER, RunDamaged, RunDir, check_control
 
 log = logging.getLogger(__name__)
 
 CONTROL_POLL_S = 0.2  # how often the loop looks at control.json
-HEARTBEAT_S = 1.0  # how often status.json is rewritten
-MAX_BAD_STEPS = 10  # consecutive non-finite steps before the run is marked failed
+HEARTBEAT_S = 1.0  # how often status.json is rewritten, from its own thread
+MAX_BAD_STEPS = 10  # consecutive non-finite steps before the run fails
+
+
+class RunInUse(ValueError):
+    """`train` without resume on a folder that already holds a run."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or gradient stayed NaN/inf; the run failed with its last good weights saved."""
 
 
 def beta_at(step: int, beta: float, warmup_steps: int) -> float:
@@ -51,27 +61,113 @@ class LiveSettings:
     lr: float
     paused: bool = False
     stop: bool = False
-    seq: int = 0
+    seq: int = 0  # the newest control.json applied; older ones (and this one) are done
     changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def apply_control(run: RunDir, live: LiveSettings) -> bool:
-    """Fold a new control.json into `live`; True if something changed."""
-    control = run.read_control()
-    if control.get("seq", 0) <= live.seq:
+    """Fold a new control.json into `live`; True if something changed.
+
+    A command with an unknown key or an out-of-range value is refused whole (and logged):
+    control.json is a file anyone can write, so the trainer checks it as the CLI does.
+    """
+    try:
+        control = run.read_control()
+    except RunDamaged as e:
+        log.warning("%s", e)
         return False
-    live.seq = control["seq"]
-    for name, value in control.get("set", {}).items():
-        setattr(live, name, float(value))
-    command = control.get("command")
+    seq = control.get("seq", 0)
+    if not isinstance(seq, int) or seq <= live.seq:
+        return False
+    live.seq = seq
+    command, changes = control.get("command"), control.get("set", {})
+    try:
+        changes = check_control(command, changes if isinstance(changes, dict) else {"set": 0})
+    except ValueError as e:
+        log.warning("control %d refused: %s", seq, e)
+        return False
+    for name, value in changes.items():
+        setattr(live, name, value)
     if command == "pause":
         live.paused = True
     elif command == "resume":
         live.paused = False
     elif command == "stop":
         live.stop = True
-    live.changes.append({"command": command, "changed": sorted(control.get("set", {}))})
+    live.changes.append({"command": command, "changed": sorted(changes)})
     return True
+
+
+@dataclass
+class Position:
+    """Where training stands, and where a resume picks up: the epoch, the next batch in it,
+    and the shuffle RNG's state at that epoch's start (to replay the same order)."""
+
+    step: int
+    epoch: int
+    next_batch: int
+    epoch_rng: torch.Tensor
+
+
+class Every:
+    """`due()` is True at most once every `seconds` (monotonic clock); first call: `start`."""
+
+    def __init__(self, seconds: float, start: bool = True) -> None:
+        self.seconds = seconds
+        self.last = -math.inf if start else time.monotonic()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
+class Heartbeat:
+    """Writes status.json every HEARTBEAT_S from its own thread, so that loading a dataset,
+    a long test evaluation or a checkpoint never makes a live run look dead.
+
+    The loop updates `fields` (plain dict writes, atomic under the GIL); `write()` publishes
+    a state change at once. Writes are serialised, and none happens after `stop()`.
+    """
+
+    def __init__(self, run: RunDir, **fields: Any) -> None:
+        self.run = run
+        self.fields: dict[str, Any] = {"state": "starting", **fields}
+        self._write_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self.write()
+        self._thread.start()
+        return self
+
+    def write(self, state: str | None = None, **fields: Any) -> None:
+        self.fields.update(fields, **({"state": state} if state else {}))
+        with self._write_lock:
+            if not self._stopped.is_set():
+                fields = dict(self.fields)
+                self.run.write_status(fields.pop("state"), **fields)
+
+    def stop(self, state: str | None = None, **fields: Any) -> None:
+        """Stop beating; then write the final state, if given, as the last word."""
+        self.fields.update(fields)
+        with self._write_lock:
+            self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if state is not None:
+            final = dict(self.fields, state=state)
+            self.run.write_status(final.pop("state"), **final)
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(HEARTBEAT_S):
+            try:
+                self.write()
+            except OSError as e:  # a full disk must not kill the trainer from this thread
+                log.warning("heartbeat not written: %s", e)
 
 
 @torch.no_grad()
@@ -101,177 +197,261 @@ def train(
     run: RunDir,
     resume: bool = False,
     progress: bool = False,
+    live_overrides: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Train a VAE, publishing everything to `run`; returns the final summary.
 
-    With resume=True the newest checkpoint in `run` restores weights, optimizer,
-    step and RNG, and the curves in metrics.jsonl continue where they stopped.
+    The run folder's OS lock is held for the whole call: a second trainer is refused
+    (RunLocked) before it changes anything, and so is a fresh start in a used folder
+    (RunInUse). With resume=True the newest checkpoint restores weights, optimizer, step and
+    RNG; `live_overrides` (beta, lr) then replace the values in force, e.g. a lower lr after
+    a divergence. Raises TrainingDiverged when the loss stays NaN/inf.
     """
-    cfg = train_config
-    # ---- set up ----
+    if not resume and run.exists():
+        raise RunInUse(
+            f"{run.path} already holds a run; pass --resume to continue it, or pick a new --run-dir"
+        )
+    overrides = check_control(None, live_overrides or {})
+    with run.acquire_lock():
+        previous = run.read_status() if resume else None
+        heartbeat = Heartbeat(
+            run, step=0, epoch=0, control_seq=previous.control_seq if previous else 0
+        )
+        try:
+            return _train(model_config, train_config, run, resume, progress, overrides, heartbeat)
+        except BaseException as e:
+            # Readers (the UI) learn why the trainer died from status.json, not a traceback.
+            reason = str(e) if isinstance(e, TrainingDiverged) else f"{type(e).__name__}: {e}"
+            heartbeat.stop("failed", reason=reason)
+            raise
+        finally:
+            run.close()
+
+
+def _train(
+    model_config: ModelConfig,
+    cfg: TrainConfig,
+    run: RunDir,
+    resume: bool,
+    progress: bool,
+    overrides: dict[str, float],
+    heartbeat: Heartbeat,
+) -> dict[str, Any]:
+    # ---- set up: config, data, model; restore from the newest checkpoint on resume ----
     torch.set_num_threads(cfg.num_threads or default_num_threads())
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     run.write_config(model_config, cfg)
     run.remove_temp_files()  # left by a trainer killed mid-write
-    run.write_status("starting", step=0, epoch=0)
+    live = LiveSettings(beta=cfg.beta, lr=cfg.lr, seq=heartbeat.fields["control_seq"])
+    heartbeat.start()
     options = dict(cfg.dataset_options)
     train_data = load_dataset(cfg.dataset, "train", cfg.data_dir, **options)
     test_data = load_dataset(cfg.dataset, "test", cfg.data_dir, **options)
     model = VAE(model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     shuffle = torch.Generator().manual_seed(cfg.seed)  # data order, saved for exact resume
-    step, start_epoch, skip_batches = 0, 0, 0
-    live = LiveSettings(beta=cfg.beta, lr=cfg.lr)
-    if resume and (ckpt_path := run.latest_checkpoint()) is not None:
-        ckpt = load_checkpoint(ckpt_path)
-        model.load_state_dict(ckpt.model_state)
-        optimizer.load_state_dict(ckpt.optimizer_state)
-        torch.set_rng_state(ckpt.rng_state)
-        shuffle.set_state(ckpt.generator_state)  # the state at the start of ckpt's epoch
-        step, start_epoch = ckpt.step, ckpt.epoch
-        skip_batches = ckpt.extra.get("next_batch", 0)
-        live.beta, live.lr = ckpt.extra.get("beta", cfg.beta), ckpt.extra.get("lr", cfg.lr)
-        log.info("resumed %s at step %d (epoch %d)", run.path, step, start_epoch)
-    live.seq = run.read_control().get("seq", 0)  # commands sent before this start are stale
+    at = Position(step=0, epoch=0, next_batch=0, epoch_rng=shuffle.get_state())
+    if resume:
+        at = _restore(run, model, optimizer, shuffle, live) or at
+    if overrides:
+        vars(live).update(overrides)
+        live.changes.append({"command": "resume", "changed": sorted(overrides)})
+        _log_control(run, at, live)
     _set_lr(optimizer, live.lr)
 
     steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, unit="step", leave=False)
-    train_time, samples_seen, bad_steps, reason = 0.0, 0, 0, ""
-    last = {"snapshot": 0.0, "checkpoint": time.monotonic(), "control": 0.0, "heartbeat": 0.0}
+    bar = tqdm(total=total_steps, initial=at.step, disable=not progress, unit="step", leave=False)
+    clock = Throughput()
+    bad_steps = 0
+    control, snapshot = Every(CONTROL_POLL_S), Every(cfg.snapshot_every_s)
+    checkpoint = Every(cfg.checkpoint_every_s, start=False)
     window = _Window(model_config.latent_dim, device)
-    # Where a resumed run picks up: (epoch, next batch in it, shuffle RNG at the epoch's start).
-    epoch, next_batch, epoch_rng = start_epoch, skip_batches, shuffle.get_state()
     test: dict[str, Any] | None = None
-
-    def status(state: str) -> None:
-        sps = samples_seen / train_time if train_time else 0.0
-        run.write_status(
-            state,
-            step=step,
-            epoch=epoch,
-            samples_per_s=sps,
-            reason=reason,
-            beta=live.beta,
-            lr=live.lr,
-            total_steps=total_steps,
-        )
-
-    def checkpoint() -> None:
-        extra = {"next_batch": next_batch, "beta": live.beta, "lr": live.lr}
-        run.save_checkpoint(model, optimizer, step, epoch, extra, generator_state=epoch_rng)
-        last["checkpoint"] = time.monotonic()
-
-    def poll_control() -> None:
-        if apply_control(run, live):
-            _set_lr(optimizer, live.lr)
-            run.log_metrics(
-                step=step,
-                epoch=epoch,
-                event="control",
-                **live.changes[-1],
-                beta=live.beta,
-                lr=live.lr,
-            )
-
-    status("running")
-    run.publish_snapshot(model, step)
+    heartbeat.write("running", total_steps=total_steps, **_progress(at, live, clock))
+    run.publish_snapshot(model, at.step)
     model.train()
     # ---- the loop ----
-    while epoch < cfg.epochs and not live.stop:
+    while at.epoch < cfg.epochs and not live.stop:
         order = torch.randperm(len(train_data), generator=shuffle)
-        while next_batch < steps_per_epoch:
+        while at.next_batch < steps_per_epoch:
             # -- live control (pause / stop / beta / lr), a few times a second --
-            if time.monotonic() - last["control"] > CONTROL_POLL_S:
-                last["control"] = time.monotonic()
-                poll_control()
+            if control.due():
+                _poll_control(run, live, optimizer, at)
                 while live.paused and not live.stop:
-                    status("failed" if reason else "paused")
+                    heartbeat.write("paused", **_progress(at, live, clock))
                     time.sleep(CONTROL_POLL_S)
-                    poll_control()
-                reason = ""
+                    _poll_control(run, live, optimizer, at)
                 if live.stop:
                     break
+                heartbeat.fields.update(state="running", **_progress(at, live, clock))
             # -- one optimisation step --
             t0 = time.monotonic()
-            idx = order[next_batch * cfg.batch_size : (next_batch + 1) * cfg.batch_size]
+            idx = order[at.next_batch * cfg.batch_size : (at.next_batch + 1) * cfg.batch_size]
             x = train_data.batch(idx, device)  # (B, C, H, W) float in [0, 1]
-            beta = beta_at(step, live.beta, cfg.warmup_steps)
+            beta = beta_at(at.step, live.beta, cfg.warmup_steps)
             terms = elbo_terms(model, x)
             loss = terms.loss(beta)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+            at.next_batch += 1
             if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
                 # Skip the update so one bad batch cannot poison the weights.
                 bad_steps += 1
-                next_batch += 1
                 if bad_steps >= MAX_BAD_STEPS:
-                    what = "loss" if not torch.isfinite(loss) else "gradient"
-                    reason = (
-                        f"{what} became NaN/inf at step {step}; lower the learning "
-                        "rate (or beta) and resume"
-                    )
-                    log.warning(reason)
-                    run.log_metrics(step=step, epoch=epoch, event="failed", reason=reason)
-                    checkpoint()  # the last good weights: no bad step was applied
-                    live.paused, bad_steps, last["control"] = True, 0, 0.0
+                    _diverge(run, model, optimizer, at, live, loss)
                 continue
             bad_steps = 0
             optimizer.step()
-            step += 1
-            next_batch += 1
-            samples_seen += x.shape[0]
+            at.step += 1
+            clock.add(x.shape[0], time.monotonic() - t0)
             window.add(terms, loss, grad_norm)
-            train_time += time.monotonic() - t0
             bar.update(1)
-            # -- publish: metrics row, heartbeat, snapshot, checkpoint --
-            if step % cfg.log_every == 0:
+            # -- publish: metrics row, snapshot, checkpoint (the heartbeat has its thread) --
+            if at.step % cfg.log_every == 0:
+                row = window.flush()
                 run.log_metrics(
-                    step=step,
-                    epoch=epoch,
+                    step=at.step,
+                    epoch=at.epoch,
                     split="train",
-                    **window.flush(),
+                    **row,
                     beta=beta,
                     lr=live.lr,
-                    samples_per_s=samples_seen / max(train_time, 1e-9),
+                    samples_per_s=clock.samples_per_s,
                 )
-            now = time.monotonic()
-            if now - last["heartbeat"] > HEARTBEAT_S:
-                status("running")
-                last["heartbeat"] = now
-            if now - last["snapshot"] > cfg.snapshot_every_s:
-                run.publish_snapshot(model, step)
-                last["snapshot"] = now
-            if now - last["checkpoint"] > cfg.checkpoint_every_s:
-                checkpoint()
+                heartbeat.fields.update(_progress(at, live, clock))
+            if snapshot.due():
+                run.publish_snapshot(model, at.step)
+            if checkpoint.due():
+                _checkpoint(run, model, optimizer, at, live)
         if live.stop:
             break
         # ---- end of epoch: evaluate on the test split (beta = 1), checkpoint ----
-        epoch, next_batch, epoch_rng = epoch + 1, 0, shuffle.get_state()
+        at.epoch, at.next_batch, at.epoch_rng = at.epoch + 1, 0, shuffle.get_state()
+        heartbeat.fields.update(_progress(at, live, clock))
         test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches)
-        run.log_metrics(step=step, epoch=epoch, split="test", **test)
-        checkpoint()
+        run.log_metrics(step=at.step, epoch=at.epoch, split="test", **test)
+        _checkpoint(run, model, optimizer, at, live)
 
     # ---- finish: final weights everywhere, state finished ----
     bar.close()
     if test is None:
         test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches)
-    checkpoint()
-    run.publish_snapshot(model, step)
-    reason = "stopped by user" if live.stop else ""
-    status("finished")
-    run.close()
+    _checkpoint(run, model, optimizer, at, live)
+    run.publish_snapshot(model, at.step)
+    reason = STOPPED_BY_USER if live.stop else ""
+    heartbeat.stop("finished", reason=reason, **_progress(at, live, clock))
     return {
         "test_loss": -test["elbo"],
         "test": test,
-        "samples_per_s": samples_seen / train_time if train_time else 0.0,
-        "step": step,
-        "epoch": epoch,
+        "samples_per_s": clock.samples_per_s,
+        "step": at.step,
+        "epoch": at.epoch,
         "stopped": live.stop,
         "run_dir": str(run.path),
+    }
+
+
+def _restore(
+    run: RunDir,
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+    live: LiveSettings,
+) -> Position | None:
+    """Load the newest checkpoint into model, optimizer and RNGs; None if there is none.
+
+    Rows logged after that checkpoint by the previous trainer are about to be logged again:
+    a `resume` event at the checkpoint's step tells readers to drop them.
+    """
+    path = run.latest_checkpoint()
+    if path is None:
+        return None
+    ckpt = load_checkpoint(path)
+    model.load_state_dict(ckpt.model_state)
+    optimizer.load_state_dict(ckpt.optimizer_state)
+    torch.set_rng_state(ckpt.rng_state)
+    shuffle.set_state(ckpt.generator_state)  # the state at the start of ckpt's epoch
+    live.beta = ckpt.extra.get("beta", live.beta)
+    live.lr = ckpt.extra.get("lr", live.lr)
+    next_batch = ckpt.extra.get("next_batch", 0)
+    run.log_metrics(step=ckpt.step, epoch=ckpt.epoch, event="resume", beta=live.beta, lr=live.lr)
+    log.info("resumed %s at step %d (epoch %d)", run.path, ckpt.step, ckpt.epoch)
+    return Position(ckpt.step, ckpt.epoch, next_batch, ckpt.generator_state)
+
+
+def _poll_control(
+    run: RunDir, live: LiveSettings, optimizer: torch.optim.Optimizer, at: Position
+) -> None:
+    if apply_control(run, live):
+        _set_lr(optimizer, live.lr)
+        _log_control(run, at, live)
+
+
+def _log_control(run: RunDir, at: Position, live: LiveSettings) -> None:
+    """A control row: the curves mark live changes with a dashed line."""
+    change = live.changes[-1]
+    run.log_metrics(
+        step=at.step, epoch=at.epoch, event="control", **change, beta=live.beta, lr=live.lr
+    )
+
+
+def _checkpoint(
+    run: RunDir, model: VAE, optimizer: torch.optim.Optimizer, at: Position, live: LiveSettings
+) -> None:
+    extra = {"next_batch": at.next_batch, "beta": live.beta, "lr": live.lr}
+    try:
+        save_checkpoint(run, model, optimizer, at.step, at.epoch, extra, at.epoch_rng)
+    except NonFiniteWeightsError as e:
+        log.warning("%s; the previous checkpoint stays the newest", e)
+
+
+def _diverge(
+    run: RunDir,
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    at: Position,
+    live: LiveSettings,
+    loss: torch.Tensor,
+) -> None:
+    """Keep the last good weights (no bad step was applied) and fail the run."""
+    what = "loss" if not torch.isfinite(loss) else "gradient"
+    reason = (
+        f"{what} became NaN/inf at step {at.step} ({MAX_BAD_STEPS} steps in a row); "
+        f"resume with a lower learning rate (now {live.lr:g}) or beta (now {live.beta:g})"
+    )
+    log.error(reason)
+    run.log_metrics(step=at.step, epoch=at.epoch, event="failed", reason=reason)
+    _checkpoint(run, model, optimizer, at, live)
+    raise TrainingDiverged(reason)
+
+
+class Throughput:
+    """Samples per second of pure training time (no eval, checkpoint or pause)."""
+
+    def __init__(self) -> None:
+        self.samples, self.seconds = 0, 0.0
+
+    def add(self, samples: int, seconds: float) -> None:
+        self.samples += samples
+        self.seconds += seconds
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds if self.seconds else 0.0
+
+
+def _progress(at: Position, live: LiveSettings, clock: Throughput) -> dict[str, Any]:
+    """The status.json fields that move while training runs."""
+    return {
+        "step": at.step,
+        "epoch": at.epoch,
+        "samples_per_s": clock.samples_per_s,
+        "beta": live.beta,
+        "lr": live.lr,
+        "control_seq": live.seq,
     }
 
 

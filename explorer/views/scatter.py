@@ -12,7 +12,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import cache, charts, images, projections, state
+from explorer import access, cache, charts, images, projections, state
 from explorer.views import sliders, waiting
 from vae_core.latent import EncodedSet, Projection
 from vae_core.rundir import RunDir
@@ -80,7 +80,7 @@ def _tsne(
         st.fragment(_tsne_progress, run_every=1.0)(run_path)
         return codes, pca, version
     if job.error is not None:
-        st.error(f"t-SNE failed ({job.error}); showing PCA.")
+        st.error(f"t-SNE failed ({access.plain(job.error)}); showing PCA.")
         retry = (run_path, version, codes)
         st.button("Try t-SNE again", on_click=projections.start_tsne, args=retry)
         return codes, pca, version
@@ -160,6 +160,6 @@ def _selected_detail(run_path: str, version: int, class_names: tuple[str, ...]) 
     originals, recons = cache.reconstructions(run_path, version, (index,))
     label = int(cache.test_data(run_path).labels[index])
     name = class_names[label] if label < len(class_names) else str(label)
-    st.markdown(f"**Test image #{index}** ({name})")
+    st.markdown(f"**Test image #{index}** ({access.plain(name)})")  # names from folders
     st.image(images.png_bytes(originals[0], DETAIL_PX), caption="input", output_format="PNG")
     st.image(images.png_bytes(recons[0], DETAIL_PX), caption="reconstruction", output_format="PNG")

@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer import runs, state
-from vae_core.config import ARCHITECTURES
-from vae_core.data import DATASETS, DatasetUnavailable, is_available_offline
+from explorer import access, guard, runs, state
+from vae_core.config import (
+    ARCHITECTURES,
+    BETA_RANGE,
+    LR_RANGE,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_LATENT_DIM,
+)
+from vae_core.data import DATASETS, MAX_SHAPES_IMAGES, DatasetUnavailable, is_available_offline
 from vae_core.rundir import RunDir
 
 # What can go wrong when the user's input is turned into a run; shown as st.error.
@@ -29,15 +36,22 @@ def render() -> RunDir | None:
         st.title("VAE Latent Explorer")
         notice = st.session_state.pop(state.SIDEBAR_NOTICE, None)
         if notice:
-            st.success(notice)
+            st.success(access.plain(notice))
         run = _run_picker()
         if run is not None:
             # A fragment, so the state line and the enabled buttons follow the trainer.
-            every = STATUS_REFRESH_S if runs.is_live(run.read_status()) else None
+            every = STATUS_REFRESH_S if _is_live(run) else None
             st.fragment(_run_controls, run_every=every)(run)
         with st.expander("New run", expanded=run is None):
             _new_run_form()
     return run
+
+
+def _is_live(run: RunDir) -> bool:
+    try:
+        return runs.run_status(run).is_live
+    except guard.RUN_ERRORS:
+        return False  # _run_controls says what is damaged
 
 
 def _open(ref: str) -> None:
@@ -45,18 +59,19 @@ def _open(ref: str) -> None:
 
 
 def _run_picker() -> RunDir | None:
-    """Select among runs under the root, or attach to any run directory by path."""
-    ref = state.open_run_ref()
-    run = runs.resolve_run(ref)
-    if ref and run is None:
-        st.error(f"`{ref}` is not a run directory (no config.json).")
+    """Select among runs under the root, or attach a run directory by path."""
+    try:
+        run = runs.open_run(state.open_run_ref(), state.attached_runs())
+    except ValueError as e:  # not a run, or out of the root and not attached here
+        st.error(access.plain(e))
+        run = None
     names = runs.run_names()
     current = runs.run_ref(run) if run is not None else None
     if current is not None and current not in names:
         names = [current, *names]  # an attached run outside the runs root
     if names:
         st.selectbox(
-            f"Run ({len(names)} in {runs.runs_root()})",
+            f"Run ({len(names)} in {access.plain(runs.runs_root())})",
             names,
             index=names.index(current) if current in names else None,
             placeholder="Pick a run",
@@ -66,32 +81,45 @@ def _run_picker() -> RunDir | None:
     with st.popover("Attach a run directory", width="stretch"):
         path = st.text_input("Path to a run directory", key="sidebar.attach_path")
         if st.button("Attach", key="sidebar.attach") and path:
-            attached = runs.resolve_run(path)
-            if attached is None:
-                st.error(f"`{path}` is not a run directory (it has no config.json).")
-            else:
-                _open(runs.run_ref(attached))
-                st.rerun()
+            _attach(path)
     return run
 
 
+def _attach(path: str) -> None:
+    """Open the run at `path` and remember it: this session may reopen it by URL."""
+    try:
+        run = runs.attach_run(path, access.current())
+    except (ValueError, OSError) as e:  # no run there, or refused (PermissionError)
+        st.error(access.plain(e))
+        return
+    state.add_attached_run(str(run.path.resolve()))
+    _open(runs.run_ref(run))
+    st.rerun()
+
+
+@guard.shows_run_errors
 def _run_controls(run: RunDir) -> None:
     """State line, pause / resume / stop, and live beta / lr."""
-    status = run.read_status()
-    shown = runs.display_state(status)
+    status = runs.run_status(run)
     # The epoch, not the step: this line refreshes every 2 s and a step count would visibly
     # lag the training view's readout (refreshed every second).
-    epoch = f" · epoch {status.epoch}" if status else ""
-    st.caption(f"**{run.path.name}**: {shown}{epoch}")
-    live = runs.is_live(status)
-    paused = status is not None and status.state in ("paused", "failed") and status.is_alive()
+    where = f" on {status.host}" if status.on_other_host else ""
+    st.caption(
+        f"**{access.plain(run.path.name)}**: {access.plain(status.display_state + where)}"
+        f" · epoch {status.epoch}"
+    )
+    refusal = access.current().train_refusal
+    locked = refusal is not None  # served beyond loopback, training not opted in
+    if refusal:
+        st.caption(access.plain(refusal))
+    # A run live on another host is read-only here: its lock and process are not ours.
+    live = status.is_live and not status.on_other_host
     col_pause, col_resume, col_stop = st.columns([1, 1.3, 1], gap="small")
-    if col_pause.button("Pause", disabled=not live or paused, width="stretch"):
+    if col_pause.button("Pause", disabled=locked or not live or status.is_paused, width="stretch"):
         _act(runs.pause_run, run, "Pause sent")
-    resumable = paused or (shown in ("dead", "failed")) or _stopped_early(status)
-    if col_resume.button("Resume", disabled=not resumable, width="stretch"):
+    if col_resume.button("Resume", disabled=locked or not status.is_resumable, width="stretch"):
         _act(runs.resume_run, run, "Resuming")
-    if col_stop.button("Stop", disabled=not live, width="stretch"):
+    if col_stop.button("Stop", disabled=locked or not live, width="stretch"):
         _act(runs.stop_run, run, "Stop sent")
     with st.form("sidebar.live"):
         beta, lr = runs.live_settings(run)
@@ -99,30 +127,36 @@ def _run_controls(run: RunDir) -> None:
         name = run.path.name
         col_beta, col_lr = st.columns(2)
         new_beta = col_beta.number_input(
-            "beta", min_value=0.0, value=beta, step=0.5, format="%.2f", key=f"live_beta.{name}"
+            "beta",
+            min_value=BETA_RANGE[0],
+            max_value=BETA_RANGE[1],
+            value=beta,
+            step=0.5,
+            format="%.2f",
+            key=f"live_beta.{name}",
         )
         new_lr = col_lr.number_input(
             "lr",
-            min_value=1e-6,
-            max_value=1.0,
+            min_value=LR_RANGE[0],
+            max_value=LR_RANGE[1],
             value=lr,
             step=1e-4,
             format="%.0e",
             key=f"live_lr.{name}",
         )
-        if st.form_submit_button("Apply live", disabled=not live, width="stretch"):
+        if st.form_submit_button("Apply live", disabled=locked or not live, width="stretch"):
             _act(lambda r: runs.apply_live(r, new_beta, new_lr), run, "New beta / lr sent")
 
 
-def _stopped_early(status) -> bool:
-    return status is not None and status.state == "finished" and status.reason == "stopped by user"
-
-
 def _act(action, run: RunDir, done: str) -> None:
+    refusal = access.current().train_refusal
+    if refusal:  # the buttons are disabled; a hand-made widget event must not get through
+        st.error(access.plain(refusal))
+        return
     try:
         action(run)
     except (*USER_ERRORS, RuntimeError) as e:
-        st.error(str(e))
+        st.error(access.plain(e))
         return
     st.session_state[state.SIDEBAR_NOTICE] = done
     st.rerun()
@@ -141,14 +175,20 @@ def _new_run_form() -> None:
     dataset, note = default_dataset()
     if note:
         st.caption(note)
+    policy = access.current()
+    refusal = policy.train_refusal
     with st.form("sidebar.new_run"):
         choices = _choices(dataset)
-        submitted = st.form_submit_button("Start", type="primary", width="stretch")
+        submitted = st.form_submit_button(
+            "Start", type="primary", width="stretch", disabled=refusal is not None
+        )
+    if refusal:
+        st.caption(access.plain(refusal))
     if submitted:
         try:
-            run = runs.start_run(choices)
-        except USER_ERRORS as e:
-            st.error(f"Not started: {e}")
+            run = runs.start_run(choices, policy=policy)  # checks the policy again
+        except (*USER_ERRORS, RuntimeError) as e:  # RuntimeError: at the trainer limit
+            st.error(f"Not started: {access.plain(e)}")
             return
         state.set_open_run_ref(runs.run_ref(run))
         st.session_state[state.SIDEBAR_NOTICE] = f"Started {run.path.name}"
@@ -163,16 +203,32 @@ def _choices(default: str) -> runs.RunChoices:
     col_size, col_count = st.columns(2)
     image_size = col_size.selectbox("Image size", (28, 32, 64), help="shapes and folder only")
     num_samples = col_count.number_input(
-        "Shapes: images", min_value=256, value=20_000, step=1000, help="training images to generate"
+        "Shapes: images",
+        min_value=256,
+        max_value=MAX_SHAPES_IMAGES,
+        value=20_000,
+        step=1000,
+        help="training images to generate",
     )
     architecture = st.radio("Model", ARCHITECTURES, horizontal=True)
-    latent_dim = st.number_input("Latent size", min_value=1, max_value=256, value=10)
+    latent_dim = st.number_input("Latent size", min_value=1, max_value=MAX_LATENT_DIM, value=10)
     col_beta, col_lr = st.columns(2)
-    beta = col_beta.number_input("beta", value=1.0, step=0.5, format="%.2f")
-    lr = col_lr.number_input("Learning rate", value=1e-3, step=1e-4, format="%.0e")
+    beta = col_beta.number_input(
+        "beta", min_value=BETA_RANGE[0], max_value=BETA_RANGE[1], value=1.0, step=0.5
+    )
+    lr = col_lr.number_input(
+        "Learning rate",
+        min_value=LR_RANGE[0],
+        max_value=LR_RANGE[1],
+        value=1e-3,
+        step=1e-4,
+        format="%.0e",
+    )
     col_batch, col_epochs = st.columns(2)
-    batch_size = col_batch.number_input("Batch size", value=128, step=32)
-    epochs = col_epochs.number_input("Epochs", value=5, step=1)
+    batch_size = col_batch.number_input(
+        "Batch size", min_value=1, max_value=MAX_BATCH_SIZE, value=128, step=32
+    )
+    epochs = col_epochs.number_input("Epochs", min_value=1, max_value=MAX_EPOCHS, value=5, step=1)
     return runs.RunChoices(
         dataset=dataset,
         architecture=architecture,

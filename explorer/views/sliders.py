@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import streamlit as st
 
-from explorer import cache, components, images, runs, state
+from explorer import cache, components, guard, images, state
 from explorer.views import waiting
 from vae_core import latent
 from vae_core.models import VAE
@@ -34,26 +34,33 @@ def render(run: RunDir) -> None:
 
 
 def decode_model(run: RunDir) -> tuple[VAE, int]:
-    """The model to decode with: the newest snapshot, or the frozen one if the toggle is on."""
-    version = run.snapshot_version()
+    """The model to decode with: the newest snapshot, or the frozen one if the toggle is on.
+
+    Freezing pins the model object itself in the session: the caches may evict it and the
+    folder only keeps the newest snapshot, so a version number alone would silently load
+    newer weights.
+    """
+    frozen = st.session_state.get(state.SLIDERS_FROZEN)
     if st.session_state.get(state.SLIDERS_FREEZE):
-        if st.session_state.get(state.SLIDERS_FROZEN) is None:
-            st.session_state[state.SLIDERS_FROZEN] = version
-        version = st.session_state[state.SLIDERS_FROZEN]
-    else:
-        st.session_state[state.SLIDERS_FROZEN] = None
+        if frozen is None or frozen[0] != str(run.path):
+            version = run.snapshot_version()
+            frozen = (str(run.path), version, cache.model(str(run.path), version))
+            st.session_state[state.SLIDERS_FROZEN] = frozen
+        return frozen[2], frozen[1]
+    st.session_state[state.SLIDERS_FROZEN] = None
+    version = run.snapshot_version()
     return cache.model(str(run.path), version), version
 
 
 @st.fragment
+@guard.shows_run_errors
 def _panel(run_path: str) -> None:
     run = RunDir(run_path)
     net, version = decode_model(run)
     D = net.config.latent_dim
     z = state.latent_z(run_path, D)
-    kl = runs.latest_kl_per_dim(cache.metrics_log(run_path).refresh())
-    if kl is None or len(kl) != D:
-        kl = [0.0] * D
+    latest_kl = cache.metrics_log(run_path).refresh().latest_kl_per_dim
+    kl = list(latest_kl) if latest_kl is not None and len(latest_kl) == D else [0.0] * D
     _buttons(run_path, D)
     order = display_order(kl)
     if components.is_available() and st.toggle(
@@ -62,7 +69,7 @@ def _panel(run_path: str) -> None:
         key=state.SLIDERS_LIVE,
         help="decode in the browser while a slider moves; off: server-side sliders",
     ):
-        z = _live_sliders(run_path, version, z, kl, order)
+        z = _live_sliders(run_path, net, version, z, kl, order)
     else:
         z = _server_sliders(net, version, z, kl, order)
     st.session_state[state.SLIDERS_Z] = z
@@ -83,10 +90,10 @@ def display_order(kl: Sequence[float]) -> list[int]:
 
 
 def _live_sliders(
-    run_path: str, version: int, z: list[float], kl: list[float], order: list[int]
+    run_path: str, net: VAE, version: int, z: list[float], kl: list[float], order: list[int]
 ) -> list[float]:
     """Sliders and image in one browser component: the image follows the thumb mid-drag."""
-    payload = cache.decoder_payload(run_path, version)
+    payload = cache.decoder_payload(run_path, version, net)
     committed = components.live_latent_sliders(
         payload,
         z,

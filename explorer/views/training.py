@@ -9,8 +9,9 @@ import time
 import numpy as np
 import streamlit as st
 
-from explorer import cache, charts, images, runs, state
+from explorer import access, cache, charts, guard, images, runs, state
 from vae_core import latent
+from vae_core.config import BETA_RANGE, LR_RANGE
 from vae_core.rundir import RunDir, Status
 
 REFRESH_S = 1.0
@@ -27,12 +28,13 @@ def render(run: RunDir) -> None:
 
 def _phase(run: RunDir) -> tuple[bool, bool]:
     """(trainer live, snapshot published): when either flips, the other views must redraw."""
-    return runs.is_live(run.read_status()), run.snapshot_version() > 0
+    return runs.run_status(run).is_live, run.snapshot_version() > 0
 
 
+@guard.shows_run_errors
 def _panel(run_path: str) -> None:
     run = RunDir(run_path)
-    status = run.read_status()
+    status = runs.run_status(run)
     phase = _phase(run)
     if phase != st.session_state.get(state.TRAINING_LAST_STATE):
         # First snapshot (sliders, scatter can draw) or the run ended (final weights):
@@ -40,13 +42,13 @@ def _panel(run_path: str) -> None:
         st.session_state[state.TRAINING_LAST_STATE] = phase
         st.rerun(scope="app")
     _readouts(run, status)
-    rows = cache.metrics_log(run_path).refresh()
-    if not rows:
+    metrics = cache.metrics_log(run_path).refresh()
+    if metrics.is_empty:
         st.info("Waiting for the first metrics… (the trainer logs every few steps)")
         return
-    st.plotly_chart(charts.curves_figure(rows), key="training.curves", width="stretch")
+    st.plotly_chart(charts.curves_figure(metrics), key="training.curves", width="stretch")
     col_kl, col_recon = st.columns([3, 2])
-    kl = runs.latest_kl_per_dim(rows)
+    kl = metrics.latest_kl_per_dim
     if kl is not None:
         col_kl.plotly_chart(
             charts.kl_bar_figure(kl, latent.active_dims(kl)), key="training.kl", width="stretch"
@@ -55,49 +57,76 @@ def _panel(run_path: str) -> None:
         _fixed_reconstructions(run)
 
 
-def _readouts(run: RunDir, status: Status | None) -> None:
-    shown = runs.display_state(status)
-    fields = runs.status_fields(run)
-    total = fields.get("total_steps")
+def _readouts(run: RunDir, status: Status) -> None:
+    shown = status.display_state
+    total = f" / {status.total_steps}" if status.total_steps else ""
     cols = st.columns(5)
-    cols[0].metric("State", shown)
-    step = status.step if status else 0
-    cols[1].metric("Step", f"{step}" + (f" / {total}" if total else ""))
-    cols[2].metric("Epoch", status.epoch if status else 0)
-    cols[3].metric("Samples/s", f"{status.samples_per_s:,.0f}" if status else "–")
-    cols[4].metric("Last update", _last_update(status, shown))
-    if shown in ("dead", "failed") or (status and status.state == "failed"):
-        _failure(run, status, shown)
+    cols[0].metric("State", shown + (" (other host)" if status.on_other_host else ""))
+    cols[1].metric("Step", f"{status.step}{total}")
+    cols[2].metric("Epoch", status.epoch)
+    cols[3].metric("Samples/s", f"{status.samples_per_s:,.0f}" if status.heartbeat else "–")
+    cols[4].metric("Last update", _last_update(status))
+    if shown in ("dead", "failed"):
+        _failure(run, status)
 
 
-def _last_update(status: Status | None, shown: str) -> str:
+def _last_update(status: Status) -> str:
     """Seconds since the trainer's last heartbeat while it lives, else the clock time."""
-    if status is None or not status.heartbeat:
+    if not status.heartbeat:
         return "–"
-    if shown in runs.LIVE_STATES:
+    if status.is_live:
         return f"{time.time() - status.heartbeat:.0f} s ago"
     return time.strftime("%H:%M:%S", time.localtime(status.heartbeat))
 
 
-def _failure(run: RunDir, status: Status | None, shown: str) -> None:
-    """Say why the trainer stopped, offer Resume, and show the log's tail (never a traceback
-    in the page itself: it goes in a collapsed box for whoever wants it)."""
-    if shown == "dead":
+def _failure(run: RunDir, status: Status) -> None:
+    """Say why the trainer stopped, offer Resume (with a lower lr / beta after a failure),
+    and show the log's tail (never a traceback in the page itself: it goes in a collapsed
+    box for whoever wants it)."""
+    if status.display_state == "dead":
         reason = "the trainer stopped without saying why (its process is gone or silent)"
     else:
-        reason = (status.reason if status else "") or "unknown reason"
-    st.error(f"Training {shown}: {reason}")
-    if st.button("Resume training", key="training.resume", type="primary"):
-        try:
-            runs.resume_run(run)
-        except (RuntimeError, OSError, ValueError) as e:
-            st.error(str(e))
-        else:
-            st.rerun(scope="app")
+        reason = status.reason or "unknown reason"
+    st.error(f"Training {access.plain(status.display_state)}: {access.plain(reason)}")
+    refusal = access.current().train_refusal
+    if refusal:
+        st.caption(access.plain(refusal))
+    if status.is_resumable:
+        _resume_form(run, status, refusal)
+    elif status.on_other_host:
+        st.caption(access.plain(f"Written from host {status.host}: resume it there."))
     tail = runs.trainer_log_tail(run)
     if tail:
         with st.expander("Trainer log (last lines)"):
             st.code(tail, language=None)
+
+
+def _resume_form(run: RunDir, status: Status, refusal: str | None) -> None:
+    """Resume from the last good checkpoint; a failed run is offered a 10x lower lr."""
+    beta, lr = runs.live_settings(run)
+    if status.state == "failed":
+        lr = max(lr / 10, LR_RANGE[0])
+    with st.form("training.resume_form", border=False):
+        col_lr, col_beta, col_go = st.columns([1, 1, 2], vertical_alignment="bottom")
+        new_lr = col_lr.number_input(
+            "lr", min_value=LR_RANGE[0], max_value=LR_RANGE[1], value=lr, format="%.1e"
+        )
+        new_beta = col_beta.number_input(
+            "beta", min_value=BETA_RANGE[0], max_value=BETA_RANGE[1], value=beta, step=0.5
+        )
+        resume = col_go.form_submit_button(
+            "Resume training", type="primary", disabled=refusal is not None
+        )
+    if not resume:
+        return
+    try:
+        if refusal:  # disabled above; a hand-made widget event must not get through
+            raise PermissionError(refusal)
+        runs.resume_run(run, beta=new_beta, lr=new_lr)
+    except (RuntimeError, OSError, ValueError) as e:
+        st.error(access.plain(e))
+    else:
+        st.rerun(scope="app")
 
 
 def _fixed_reconstructions(run: RunDir) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer import guard
 from vae_core.rundir import RunDir
 
 
@@ -15,6 +16,7 @@ def until_snapshot(run: RunDir, what: str) -> bool:
     return False
 
 
+@guard.shows_run_errors
 def _poll(run_path: str, what: str) -> None:
     if RunDir(run_path).snapshot_version() > 0:
         st.rerun(scope="app")

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import projections, state
+from explorer import access, projections, runs, state
+from vae_core.config import BETA_RANGE, LR_RANGE, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LATENT_DIM
+from vae_core.data import MAX_SHAPES_IMAGES
+from vae_core.process import wait_for_state
+from vae_core.rundir import RunDir
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -61,13 +65,13 @@ def test_app_without_runs_explains_how_to_start(app, empty_runs_root) -> None:
     assert any(b.label == "Start" for b in at.button)
 
 
-def test_bad_hyperparameters_show_an_error_and_start_nothing(app, empty_runs_root) -> None:
+def test_new_run_widgets_take_their_limits_from_the_config(app, empty_runs_root) -> None:
     at = app()
-    next(n for n in at.number_input if n.label == "Learning rate").set_value(-1.0)
-    _button(at, "Start").click().run()
-    assert not at.exception
-    assert any("Not started" in e.value and "lr must be" in e.value for e in at.error)
-    assert not empty_runs_root.exists() or not any(empty_runs_root.iterdir())
+    bounds = {n.label: (n.min, n.max) for n in at.number_input}
+    assert bounds["Learning rate"] == LR_RANGE and bounds["beta"] == BETA_RANGE
+    assert bounds["Epochs"] == (1, MAX_EPOCHS) and bounds["Batch size"] == (1, MAX_BATCH_SIZE)
+    assert bounds["Latent size"] == (1, MAX_LATENT_DIM)
+    assert bounds["Shapes: images"][1] == MAX_SHAPES_IMAGES
 
 
 def test_missing_image_folder_shows_an_error_and_starts_nothing(
@@ -98,7 +102,9 @@ def test_open_run_shows_readouts_curves_and_reconstructions(app, runs_root, run_
     assert readouts["Step"].startswith("8")  # 512 images / batch 64, one epoch
     assert len(at.get("plotly_chart")) >= 2  # curves and per-dim KL (+ scatters)
     assert _image_urls(at, "Test images (top)")
-    assert f"**{run_name}**: finished · epoch 1" in [c.value for c in at.sidebar.caption]
+    assert f"**{access.plain(run_name)}**: finished · epoch 1" in [
+        c.value for c in at.sidebar.caption
+    ]
 
 
 def test_one_slider_per_latent_dimension_in_kl_order(app, runs_root, run_name, latent_dim) -> None:
@@ -204,3 +210,168 @@ def test_tsne_is_computed_in_the_background_then_replaces_pca(app, runs_root, ru
     assert any("(t-SNE)" in c.value for c in at.caption)
     (scatter,) = [c for c in at.get("plotly_chart") if "t-SNE 1" in c.proto.spec]
     assert len(json.loads(scatter.proto.spec)["data"][0]["x"]) > 0
+
+
+# -- an app that only its user can drive --
+SIDEBAR_CONTROLS = ("Pause", "Resume", "Stop", "Apply live")
+
+
+def _served_remotely(monkeypatch, **opt_ins: str) -> access.Policy:
+    """As if started with --server.address 0.0.0.0, with the operator's opt-ins."""
+    monkeypatch.setattr(access, "server_address", lambda: "0.0.0.0")
+    for name, value in opt_ins.items():
+        monkeypatch.setenv(name, value)
+    return access.current()
+
+
+def _fake_run(path) -> RunDir:
+    run = RunDir(path)
+    choices = runs.RunChoices(dataset="shapes", latent_dim=2, image_size=28, num_samples=256)
+    run.write_config(*runs.configs_from_choices(choices))
+    return run
+
+
+def _attach(at: AppTest, path: str) -> AppTest:
+    next(t for t in at.text_input if t.key == "sidebar.attach_path").input(path)
+    return next(b for b in at.button if b.key == "sidebar.attach").click().run()
+
+
+@pytest.mark.parametrize(
+    "ref", ["[x](http://evil)", "![img](http://evil/x.png)", "../../etc", "/etc", "www.evil.com"]
+)
+def test_a_hostile_run_in_the_url_is_refused_and_shown_as_text(app, runs_root, ref) -> None:
+    at = app(run=ref)
+    assert not at.exception
+    (error,) = at.error
+    assert "not a run directory" in error.value and access.plain(ref) in error.value
+    assert "](" not in error.value and "http://" not in error.value
+    assert any("press **Start**" in m.value for m in at.markdown)  # no run was opened
+
+
+def test_a_failure_reason_from_the_run_is_shown_as_text(app, empty_runs_root) -> None:
+    run = _fake_run(empty_runs_root / "failed-run")
+    reason = "RuntimeError: ![img](http://evil/x.png) [click](https://evil)"
+    run.write_status("failed", reason=reason)
+    at = app(run="failed-run")
+    assert not at.exception
+    (error,) = [e for e in at.error if e.value.startswith("Training")]
+    assert error.value.endswith(access.plain(reason))
+    assert "![img](" not in error.value and "](https://" not in error.value
+
+
+def test_served_remotely_nothing_can_start_or_control_a_trainer(
+    app, runs_root, run_name, monkeypatch
+) -> None:
+    policy = _served_remotely(monkeypatch)
+    at = app(run=run_name, view="Prior samples")
+    assert not at.exception
+    assert _button(at, "Start").disabled
+    for label in SIDEBAR_CONTROLS:
+        assert _button(at, label).disabled, label
+    captions = [c.value for c in at.sidebar.caption]
+    assert access.plain(policy.train_refusal) in captions  # says why, and what turns it on
+    assert access.REMOTE_TRAIN_ENV in policy.train_refusal
+
+
+def test_served_remotely_the_operator_can_allow_training(app, empty_runs_root, monkeypatch) -> None:
+    _served_remotely(monkeypatch, **{access.REMOTE_TRAIN_ENV: "1"})
+    at = app()
+    assert not _button(at, "Start").disabled
+    assert not any(access.REMOTE_TRAIN_ENV in c.value for c in at.sidebar.caption)
+
+
+def test_served_remotely_an_image_folder_outside_the_allow_list_is_refused(
+    app, empty_runs_root, monkeypatch, tmp_path
+) -> None:
+    allowed = tmp_path / "shared-images"
+    _served_remotely(
+        monkeypatch, **{access.REMOTE_TRAIN_ENV: "1", access.IMAGE_FOLDERS_ENV: str(allowed)}
+    )
+    at = app()
+    next(s for s in at.selectbox if s.label == "Dataset").set_value("folder")
+    next(t for t in at.text_input if t.label.startswith("Image folder")).input(str(tmp_path))
+    _button(at, "Start").click().run()
+    assert not at.exception
+    (error,) = at.error
+    assert error.value.startswith("Not started") and "Image folder not allowed" in error.value
+    assert not empty_runs_root.exists() or not any(empty_runs_root.iterdir())
+
+
+def test_served_remotely_attach_outside_the_root_is_refused(
+    app, runs_root, monkeypatch, tmp_path
+) -> None:
+    outside = _fake_run(tmp_path / "outside")
+    _served_remotely(monkeypatch)
+    at = _attach(app(), str(outside.path))
+    assert not at.exception
+    assert any(access.plain(access.REMOTE_ATTACH_ENV) in e.value for e in at.error)
+    assert state.RUN_PARAM not in at.query_params
+    assert state.SIDEBAR_ATTACHED not in at.session_state
+
+
+def test_a_run_attached_here_opens_by_url_only_in_this_session(app, runs_root, tmp_path) -> None:
+    outside = _fake_run(tmp_path / "outside")
+    at = _attach(app(view="Prior samples"), str(outside.path))
+    ref = str(outside.path.resolve())
+    assert not at.exception and not at.error
+    assert at.query_params[state.RUN_PARAM] == ref
+    assert at.session_state[state.SIDEBAR_ATTACHED] == (ref,)
+    other = app(run=ref, view="Prior samples")  # the same link in another browser session
+    assert any("nor one attached" in e.value for e in other.error)
+
+
+def _copy_run(runs_root, run_name, root, name: str) -> RunDir:
+    import shutil
+
+    shutil.copytree(runs_root / run_name, root / name)
+    return RunDir(root / name)
+
+
+DAMAGE = {
+    "status.json": b'{"state": "running", "step": "many"}',
+    "control.json": b"\xff\xfe",
+    "config.json": b"[1, 2]",
+    "snapshot.safetensors": (40).to_bytes(8, "little") + b'{"__metadata__": ["v"]}'.ljust(40),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGE))
+@pytest.mark.parametrize("view", ["Training", "Latent sliders", "Scatter", "Prior samples"])
+def test_a_damaged_run_gives_one_message_and_leaves_other_runs_alone(
+    app, runs_root, run_name, empty_runs_root, name, view
+) -> None:
+    good = _copy_run(runs_root, run_name, empty_runs_root, "good")
+    bad = _copy_run(runs_root, run_name, empty_runs_root, "bad")
+    (bad.path / name).write_bytes(DAMAGE[name])
+    at = app(run="bad", view=view)
+    assert not at.exception
+    messages = [e.value for e in at.error]
+    if name == "control.json":  # only the trainer reads it; the app has nothing to show
+        assert messages == []
+    else:
+        assert messages and all(
+            m.startswith(access.plain(f"run bad is damaged: {name}: ")) for m in messages
+        )
+    assert good.exists()
+    at = app(run="good", view=view)
+    assert not at.exception and not at.error
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_offered_a_lower_lr_and_resumes_with_it(
+    app, runs_root, run_name, empty_runs_root
+) -> None:
+    run = _copy_run(runs_root, run_name, empty_runs_root, "diverged")
+    reason = "loss became NaN/inf at step 8 (10 steps in a row); resume with a lower lr"
+    run.write_status("failed", reason=reason, beta=1.0, lr=1e-3)
+    at = app(run="diverged")
+    (lr_input,) = [
+        n for n in at.number_input if n.form_id == "training.resume_form" and n.label == "lr"
+    ]
+    assert lr_input.value == pytest.approx(1e-4)  # ten times lower, offered
+    _button(at, "Resume training").click().run()
+    assert not at.exception and not at.error
+    wait_for_state(run, {"finished"}, timeout_s=90)  # the run had one epoch left: none
+    status = run.read_status()
+    assert status.lr == pytest.approx(1e-4) and status.step > 0
+    runs.reap_children()

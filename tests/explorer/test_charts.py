@@ -1,10 +1,11 @@
-"""explorer.charts: figures built from metric rows and arrays."""
+"""explorer.charts: figures built from metric views and arrays."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from explorer import charts
+from vae_core.metrics_log import summarize
 
 ROWS = [
     {"step": 10, "split": "train", "elbo": -300.0, "recon": 290.0, "kl": 10.0, "beta": 1.0},
@@ -14,6 +15,7 @@ ROWS = [
     {"step": 30, "split": "test", "elbo": -195.0, "recon": 183.0, "kl": 12.0},
     {"step": 35, "event": "failed", "reason": "loss became NaN"},
 ]
+VIEW = summarize(ROWS)
 
 
 def _trace(fig, name: str, panel: int):
@@ -21,27 +23,45 @@ def _trace(fig, name: str, panel: int):
 
 
 def test_curves_have_train_and_test_in_each_of_four_panels() -> None:
-    fig = charts.curves_figure(ROWS)
+    fig = charts.curves_figure(VIEW)
     assert len(fig.data) == 8
     assert list(_trace(fig, "train", 0).y) == [-300.0, -200.0, -190.0]
     assert list(_trace(fig, "test", 0).x) == [30]
 
 
 def test_beta_kl_panel_scales_kl_by_the_beta_in_force() -> None:
-    fig = charts.curves_figure(ROWS)
+    fig = charts.curves_figure(VIEW)
     assert list(_trace(fig, "train", 3).y) == [10.0, 15.0, 40.0]
     assert list(_trace(fig, "test", 3).y) == [48.0]  # test rows carry no beta: the last one
 
 
 def test_control_changes_and_failures_are_marked_with_vertical_lines() -> None:
-    fig = charts.curves_figure(ROWS)
+    fig = charts.curves_figure(VIEW)
     xs = sorted({shape.x0 for shape in fig.layout.shapes})  # one line per panel
     assert xs == [20, 35]
     assert any("beta=4" in a.text for a in fig.layout.annotations)
 
 
 def test_curves_of_no_rows_is_an_empty_figure() -> None:
-    assert all(len(t.x) == 0 for t in charts.curves_figure([]).data)
+    assert all(len(t.x) == 0 for t in charts.curves_figure(summarize([])).data)
+
+
+def test_a_resume_is_marked_and_its_orphaned_points_are_gone() -> None:
+    resumed = [*ROWS, {"step": 20, "event": "resume"}, {"step": 40, "split": "train", "kl": 1.0}]
+    fig = charts.curves_figure(summarize(resumed))
+    assert list(_trace(fig, "train", 2).x) == [10, 20, 40]
+    assert list(_trace(fig, "test", 2).x) == []
+    assert sorted({shape.x0 for shape in fig.layout.shapes}) == [20]  # the failure at 35 went
+
+
+def test_long_curves_are_sent_thinned_and_compact() -> None:
+    rows = [{"step": s, "split": "train", "elbo": -float(s), "kl": 1.0} for s in range(50_000)]
+    rows += [{"step": s, "event": "control", "beta": 2.0} for s in range(0, 50_000, 100)]
+    fig = charts.curves_figure(summarize(rows))
+    train = _trace(fig, "train", 0)
+    assert len(train.x) <= 2000 and train.x[0] == 0 and train.x[-1] == 49_999
+    assert len(fig.layout.shapes) == 4 * charts.MAX_MARKED_EVENTS
+    assert len(fig.to_json()) < 200_000
 
 
 def test_kl_bars_grey_out_inactive_dims() -> None:

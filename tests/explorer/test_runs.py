@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from explorer import runs
+from vae_core.metrics_log import MetricsLog
 from vae_core.process import kill_trainer, wait_for_state
 from vae_core.rundir import RunDir
 
@@ -17,10 +19,26 @@ SHAPES = runs.RunChoices(dataset="shapes", latent_dim=3, epochs=1, image_size=28
 
 def test_run_names_sort_by_time_and_never_collide(tmp_path: Path) -> None:
     now = time.mktime((2026, 11, 24, 19, 30, 0, 0, 0, -1))
-    name = runs.new_run_name("shapes", "mlp", tmp_path, now)
+    name = runs.new_run_name("shapes", "mlp", now)
     assert name == "20261124-193000-shapes-mlp"
     (tmp_path / name).mkdir()
-    assert runs.new_run_name("shapes", "mlp", tmp_path, now) == f"{name}-2"
+    assert runs.claim_new_run(tmp_path, name).path == tmp_path / f"{name}-2"
+
+
+def test_racing_claims_of_one_name_each_get_their_own_folder(tmp_path: Path) -> None:
+    claimed: list[Path] = []
+    barrier = threading.Barrier(8)
+
+    def claim() -> None:
+        barrier.wait()  # all eight press Start at the same moment
+        claimed.append(runs.claim_new_run(tmp_path, "same-second").path)
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(claimed)) == 8 and all(p.is_dir() for p in claimed)
 
 
 def test_runs_root_comes_from_the_environment(monkeypatch, tmp_path: Path) -> None:
@@ -31,7 +49,7 @@ def test_runs_root_comes_from_the_environment(monkeypatch, tmp_path: Path) -> No
 
 
 def test_choices_build_the_same_dataclasses_the_cli_builds() -> None:
-    model_config, train_config = runs.build_configs(SHAPES)
+    model_config, train_config = runs.configs_from_choices(SHAPES)
     assert model_config.image_shape == (1, 28, 28)
     assert model_config.latent_dim == 3
     assert train_config.dataset_options == {"image_size": 28, "num_samples": 256}
@@ -52,14 +70,14 @@ def test_impossible_hyperparameters_raise_before_anything_is_written(
 
 def test_missing_folder_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not found"):
-        runs.build_configs(runs.RunChoices(dataset="folder", folder=str(tmp_path / "nope")))
+        runs.configs_from_choices(runs.RunChoices(dataset="folder", folder=str(tmp_path / "nope")))
     with pytest.raises(ValueError, match="needs the path"):
-        runs.build_configs(runs.RunChoices(dataset="folder"))
+        runs.configs_from_choices(runs.RunChoices(dataset="folder"))
 
 
 def _fake_run(path: Path) -> RunDir:
     run = RunDir(path)
-    run.write_config(*runs.build_configs(SHAPES))
+    run.write_config(*runs.configs_from_choices(SHAPES))
     return run
 
 
@@ -78,9 +96,11 @@ def test_live_changes_are_written_to_control_json(tmp_path: Path) -> None:
     runs.apply_live(run, beta=4.0, lr=3e-4)
     runs.pause_run(run)
     control = run.read_control()
-    assert control["command"] == "pause" and control["seq"] == 2
-    with pytest.raises(ValueError):
-        runs.apply_live(run, beta=-1.0, lr=1e-3)
+    assert control["command"] == "pause" and control["set"] == {}
+    for beta, lr in ((-1.0, 1e-3), (float("nan"), 1e-3), (1.0, float("inf")), (1.0, 2.0)):
+        with pytest.raises(ValueError, match="must be a finite number in"):
+            runs.apply_live(run, beta=beta, lr=lr)
+    assert run.read_control() == control
 
 
 def test_live_settings_fall_back_to_the_config(tmp_path: Path) -> None:
@@ -92,15 +112,14 @@ def test_live_settings_fall_back_to_the_config(tmp_path: Path) -> None:
 
 def test_metrics_log_reads_only_new_rows(tmp_path: Path) -> None:
     run = _fake_run(tmp_path / "r")
-    log = runs.MetricsLog(run)
+    log = MetricsLog(run.metrics_path)
     run.log_metrics(step=1, split="train", kl_per_dim=[1.0, 0.0, 0.5])
-    assert len(log.refresh()) == 1
+    assert log.refresh().num_rows == 1
     run.log_metrics(step=2, split="test", kl_per_dim=[2.0, 0.0, 0.1])
-    rows = log.refresh()
-    assert [r["step"] for r in rows] == [1, 2]
+    view = log.refresh()
+    assert [r["step"] for r in view.latest_rows] == [1, 2]
     assert log._reader.offset == run.metrics_path.stat().st_size
-    assert runs.latest_kl_per_dim(rows) == [2.0, 0.0, 0.1]
-    assert runs.latest_kl_per_dim([]) is None
+    assert view.latest_kl_per_dim == (2.0, 0.0, 0.1)
 
 
 def test_trainer_log_tail_keeps_the_last_redraw_of_progress_lines(tmp_path: Path) -> None:
@@ -109,11 +128,14 @@ def test_trainer_log_tail_keeps_the_last_redraw_of_progress_lines(tmp_path: Path
     assert runs.trainer_log_tail(run) == "start\n100%|#####\nValueError: boom"
 
 
-def test_status_of_a_run_without_status_is_starting(tmp_path: Path) -> None:
+def test_a_run_no_trainer_wrote_to_is_dead_and_resumable_unless_locked(tmp_path: Path) -> None:
     run = _fake_run(tmp_path / "r")
-    assert runs.display_state(run.read_status()) == "starting"
+    status = runs.run_status(run)
+    assert status.display_state == "dead" and status.is_resumable
+    with run.acquire_lock():  # a CLI trainer between its lock and its first status write
+        assert runs.run_status(run).is_live
     run.write_status("finished")
-    assert not runs.is_live(run.read_status())
+    assert not runs.run_status(run).is_live
     assert json.loads(run.status_path.read_text())["state"] == "finished"
 
 

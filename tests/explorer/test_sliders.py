@@ -17,7 +17,7 @@ def _order_script() -> None:
 
 
 def test_kl_order_is_sorted_again_on_full_runs_only() -> None:
-    at = AppTest.from_function(_order_script)
+    at = AppTest.from_function(_order_script, default_timeout=30)
     at.session_state["kl"] = [0.1, 2.0, 0.5]
     at.run()
     assert at.session_state["shown"] == [1, 2, 0]
@@ -32,3 +32,46 @@ def test_kl_order_is_sorted_again_on_full_runs_only() -> None:
     at.session_state["full_run"] = False
     at.run()
     assert at.session_state["shown"] == [0, 1]
+
+
+def _frozen_script() -> None:
+    import streamlit as st
+
+    from explorer import state
+    from explorer.views import sliders
+    from vae_core.rundir import RunDir
+
+    st.session_state[state.SLIDERS_FREEZE] = st.session_state["freeze"]
+    net, version = sliders.decode_model(RunDir(st.session_state["run"]))
+    st.session_state["seen"] = (version, float(next(net.parameters()).detach().sum()))
+
+
+def test_freeze_weights_survives_newer_snapshots_and_cache_eviction(
+    runs_root, run_name, tmp_path
+) -> None:
+    import shutil
+
+    import streamlit as st
+    import torch
+
+    from vae_core.checkpoint import snapshot_model
+    from vae_core.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(runs_root / run_name, run.path)
+    at = AppTest.from_function(_frozen_script, default_timeout=60)
+    at.session_state["run"], at.session_state["freeze"] = str(run.path), True
+    at.run()
+    frozen = at.session_state["seen"]
+    newer, _ = snapshot_model(run)
+    with torch.no_grad():
+        for p in newer.parameters():
+            p.add_(1.0)
+    run.publish_snapshot(newer, step=999)
+    st.cache_resource.clear()  # what an eviction does
+    at.run()
+    assert at.session_state["seen"] == frozen
+    at.session_state["freeze"] = False
+    at.run()
+    version, weight_sum = at.session_state["seen"]
+    assert version == frozen[0] + 1 and weight_sum != frozen[1]

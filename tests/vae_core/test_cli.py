@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -88,11 +89,15 @@ def test_control_set_writes_a_sequenced_command(trained_run):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", *SHAPES, "--lr", "-1", "--run-dir", "x"], "lr must be in (0, 10), got -1.0"),
+        (["train", *SHAPES, "--lr", "-1", "--run-dir", "x"], "lr must be a finite number in"),
+        (["train", *SHAPES, "--beta", "nan", "--run-dir", "x"], "must be a finite number, got nan"),
+        (["train", *SHAPES, "--lr", "inf", "--run-dir", "x"], "must be a finite number, got inf"),
         (
             ["train", "--dataset", "shapes", "--latent-dim", "0", "--run-dir", "x"],
-            "latent_dim must be in 1..256, got 0",
+            "must be a positive integer, got 0",
         ),
+        (["sample", "--run-dir", "x", "--n", "0"], "must be a positive integer, got 0"),
+        (["eval", "--run-dir", "x", "--iwae-n", "-5"], "must be a positive integer, got -5"),
         (["control", "/nonexistent/run", "pause"], "not a run directory"),
         (["eval", "--checkpoint", "/nonexistent/model.pt"], "not a run directory"),
     ],
@@ -109,3 +114,61 @@ def test_eval_refuses_a_pickle_checkpoint(trained_run, tmp_path):
     result = vae_core("eval", "--checkpoint", str(evil), check=False)
     evil.unlink()
     assert result.returncode == 2 and "only .safetensors checkpoints are accepted" in result.stderr
+
+
+def test_control_set_refuses_non_finite_and_out_of_range_values(trained_run):
+    before = trained_run.control_path.read_bytes() if trained_run.control_path.exists() else None
+    for change in ("beta=nan", "lr=inf", "epochs=3"):  # ranges: test_rundir
+        result = vae_core("control", str(trained_run.path), "set", change, check=False)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    after = trained_run.control_path.read_bytes() if trained_run.control_path.exists() else None
+    assert after == before
+
+
+def test_train_into_an_existing_run_is_refused_and_changes_nothing(trained_run):
+    before = {p: p.stat().st_mtime_ns for p in trained_run.path.rglob("*")}
+    result = vae_core("train", *SHAPES, "--run-dir", str(trained_run.path), check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {trained_run.path} already holds a run; pass --resume to continue it, "
+        "or pick a new --run-dir"
+    ]
+    assert {p: p.stat().st_mtime_ns for p in trained_run.path.rglob("*")} == before
+
+
+def test_train_into_a_file_gives_one_line(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    for extra in ([], ["--resume"]):
+        result = vae_core("train", *SHAPES, *extra, "--run-dir", str(target), check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert target.read_text() == "mine"
+
+
+def test_eval_and_sample_use_the_snapshot_of_a_run_killed_before_its_first_checkpoint(
+    trained_run, tmp_path
+):
+    run = RunDir(tmp_path / "young")
+    shutil.copytree(trained_run.path, run.path, ignore=shutil.ignore_patterns("checkpoints"))
+    result = vae_core("eval", "--run-dir", str(run.path))
+    assert last_json(result.stdout)["test_loss"] > 0
+    vae_core("sample", "--run-dir", str(run.path), "--n", "4", "--out", str(tmp_path / "s.png"))
+    assert Image.open(tmp_path / "s.png").size[0] > 28
+
+
+def test_a_damaged_run_gives_one_line_from_every_command(trained_run, tmp_path):
+    run = RunDir(tmp_path / "damaged")
+    shutil.copytree(trained_run.path, run.path)
+    run.config_path.write_bytes(b"\xff{not json")
+    for args in (
+        ["eval", "--run-dir", str(run.path)],
+        ["sample", "--run-dir", str(run.path), "--out", str(tmp_path / "x.png")],
+        ["train", "--resume", "--run-dir", str(run.path)],
+    ):
+        result = vae_core(*args, check=False)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            "error: run damaged is damaged: config.json: is not UTF-8 text "
+            "(fix or remove that file, or move the run folder away)"
+        ]

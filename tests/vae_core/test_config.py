@@ -43,11 +43,14 @@ def test_model_config_rejects_bad_values_with_the_value_in_the_message(kwargs, m
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"lr": 0}, "lr must be in"),
+        ({"lr": 0}, "lr must be a finite number in"),
         ({"lr": -1e-3}, "got -0.001"),
-        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
-        ({"beta": -0.5}, "beta must be >= 0, got -0.5"),
-        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"lr": float("nan")}, "lr must be a finite number in .* got nan"),
+        ({"beta": float("inf")}, "beta must be a finite number in .* got inf"),
+        ({"batch_size": 0}, "batch_size must be in 1..65536, got 0"),
+        ({"beta": -0.5}, r"beta must be a finite number in \[0, 1000\], got -0.5"),
+        ({"epochs": 0}, "epochs must be in 1..10000"),
+        ({"epochs": 10**6}, "epochs must be in 1..10000"),
         ({"device": "tpu"}, "device must be one of"),
     ],
 )

@@ -6,21 +6,28 @@ import functools
 import gzip
 import hashlib
 import http.server
+import logging
+import os
 import socket
+import struct
 import threading
+import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torchvision.datasets import MNIST, FashionMNIST
 
-from vae_core import data
+from vae_core import data, shapes
 from vae_core.data import (
     DATASETS,
+    MAX_SHAPES_IMAGES,
     DatasetInfo,
     DatasetUnavailable,
     ImageDataset,
@@ -191,6 +198,34 @@ def test_shapes_defaults_give_twenty_thousand_images_at_64() -> None:
     assert info.image_shape == (1, 64, 64)
     train = load_dataset("shapes")
     assert train.images.shape == (20_000, 1, 64, 64)
+
+
+def test_shapes_count_over_the_limit_is_refused_before_generating(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert MAX_SHAPES_IMAGES == 200_000  # the UI's widget max
+
+    def no_generating(*args: object, **kwargs: object) -> None:
+        raise AssertionError("generated before the options were checked")
+
+    monkeypatch.setattr(shapes, "generate_shapes", no_generating)
+    for call in (load_dataset, dataset_info):
+        with pytest.raises(ValueError, match=r"at most 200,000 .* got 200,001") as err:
+            call("shapes", num_samples=MAX_SHAPES_IMAGES + 1)
+        assert "fewer" in str(err.value)
+        for bad in (0, -3, True, 2.5):
+            with pytest.raises(ValueError, match="positive int"):
+                call("shapes", num_samples=bad)
+    assert dataset_info("shapes", num_samples=MAX_SHAPES_IMAGES).image_shape == (1, 64, 64)
+
+
+def test_shapes_limit_is_a_module_constant_tests_can_lower(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(data, "MAX_SHAPES_IMAGES", 40)
+    assert len(load_dataset("shapes", image_size=28, num_samples=40)) == 40
+    with pytest.raises(ValueError, match="at most 40"):
+        load_dataset("shapes", "test", image_size=28, num_samples=41)
 
 
 def test_shapes_and_folder_count_as_available_offline() -> None:
@@ -386,3 +421,198 @@ def test_missing_or_empty_folder_raises_dataset_unavailable(tmp_path: Path) -> N
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetUnavailable, match="no images"):
         dataset_info("folder", path=tmp_path / "empty")
+
+
+# ---- folder limits ----
+
+
+def _huge_png_header(path: Path, width: int, height: int) -> None:
+    """A 1x1 PNG whose header claims width x height: only decoding would find it is tiny."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (1, 1)).save(path)
+    raw = bytearray(path.read_bytes())
+    raw[16:24] = struct.pack(">II", width, height)  # IHDR data starts after sig, length, type
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))  # CRC of type + data
+    path.write_bytes(bytes(raw))
+
+
+def test_folder_with_more_images_than_the_limit_stops_scanning_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "pics"
+    for folder in ("a", "b", "c", "d"):
+        for i in range(5):
+            _save_image(root / folder / f"{i}.png", (i, 0, 0), size=(2, 2))
+    monkeypatch.setattr(data, "MAX_FOLDER_IMAGES", 5)
+    seen: list[str] = []
+    scan = data._folder_entries
+
+    def counting(root: Path, folder: Path) -> Iterator[os.DirEntry[str]]:
+        for entry in scan(root, folder):
+            seen.append(entry.name)
+            yield entry
+
+    monkeypatch.setattr(data, "_folder_entries", counting)
+    with pytest.raises(ValueError) as err:
+        load_dataset("folder", "train", tmp_path / "data", path=root)
+    assert str(err.value) == (
+        f"the folder {root} holds more than 5 images; point at a smaller folder or a subfolder"
+    )
+    files_seen = [name for name in seen if name.endswith(".png")]
+    assert len(files_seen) == 6  # one past the limit, not all 20
+    assert not (tmp_path / "data" / "folder-cache").exists()  # nothing decoded or cached
+    with pytest.raises(ValueError, match="more than 5 images"):
+        dataset_info("folder", path=root)
+    assert dataset_info("folder", path=root / "a").class_names == ("images",)  # exactly 5
+
+
+def test_folder_nested_deeper_than_the_limit_is_refused_naming_the_folder(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "pics"
+    _save_image(root / "a" / "b" / "c" / "deepest-allowed.png", (1, 1, 1))
+    assert data.MAX_FOLDER_DEPTH == 3
+    assert len(load_dataset("folder", "train", tmp_path, path=root)) == 1
+    _save_image(root / "a" / "b" / "c" / "d" / "too-deep.png", (2, 2, 2))
+    with pytest.raises(ValueError) as err:
+        load_dataset("folder", "train", tmp_path, path=root)
+    message = str(err.value)
+    assert "more than 3 levels deep (a/b/c/d)" in message
+    assert "point at a subfolder" in message
+    assert len(load_dataset("folder", "train", tmp_path, path=root / "a")) == 2  # one level down
+
+
+def test_folder_scan_does_not_follow_symlinked_folders(tmp_path: Path) -> None:
+    root = tmp_path / "pics"
+    _save_image(root / "cats" / "a.png", (1, 2, 3))
+    _save_image(tmp_path / "elsewhere" / "b.png", (4, 5, 6))
+    (root / "outside").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "cats" / "loop").symlink_to(root, target_is_directory=True)
+    ds = load_dataset("folder", "train", tmp_path, path=root)
+    assert len(ds) == 1 and ds.info.class_names == ("cats",)
+
+
+def test_image_whose_header_is_over_the_pixel_limit_is_skipped_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert data.MAX_IMAGE_PIXELS == 40_000_000 < Image.MAX_IMAGE_PIXELS
+    root = tmp_path / "pics"
+    _save_image(root / "ok.png", (7, 8, 9))
+    _huge_png_header(root / "huge.png", 8000, 8000)  # 64 Mpx: over ours, under Pillow's
+    with Image.open(root / "huge.png") as img:
+        assert img.size == (8000, 8000)
+    decoded: list[str] = []
+    load = ImageFile.ImageFile.load
+
+    def spying_load(self: ImageFile.ImageFile) -> object:
+        decoded.append(Path(self.filename).name)
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spying_load)
+    with caplog.at_level(logging.WARNING, logger="vae_core.data"):
+        ds = load_dataset("folder", "train", tmp_path, path=root)
+    assert len(ds) == 1 and ds.skipped == 1
+    assert ds.images[0, :, 0, 0].tolist() == [7, 8, 9]
+    assert set(decoded) == {"ok.png"}
+    assert "8000 x 8000 pixels is over the limit of 40,000,000 pixels" in caplog.text
+    # Control: above the limit's reach the same file is decoded (and fails as truncated).
+    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 8000 * 8000)
+    decoded.clear()
+    assert load_dataset("folder", "train", tmp_path / "control", path=root).skipped == 1
+    assert set(decoded) == {"ok.png", "huge.png"}
+
+
+def test_pixel_limit_is_a_module_constant_tests_can_lower(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "pics"
+    _save_image(root / "wide.png", (1, 1, 1), size=(40, 30))  # 1200 px
+    _save_image(root / "small.png", (2, 2, 2), size=(30, 30))  # 900 px
+    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 1200)
+    assert len(load_dataset("folder", "train", tmp_path / "at", path=root)) == 2
+    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 1199)
+    ds = load_dataset("folder", "train", tmp_path / "below", path=root)
+    assert len(ds) == 1 and ds.skipped == 1 and ds.images[0, 0, 0, 0] == 2
+
+
+# ---- folder cache eviction ----
+
+
+def _tiny_tensors(value: int) -> dict[str, torch.Tensor]:
+    return {
+        "images": torch.full((1, 1, 2, 2), value, dtype=torch.uint8),
+        "labels": torch.zeros(1, dtype=torch.int64),
+        "file_index": torch.zeros(1, dtype=torch.int64),
+    }
+
+
+def _write_entries(cache_dir: Path, count: int) -> list[Path]:
+    """Write `count` cache entries, each one second more recent than the last."""
+    base = time.time_ns() - 10**12
+    paths = []
+    for i in range(count):
+        path = cache_dir / f"{i:02d}.safetensors"
+        data._write_cache(path, _tiny_tensors(i))
+        os.utime(path, ns=(base + i * 10**9, base + i * 10**9))
+        paths.append(path)
+    return paths
+
+
+def test_folder_cache_keeps_the_most_recent_entries_written_atomically(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "folder-cache"
+    assert data.FOLDER_CACHE_ENTRIES == 8
+    paths = _write_entries(cache_dir, data.FOLDER_CACHE_ENTRIES + 3)
+    left = sorted(p.name for p in cache_dir.iterdir())
+    assert left == [p.name for p in paths[3:]]  # the three oldest went, no temp files stayed
+    with safe_open(paths[-1], "pt") as f:
+        assert f.metadata()["version"] == str(data._FOLDER_CACHE_VERSION)
+    assert load_file(paths[-1])["images"].max() == len(paths) - 1
+
+
+def test_folder_cache_hit_makes_an_entry_the_most_recently_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data, "FOLDER_CACHE_ENTRIES", 2)
+    for name in ("a", "b", "c"):
+        _save_image(tmp_path / name / "x.png", (ord(name), 0, 0))
+    cache_dir = tmp_path / "data" / "folder-cache"
+
+    def load(name: str) -> ImageDataset:
+        return load_dataset("folder", "train", tmp_path / "data", path=tmp_path / name)
+
+    load("a")
+    (cache_a,) = cache_dir.iterdir()
+    os.utime(cache_a, (time.time() - 100, time.time() - 100))
+    load("b")
+    (cache_b,) = set(cache_dir.iterdir()) - {cache_a}
+    os.utime(cache_b, (time.time() - 50, time.time() - 50))
+    with monkeypatch.context() as m:
+        m.setattr(data, "_decode_folder", lambda *args: pytest.fail("decoded a cached folder"))
+        load("a")  # a hit: a is now more recent than b
+    load("c")
+    assert cache_a.is_file() and not cache_b.exists()
+    assert len(list(cache_dir.iterdir())) == 2
+
+
+def test_folder_cache_byte_budget_evicts_but_keeps_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache_dir = tmp_path / "folder-cache"
+    size = _write_entries(cache_dir, 1)[0].stat().st_size
+    monkeypatch.setattr(data, "FOLDER_CACHE_BYTES", int(2.5 * size))
+    _write_entries(cache_dir, 4)
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["02.safetensors", "03.safetensors"]
+    monkeypatch.setattr(data, "FOLDER_CACHE_BYTES", 1)  # under one entry: the newest stays
+    data._write_cache(cache_dir / "new.safetensors", _tiny_tensors(9))
+    assert [p.name for p in cache_dir.iterdir()] == ["new.safetensors"]
+
+
+def test_folder_cache_removes_temp_files_left_by_killed_writers(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "folder-cache"
+    cache_dir.mkdir()
+    old, fresh = cache_dir / ".x.safetensors.old.tmp", cache_dir / ".y.safetensors.new.tmp"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"being written")
+    os.utime(old, (time.time() - 2 * data._STALE_TEMP_S,) * 2)
+    data._write_cache(cache_dir / "e.safetensors", _tiny_tensors(1))
+    assert not old.exists() and fresh.exists()

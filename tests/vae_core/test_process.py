@@ -5,14 +5,23 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
+from vae_core.checkpoint import load_checkpoint, snapshot_model
 from vae_core.config import ModelConfig, TrainConfig
-from vae_core.process import kill_trainer, resume_training, start_training, wait_for_state
-from vae_core.rundir import RunDir, load_checkpoint, snapshot_model
+from vae_core.process import (
+    RunFolderTaken,
+    kill_trainer,
+    resume_training,
+    start_training,
+    wait_for_state,
+)
+from vae_core.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +72,7 @@ def test_pause_set_beta_resume_and_stop_a_live_trainer(tmp_path):
         frozen = run.read_status().step
         time.sleep(1.0)
         assert run.read_status().step == frozen and process.poll() is None
-        assert run.read_status().is_alive()  # heartbeats go on while paused
+        assert run.read_status().is_live  # the trainer holds its lock while paused
 
         run.send_control(beta=4.0, lr=3e-4)
         wait_for(
@@ -160,3 +169,62 @@ def test_a_second_trainer_on_a_live_run_is_refused(tmp_path):
     finally:
         finish(process, run)
     assert not kill_trainer(run)
+
+
+def test_a_stop_sent_while_the_trainer_starts_is_obeyed(tmp_path):
+    run = RunDir(tmp_path / "run")
+    process = start_training(*long_configs(), run.path)
+    time.sleep(0.3)  # the child is still importing torch
+    run.send_control("stop")
+    try:
+        assert process.wait(timeout=90) == 0
+    finally:
+        finish(process, run)
+    status = run.read_status()
+    assert status.state == "finished" and status.stopped_by_user
+    assert status.step < 100  # it stopped at its first look at control.json
+
+
+def test_a_second_trainer_from_the_cli_is_refused_by_the_lock(tmp_path):
+    run = RunDir(tmp_path / "run")
+    process = start_training(*long_configs(), run.path)
+    try:
+        wait_for_state(run, {"running"}, timeout_s=60)
+        # The launcher's liveness check is bypassed: the lock itself must refuse.
+        result = subprocess.run(
+            [sys.executable, "-m", "vae_core", "train", "--resume", "--run-dir", str(run.path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            f"error: {run.path} is being written by another trainer (pid {process.pid}); "
+            "stop it first, or pick another --run-dir"
+        ]
+        status = run.read_status()
+        assert status.pid == process.pid and status.is_live
+    finally:
+        finish(process, run)
+
+
+def test_two_starts_racing_for_one_folder_never_share_it(tmp_path):
+    results: list[object] = []
+
+    def start() -> None:
+        try:
+            results.append(start_training(*long_configs(), tmp_path / "run"))
+        except RunFolderTaken as e:
+            results.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    launched = [r for r in results if not isinstance(r, RunFolderTaken)]
+    try:
+        assert len(launched) == 1 and len(results) == 4
+    finally:
+        for process in launched:
+            finish(process, RunDir(tmp_path / "run"))

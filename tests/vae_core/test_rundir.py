@@ -3,23 +3,33 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
+from vae_core.atomic import atomic_write_bytes
+from vae_core.checkpoint import (
+    NonFiniteWeightsError,
+    load_checkpoint,
+    load_run_model,
+    save_checkpoint,
+    snapshot_model,
+)
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.models import VAE
 from vae_core.rundir import (
+    STOPPED_BY_USER,
+    RunDamaged,
     RunDir,
+    RunLocked,
     UnsafeCheckpointError,
-    atomic_write_bytes,
     list_runs,
-    load_checkpoint,
     load_safetensors,
-    snapshot_model,
 )
 
 
@@ -77,8 +87,14 @@ def test_checkpoint_round_trips_weights_optimizer_and_rng(tmp_run_dir):
     model(torch.rand(4, 1, 28, 28)).decoded.sum().backward()
     optimizer.step()
     generator_state = torch.Generator().manual_seed(9).get_state()
-    path = tmp_run_dir.save_checkpoint(
-        model, optimizer, step=42, epoch=3, extra={"beta": 2.0}, generator_state=generator_state
+    path = save_checkpoint(
+        tmp_run_dir,
+        model,
+        optimizer,
+        step=42,
+        epoch=3,
+        extra={"beta": 2.0},
+        generator_state=generator_state,
     )
     ckpt = load_checkpoint(path)
     assert (ckpt.step, ckpt.epoch, ckpt.extra) == (42, 3, {"beta": 2.0})
@@ -101,7 +117,7 @@ def test_only_the_newest_checkpoints_are_kept(tmp_run_dir):
     model = VAE(ModelConfig(latent_dim=2, hidden_dim=8))
     optimizer = torch.optim.Adam(model.parameters())
     for step in range(5):
-        tmp_run_dir.save_checkpoint(model, optimizer, step=step, epoch=0)
+        save_checkpoint(tmp_run_dir, model, optimizer, step=step, epoch=0)
     assert [p.name for p in tmp_run_dir.checkpoints()] == [
         "step-000000002.safetensors",
         "step-000000003.safetensors",
@@ -152,27 +168,186 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
 def test_control_commands_are_sequenced_and_validated(tmp_run_dir):
     first = tmp_run_dir.send_control("pause")
     second = tmp_run_dir.send_control(beta=4.0, lr=3e-4)
-    assert (first["seq"], second["seq"]) == (1, 2)
+    assert second["seq"] > first["seq"] > 0
     assert tmp_run_dir.read_control()["set"] == {"beta": 4.0, "lr": 3e-4}
-    with pytest.raises(ValueError, match="only beta and lr"):
+    with pytest.raises(ValueError, match="only beta, lr"):
         tmp_run_dir.send_control(epochs=3)
     with pytest.raises(ValueError, match="unknown command"):
         tmp_run_dir.send_control("explode")
-    with pytest.raises(ValueError, match="out of range"):
-        tmp_run_dir.send_control(lr=-1.0)
+    for bad in (-1.0, float("nan"), float("inf"), 5.0):
+        with pytest.raises(ValueError, match="lr must be a finite number in"):
+            tmp_run_dir.send_control(lr=bad)
+    with pytest.raises(ValueError, match="beta must be a finite number"):
+        tmp_run_dir.send_control(beta=float("nan"))
+    assert tmp_run_dir.read_control()["seq"] == second["seq"]  # nothing refused was written
 
 
-def test_status_tells_a_dead_trainer_from_a_live_one(tmp_run_dir):
-    tmp_run_dir.write_status("running", step=5)
+def test_control_seq_keeps_rising_after_control_json_is_damaged(tmp_run_dir):
+    before = tmp_run_dir.send_control("pause")["seq"]
+    tmp_run_dir.control_path.write_bytes(b"\xff\xfe{")
+    with pytest.raises(RunDamaged, match=r"control.json: is not UTF-8"):
+        tmp_run_dir.read_control()
+    assert tmp_run_dir.send_control("stop")["seq"] > before  # a trainer at `before` obeys it
+
+
+def test_liveness_is_the_lock_not_the_pid_or_heartbeat(tmp_run_dir):
+    tmp_run_dir.write_status("running", step=5)  # our own pid, a fresh heartbeat, no lock
     status = tmp_run_dir.read_status()
-    assert status.state == "running" and status.step == 5 and status.pid == os.getpid()
-    assert status.is_alive() and status.display_state == "running"
+    assert (status.state, status.step, status.host) == ("running", 5, socket.gethostname())
+    assert not status.is_live and status.display_state == "dead" and status.is_resumable
+    with tmp_run_dir.acquire_lock():
+        tmp_run_dir.write_status("running", heartbeat=time.time() - 3600)  # an old heartbeat
+        status = tmp_run_dir.read_status()
+        assert status.locked and status.is_live and status.display_state == "running"
+        assert not status.is_resumable
+        with pytest.raises(RunLocked, match="another trainer"):
+            tmp_run_dir.acquire_lock()
+    assert not tmp_run_dir.read_status().is_live  # the lock goes with its holder
+
+
+def test_a_launched_trainer_counts_as_live_until_it_takes_the_lock(tmp_run_dir):
+    tmp_run_dir.write_status("starting")  # written by the launcher, pid = a live process
+    assert tmp_run_dir.read_status().is_live
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    tmp_run_dir.write_status("running", pid=child.pid)
+    tmp_run_dir.write_status("starting", pid=child.pid)
     assert tmp_run_dir.read_status().display_state == "dead"
-    tmp_run_dir.write_status("running", heartbeat=time.time() - 60)
-    assert tmp_run_dir.read_status().display_state == "dead"
+
+
+def test_a_run_live_on_another_host_is_judged_by_heartbeat_and_never_resumed(tmp_run_dir):
+    tmp_run_dir.write_status("running", host="gpu-box-7", pid=1)
+    status = tmp_run_dir.read_status()
+    assert status.on_other_host and status.is_live and not status.is_resumable
+    tmp_run_dir.write_status("running", host="gpu-box-7", heartbeat=time.time() - 60)
+    status = tmp_run_dir.read_status()
+    assert status.display_state == "dead" and not status.is_resumable
+
+
+def test_status_answers_paused_and_stopped_by_user(tmp_run_dir):
+    with tmp_run_dir.acquire_lock():
+        tmp_run_dir.write_status("paused", beta=2.0, lr=1e-4, total_steps=90)
+        status = tmp_run_dir.read_status()
+        assert status.is_paused and status.is_resumable
+        assert (status.beta, status.lr, status.total_steps) == (2.0, 1e-4, 90)
+    tmp_run_dir.write_status("finished", reason=STOPPED_BY_USER)
+    assert tmp_run_dir.read_status().stopped_by_user and tmp_run_dir.read_status().is_resumable
+    tmp_run_dir.write_status("finished")
+    assert not tmp_run_dir.read_status().is_resumable
+
+
+def test_a_torn_metrics_line_is_cut_before_the_next_append(tmp_run_dir):
+    tmp_run_dir.log_metrics(step=1)
+    tmp_run_dir.close()
+    with open(tmp_run_dir.metrics_path, "a") as f:
+        f.write('{"step": 2, "el')  # a kill -9 mid-append
+    writer = RunDir(tmp_run_dir.path)
+    writer.log_metrics(step=2, elbo=-5.0)
+    writer.close()
+    lines = tmp_run_dir.metrics_path.read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+
+
+def _damage(path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+JSON_CORRUPTIONS = [
+    b"",
+    b"{",
+    b"null",
+    b"[1, 2]",
+    b'"state"',
+    b"\xff\xfe\x00garbage",
+    b'{"state": "running"' + b"\x00" * 10,
+    b"[" * 100_000,
+    b'{"state": 7}',
+    b'{"state": "running", "step": "many"}',
+    b'{"state": "running", "pid": "me"}',
+    b'{"state": "running", "heartbeat": null}',
+    b'{"state": "exploded"}',
+    b'{"model": 3, "train": {}}',
+    b'{"model": {"latent_dim": "x"}, "train": {}}',
+    b'{"model": {}, "train": {"epochs": -4}}',
+    b'{"model": {}}',
+    b'{"seq": "x", "command": "stop"}',
+]
+
+
+@pytest.mark.parametrize("data", JSON_CORRUPTIONS, ids=range(len(JSON_CORRUPTIONS)))
+@pytest.mark.parametrize("name", ["status.json", "control.json", "config.json"])
+def test_a_damaged_json_file_gives_one_clear_message(tmp_path, name, data):
+    run = RunDir(tmp_path / "run")
+    run.write_config(ModelConfig(), TrainConfig())
+    run.write_status("running")
+    _damage(run.path / name, data)
+    readers = {
+        "status.json": run.read_status,
+        "control.json": run.read_control,
+        "config.json": run.read_config,
+    }
+    try:
+        readers[name]()  # some corruptions are still valid for a given file
+    except RunDamaged as e:
+        assert str(e).startswith(f"run run is damaged: {name}: ")
+        assert "\n" not in str(e)
+
+
+SNAPSHOT_CORRUPTIONS = [
+    b"",
+    b"\x00" * 4,
+    (5).to_bytes(8, "little") + b"[1,2]",
+    (4).to_bytes(8, "little") + b'"x"',
+    (2).to_bytes(8, "little") + b"{}",
+    (40).to_bytes(8, "little") + b'{"__metadata__": {"version": 3}}'.ljust(40),
+    (40).to_bytes(8, "little") + b'{"__metadata__": ["version"]}'.ljust(40),
+    (40).to_bytes(8, "little") + b'{"__metadata__": {"version": "v3"}}'.ljust(40),
+    (2**40).to_bytes(8, "little") + b"{}",
+    (10).to_bytes(8, "little") + b"\xff" * 10,
+    (20).to_bytes(8, "little") + b"{",
+]
+
+
+@pytest.mark.parametrize("data", SNAPSHOT_CORRUPTIONS, ids=range(len(SNAPSHOT_CORRUPTIONS)))
+def test_a_damaged_snapshot_header_gives_one_clear_message(tmp_run_dir, data):
+    tmp_run_dir.write_config(ModelConfig(latent_dim=2, hidden_dim=8), TrainConfig())
+    _damage(tmp_run_dir.snapshot_path, data)
+    with pytest.raises(RunDamaged, match=r"run run is damaged: snapshot\.safetensors: "):
+        tmp_run_dir.snapshot_version()
+        tmp_run_dir.load_snapshot()  # reached only when the header happens to parse
+    model_config = ModelConfig(latent_dim=2, hidden_dim=8)
+    assert tmp_run_dir.publish_snapshot(VAE(model_config), 1) == 1  # the writer replaces it
+
+
+def test_unreadable_files_give_a_message_and_hide_no_other_run(tmp_path, monkeypatch):
+    good, bad = RunDir(tmp_path / "good"), RunDir(tmp_path / "bad")
+    for run in (good, bad):
+        run.write_config(ModelConfig(), TrainConfig())
+        run.write_status("finished")
+    real_read_bytes, real_stat = Path.read_bytes, Path.stat
+
+    def read_bytes(path):  # root ignores chmod, so deny access the way the kernel would
+        if bad.path in path.parents:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read_bytes(path)
+
+    def stat(path, **kwargs):
+        if path == bad.config_path:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, **kwargs)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(RunDamaged, match=r"status\.json: cannot be read \(Permission denied\)"):
+        bad.read_status()
+    with pytest.raises(RunDamaged, match=r"config\.json: cannot be read"):
+        bad.read_config()
+    assert good.read_status().state == "finished"
+    monkeypatch.setattr(Path, "stat", stat)
+    assert [r.path.name for r in list_runs(tmp_path)] == ["good"]
+
+
+def test_metrics_rows_that_are_not_objects_are_skipped(tmp_run_dir):
+    tmp_run_dir.metrics_path.write_bytes(b'[1]\n3\n"x"\n\xff\xfe\n{"step": 4}\n')
+    assert tmp_run_dir.read_metrics() == [{"step": 4}]
 
 
 def test_list_runs_finds_run_directories_newest_first(tmp_path):
@@ -183,3 +358,32 @@ def test_list_runs_finds_run_directories_newest_first(tmp_path):
     os.utime(tmp_path / "a" / "config.json")
     assert [r.path.name for r in list_runs(tmp_path)] == ["a", "b"]
     assert json.loads((tmp_path / "a" / "config.json").read_text())["model"]["latent_dim"] == 20
+
+
+def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_run_dir):
+    model = VAE(ModelConfig(latent_dim=2, hidden_dim=8))
+    optimizer = torch.optim.Adam(model.parameters())
+    save_checkpoint(tmp_run_dir, model, optimizer, step=1, epoch=0)
+    with torch.no_grad():
+        next(model.parameters())[0, 0] = float("nan")
+    with pytest.raises(NonFiniteWeightsError, match="not saving step 2"):
+        save_checkpoint(tmp_run_dir, model, optimizer, step=2, epoch=0)
+    assert [p.name for p in tmp_run_dir.checkpoints()] == ["step-000000001.safetensors"]
+
+
+def test_load_run_model_takes_the_snapshot_when_it_is_newer(tmp_run_dir):
+    model_config = ModelConfig(latent_dim=2, hidden_dim=8)
+    tmp_run_dir.write_config(model_config, TrainConfig())
+    old, new = VAE(model_config), VAE(model_config)
+    with pytest.raises(FileNotFoundError, match="no weights yet"):
+        load_run_model(tmp_run_dir)
+    tmp_run_dir.publish_snapshot(old, step=3)  # killed before its first checkpoint
+    assert torch.equal(_first_weight(load_run_model(tmp_run_dir)), _first_weight(old))
+    save_checkpoint(tmp_run_dir, new, torch.optim.Adam(new.parameters()), step=5, epoch=0)
+    assert torch.equal(_first_weight(load_run_model(tmp_run_dir)), _first_weight(new))
+    tmp_run_dir.publish_snapshot(old, step=9)
+    assert torch.equal(_first_weight(load_run_model(tmp_run_dir)), _first_weight(old))
+
+
+def _first_weight(model: torch.nn.Module) -> torch.Tensor:
+    return next(model.parameters()).detach()

@@ -1,17 +1,18 @@
 from __future__ import annotations
 
+import json
 import os
-import threading
+import time
 
 import pytest
 import torch
 
 import vae_core.train as train_module
+from vae_core.checkpoint import load_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.objectives import ElboTerms
-from vae_core.process import wait_for_state
-from vae_core.rundir import RunDir, load_checkpoint
-from vae_core.train import beta_at, default_num_threads, train
+from vae_core.rundir import RunDir, RunLocked
+from vae_core.train import RunInUse, TrainingDiverged, beta_at, default_num_threads, train
 
 SHAPES = {"image_size": 28, "num_samples": 384}
 
@@ -82,34 +83,115 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
     assert steps == sorted(steps) and steps[-1] == 12  # curves continue, no restart at 0
 
 
-def test_nan_loss_skips_steps_then_marks_the_run_failed_keeping_good_weights(tmp_path, monkeypatch):
-    real = train_module.elbo_terms
-    calls = {"n": 0}
+def poison_from_step(monkeypatch, first_bad: int) -> None:
+    """From call `first_bad` on, every loss is NaN (until monkeypatch undoes it)."""
+    real, calls = train_module.elbo_terms, {"n": 0}
 
     def poisoned(model, x):
         calls["n"] += 1
         terms = real(model, x)
-        if calls["n"] > 3:  # from the 4th step on, the loss is NaN
+        if calls["n"] >= first_bad:
             return ElboTerms(terms.recon * float("nan"), terms.kl_per_dim)
         return terms
 
     monkeypatch.setattr(train_module, "elbo_terms", poisoned)
+
+
+def test_nan_loss_fails_the_run_keeping_good_weights_and_resume_with_lower_lr_works(
+    tmp_path, monkeypatch
+):
+    poison_from_step(monkeypatch, first_bad=4)
     run = RunDir(tmp_path / "run")
-    thread = threading.Thread(target=train, args=(*tiny_configs(epochs=50), run))
-    thread.start()
-    try:
-        wait_for_state(run, {"failed"}, timeout_s=60)
-        status = run.read_status()
-        assert (
-            "became NaN/inf at step 3" in status.reason
-            and "lower the learning rate" in status.reason
-        )
-        assert status.step == 3
-        ckpt = load_checkpoint(run.latest_checkpoint())
-        assert ckpt.step == 3
-        assert all(torch.isfinite(v).all() for v in ckpt.model_state.values())
-    finally:
-        run.send_control("stop")
-        thread.join(timeout=60)
-    assert not thread.is_alive()
+    with pytest.raises(TrainingDiverged, match="loss became NaN/inf at step 3"):
+        train(*tiny_configs(epochs=5), run)
+    status = run.read_status()
+    assert status.state == "failed" and status.step == 3 and not status.is_live
+    assert "resume with a lower learning rate (now 0.001)" in status.reason
+    assert status.is_resumable
+    ckpt = load_checkpoint(run.latest_checkpoint())
+    assert ckpt.step == 3
+    for path in run.checkpoints():
+        weights = load_checkpoint(path).model_state
+        assert all(torch.isfinite(v).all() for v in weights.values())
+
+    monkeypatch.undo()  # the lower lr "fixes" it
+    summary = train(*run.read_config(), run, resume=True, live_overrides={"lr": 1e-4})
+    # 5 epochs of 6 batches, less the 10 skipped (bad) ones: no batch is trained twice.
+    assert (summary["epoch"], summary["step"]) == (5, 5 * 6 - 10)
     assert run.read_status().state == "finished"
+    assert run.read_status().lr == 1e-4
+    rows = run.read_metrics()
+    resumed = [r for r in rows if r.get("event") == "resume"]
+    assert [r["step"] for r in resumed] == [3]
+    control = [r for r in rows if r.get("event") == "control"]
+    assert control[-1]["lr"] == 1e-4 and control[-1]["step"] == 3
+    assert all(r["lr"] == 1e-4 for r in rows if r.get("split") == "train" and r["step"] > 3)
+
+
+def test_a_fresh_train_in_a_used_folder_is_refused_and_changes_nothing(tmp_path):
+    run = RunDir(tmp_path / "run")
+    train(*tiny_configs(epochs=1), run)
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in run.path.rglob("*")}
+    with pytest.raises(RunInUse, match="already holds a run; pass --resume"):
+        train(*tiny_configs(epochs=3), run)
+    after = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in run.path.rglob("*")}
+    assert after == before
+
+
+def test_a_second_trainer_is_refused_by_the_lock_before_it_writes(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config(*tiny_configs())
+    with run.acquire_lock():
+        run.write_status("running", step=7)
+        before = run.status_path.read_bytes()
+        with pytest.raises(RunLocked, match="being written by another trainer"):
+            train(*tiny_configs(), run, resume=True)
+        assert run.status_path.read_bytes() == before
+
+
+def test_the_heartbeat_beats_while_the_dataset_loads(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "HEARTBEAT_S", 0.1)
+    real_load = train_module.load_dataset
+    beats: list[float] = []
+    run = RunDir(tmp_path / "run")
+
+    def slow_load(*args, **kwargs):
+        for _ in range(8):  # 0.8 s of "loading", in which the loop writes nothing
+            time.sleep(0.1)
+            beats.append(run.read_status().heartbeat)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "load_dataset", slow_load)
+    train(*tiny_configs(epochs=1), run)
+    assert len(set(beats)) >= 4  # status.json kept moving without the loop
+
+
+def test_a_stop_sent_before_the_first_step_is_obeyed(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config(*tiny_configs(epochs=50))
+    run.send_control("stop")  # e.g. 0.3 s after Start, while torch still imports
+    run.write_status("starting", control_seq=0)  # what the launcher wrote before it
+    summary = train(*run.read_config(), run, resume=True)
+    assert summary["stopped"] and summary["step"] == 0
+    assert run.read_status().stopped_by_user
+
+
+def test_a_control_with_unknown_keys_or_bad_values_is_refused_by_the_trainer(tmp_path):
+    run = RunDir(tmp_path / "run")
+    live = train_module.LiveSettings(beta=1.0, lr=1e-3)
+    for n, control in enumerate(
+        [
+            {"command": None, "set": {"beta": float("nan")}},
+            {"command": None, "set": {"lr": 50.0}},
+            {"command": None, "set": {"epochs": 3}},
+            {"command": "explode", "set": {}},
+            {"command": "stop", "set": "beta=2"},
+        ],
+        start=1,
+    ):
+        run.path.mkdir(exist_ok=True)
+        run.control_path.write_text(json.dumps({"seq": n, **control}))
+        assert not train_module.apply_control(run, live)
+    assert (live.beta, live.lr, live.stop) == (1.0, 1e-3, False)
+    run.control_path.write_text(json.dumps({"seq": 9, "command": None, "set": {"beta": 2}}))
+    assert train_module.apply_control(run, live) and live.beta == 2.0
