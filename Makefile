@@ -51,5 +51,6 @@ bench: setup-test
 	$(PY) bench/train_throughput.py
 	$(PY) bench/overhead.py
 	$(PY) bench/model_quality.py
+	$(PY) bench/cold_start.py
 	$(PY) bench/ui_latency.py
 	$(PY) bench/live_drag.py

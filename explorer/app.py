@@ -3,22 +3,26 @@
     streamlit run explorer/app.py
 
 The sidebar starts / attaches / controls a run; the selected view reads that run's directory.
-Only the selected view runs, so a slider step never competes with redrawing live charts.
+Only the selected view runs, so a slider step never competes with redrawing live charts,
+and only the selected view is imported: the sidebar and the run list are drawn before torch
+is (tests/test_first_page.py keeps that true).
 """
 
 from __future__ import annotations
 
+import importlib
+
 import streamlit as st
 
 from explorer import access, guard, state
-from explorer.views import interpolation, samples, scatter, sidebar, sliders, training
+from explorer.views import sidebar
 
-VIEWS = {
-    "Training": training.render,
-    "Latent sliders": sliders.render,
-    "Scatter": scatter.render,
-    "Interpolation": interpolation.render,
-    "Prior samples": samples.render,
+VIEWS = {  # label -> module in explorer.views, imported when first shown
+    "Training": "training",
+    "Latent sliders": "sliders",
+    "Scatter": "scatter",
+    "Interpolation": "interpolation",
+    "Prior samples": "samples",
 }
 
 st.set_page_config(page_title="VAE Latent Explorer", page_icon="🧭", layout="wide")
@@ -44,4 +48,5 @@ view = st.segmented_control(
     bind="query-params",
     label_visibility="collapsed",
 )
-guard.shows_run_errors(VIEWS[view])(run)
+render = importlib.import_module(f"explorer.views.{VIEWS[view]}").render
+guard.shows_run_errors(render)(run)

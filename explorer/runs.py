@@ -97,7 +97,13 @@ def configs_from_choices(choices: RunChoices) -> tuple[ModelConfig, TrainConfig]
         batch_size=int(choices.batch_size),
         lr=float(choices.lr),
         beta=float(choices.beta),
+        num_threads=trainer_threads(),
     )
+
+
+def trainer_threads() -> int:
+    """Torch threads for a trainer the app starts: all cores but one, which the UI keeps."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def start_run(choices: RunChoices, root: Path | None = None, policy: Policy = LOCAL) -> RunDir:

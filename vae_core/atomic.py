@@ -10,10 +10,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import save_file
+if TYPE_CHECKING:  # torch is imported by the one writer of tensors, not by JSON writers
+    import torch
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -39,6 +39,8 @@ def atomic_save_tensors(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
 ) -> None:
     """safetensors.save_file into a temp file, fsync, rename."""
+    from safetensors.torch import save_file  # imports torch; atomic JSON writes need none
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from vae_core.checkpoint import load_run_model
-from vae_core.config import ModelConfig, TrainConfig, build_configs
+from vae_core.config import BETA_SCHEDULES, ModelConfig, TrainConfig, build_configs
 from vae_core.data import DATASETS, DatasetUnavailable, load_dataset
 from vae_core.rundir import RunDir, RunLocked
 from vae_core.train import TrainingDiverged, train
@@ -59,10 +59,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=finite_float, default=None, help="Adam learning rate (1e-3)")
     p.add_argument("--beta", type=finite_float, default=None, help="KL weight (1)")
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear KL warm-up length")
+    p.add_argument(
+        "--beta-schedule",
+        choices=BETA_SCHEDULES,
+        default="linear",
+        help="KL weight over time: constant, linear warm-up, or cyclical (Fu et al. 2019)",
+    )
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="KL warm-up length in steps (cyclical: the period); 0 = off",
+    )
+    p.add_argument(
+        "--free-bits", type=finite_float, default=0.0, help="free bits lambda, nats per dim"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="torch CPU threads (all cores)"
+    )
     p.add_argument(
         "--eval-batches", type=positive_int, default=None, help="cap test batches per eval"
     )
@@ -89,7 +105,11 @@ def _add_eval_sample_control(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("control", help="pause / resume / stop a run, or set beta=.. lr=..")
     p.add_argument("run_dir")
     p.add_argument("command", choices=("pause", "resume", "stop", "set"))
-    p.add_argument("changes", nargs="*", help="for set: beta=4 lr=3e-4")
+    p.add_argument(
+        "changes",
+        nargs="*",
+        help="for set: beta=4 lr=3e-4 free_bits=0.5 warmup_steps=2000 beta_schedule=cyclical",
+    )
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
@@ -109,7 +129,9 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         data_dir=args.data_dir,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        beta_schedule=args.beta_schedule,
         warmup_steps=args.warmup_steps,
+        free_bits=args.free_bits,
         seed=args.seed,
         device=args.device,
         num_threads=args.threads,
@@ -172,10 +194,12 @@ def _cmd_control(args: argparse.Namespace) -> dict:
     changes = {}
     for item in args.changes:
         name, _, value = item.partition("=")
+        if not value:
+            raise ValueError(f"expected NAME=VALUE such as beta=4, got {item!r}")
         try:
             changes[name] = float(value)
         except ValueError:
-            raise ValueError(f"expected NAME=NUMBER such as beta=4, got {item!r}") from None
+            changes[name] = value  # e.g. beta_schedule=cyclical; checked with the rest
     if args.command == "set" and not changes:
         raise ValueError("set needs at least one change, e.g. beta=4 lr=3e-4")
     command = None if args.command == "set" else args.command

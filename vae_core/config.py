@@ -25,7 +25,17 @@ MAX_BATCH_SIZE = 65_536
 # control.json and TrainConfig all read them from here. (low, high), both inclusive.
 BETA_RANGE = (0.0, 1000.0)
 LR_RANGE = (1e-7, 1.0)
-LIVE_SETTINGS: dict[str, tuple[float, float]] = {"beta": BETA_RANGE, "lr": LR_RANGE}
+FREE_BITS_RANGE = (0.0, 10.0)  # nats per latent dimension
+WARMUP_RANGE = (0, 10_000_000)  # steps
+BETA_SCHEDULES: tuple[str, ...] = ("constant", "linear", "cyclical")
+LIVE_SETTINGS: dict[str, tuple[float, float]] = {
+    "beta": BETA_RANGE,
+    "lr": LR_RANGE,
+    "free_bits": FREE_BITS_RANGE,
+    "warmup_steps": WARMUP_RANGE,  # setting it restarts the warm-up at the current step
+}
+LIVE_CHOICES: dict[str, tuple[str, ...]] = {"beta_schedule": BETA_SCHEDULES}
+INTEGER_SETTINGS = ("warmup_steps",)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -33,8 +43,15 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def check_live_setting(name: str, value: Any) -> float:
-    """`value` as a float if it is a finite number within LIVE_SETTINGS[name]; else ValueError."""
+def check_live_setting(name: str, value: Any) -> float | int | str:
+    """`value` checked against LIVE_SETTINGS / LIVE_CHOICES[name] (ValueError if it is not):
+    a float, an int for step counts, or one of the choices."""
+    if name in LIVE_CHOICES:
+        _check(
+            value in LIVE_CHOICES[name],
+            f"{name} must be one of {LIVE_CHOICES[name]}, got {value!r}",
+        )
+        return str(value)
     low, high = LIVE_SETTINGS[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number, got {value!r}")
@@ -42,6 +59,9 @@ def check_live_setting(name: str, value: Any) -> float:
         math.isfinite(value) and low <= value <= high,
         f"{name} must be a finite number in [{low:g}, {high:g}], got {value!r}",
     )
+    if name in INTEGER_SETTINGS:
+        _check(float(value).is_integer(), f"{name} must be a whole number, got {value!r}")
+        return int(value)
     return float(value)
 
 
@@ -132,14 +152,19 @@ class TrainConfig(_JsonMixin):
     batch_size: int = 128
     lr: float = 1e-3  # Adam learning rate
     beta: float = 1.0  # weight of the KL term in the training objective (beta-VAE)
-    warmup_steps: int = 0  # linear KL warm-up from 0 to beta over this many steps; 0 = off
+    beta_schedule: str = "linear"  # constant | linear warm-up | cyclical (Fu et al. 2019)
+    warmup_steps: int = 0  # linear: 0 -> beta over this many steps (0 = off); cyclical: period
+    cycle_ratio: float = 0.5  # cyclical: the share of each period spent ramping up
+    free_bits: float = 0.0  # lambda, nats per dimension: KL_d below it gets no gradient
     seed: int = 1
     device: DeviceChoice = "auto"  # auto = CUDA when available, else CPU
-    num_threads: int | None = None  # torch CPU threads; None = cores - 1 (at least 1)
+    num_threads: int | None = None  # torch CPU threads; None = all cores
     log_every: int = 20  # steps between train rows in metrics.jsonl
     snapshot_every_s: float = 2.0  # seconds between published snapshots
     checkpoint_every_s: float = 60.0  # seconds between checkpoints (also at epoch end and stop)
     eval_batches: int | None = None  # cap test batches per eval; None = whole test split
+    iwae_k: int = 100  # importance samples for the IWAE bound at each evaluation; 0 = off
+    iwae_n: int = 256  # test images (the first ones, fixed) that bound is computed on
 
     def __post_init__(self) -> None:
         _check(isinstance(self.dataset, str) and self.dataset != "", "dataset must be a name")
@@ -152,7 +177,11 @@ class TrainConfig(_JsonMixin):
         )
         self.lr = check_live_setting("lr", self.lr)
         self.beta = check_live_setting("beta", self.beta)
-        _check(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        self.warmup_steps = check_live_setting("warmup_steps", self.warmup_steps)
+        self.free_bits = check_live_setting("free_bits", self.free_bits)
+        self.beta_schedule = check_live_setting("beta_schedule", self.beta_schedule)
+        _check(0 < self.cycle_ratio <= 1, f"cycle_ratio must be in (0, 1], got {self.cycle_ratio}")
+        _check(self.iwae_k >= 0 and self.iwae_n >= 0, "iwae_k and iwae_n must be >= 0")
         _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
         _check(
             self.num_threads is None or self.num_threads >= 1,

@@ -28,19 +28,23 @@ from safetensors.torch import load_file
 
 from vae_core import shapes
 from vae_core.atomic import atomic_save_tensors
+from vae_core.catalog import (  # re-exported: the names and lookups live there, torch-free
+    DATASETS,
+    IDX_FILES,
+    MAX_SHAPES_IMAGES,
+    SPLITS,
+    default_data_dir,
+    find_local_idx,
+)
 
 logger = logging.getLogger(__name__)
 
-DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "shapes", "folder")
-SPLITS: tuple[str, ...] = ("train", "test")
 IMAGE_SIZES: tuple[int, ...] = (28, 32, 64)  # what shapes and folder render to
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
 DOWNLOAD_TIMEOUT_S = 60.0  # torchvision's urllib calls have none; a dead network must not hang
 SHAPES_TRAIN_SAMPLES = 20_000
 # Limits on every input, so no folder or option can exhaust memory, disk or time. Module
 # constants, so the UI can use them as widget bounds and tests can lower them (monkeypatch).
-MAX_SHAPES_IMAGES = 200_000  # shapes train images (test adds a quarter): 0.8 GB at 64 x 64
 MAX_FOLDER_IMAGES = 100_000  # image files in a folder dataset: 1.2 GB decoded at 64 x 64 RGB
 MAX_FOLDER_DEPTH = 3  # subfolder levels below the folder's root that are scanned
 MAX_IMAGE_PIXELS = 40_000_000  # per file, read from the header; below Pillow's bomb limit
@@ -48,10 +52,6 @@ FOLDER_CACHE_ENTRIES = 8  # decoded folder caches kept, least recently used evic
 FOLDER_CACHE_BYTES = 4 * 1024**3  # and their total size; the newest entry is always kept
 _STALE_TEMP_S = 3600.0  # a cache temp file this old was left by a killed writer
 _FOLDER_CACHE_VERSION = 1  # bump when the cached pixels would change for the same inputs
-_IDX_FILES = {  # split -> (images, labels), the names MNIST and Fashion-MNIST share
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 _OPTIONS = {  # dataset -> option names load_dataset / dataset_info accept
     "mnist": (),
     "fashion-mnist": (),
@@ -108,12 +108,6 @@ class DatasetUnavailable(RuntimeError):
     """The data cannot be loaded here; the message tells the user what to do about it."""
 
 
-def default_data_dir() -> Path:
-    """$VAE_EXPLORER_DATA if set, else ~/.cache/vae-explorer/data."""
-    env = os.environ.get("VAE_EXPLORER_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vae-explorer" / "data"
-
-
 def load_dataset(
     name: str,
     split: Literal["train", "test"] = "train",
@@ -152,14 +146,6 @@ def dataset_info(name: str, **options: Any) -> DatasetInfo:
     return _folder_info(size, channels, _class_names(root, files))
 
 
-def is_available_offline(name: str, data_dir: str | Path | None = None) -> bool:
-    """True when `name` loads without the network (shapes and folder always do)."""
-    _check_name_and_options(name, {})
-    if name in ("mnist", "fashion-mnist"):
-        return all(_find_local_idx(name, split, data_dir) is not None for split in SPLITS)
-    return True
-
-
 def _check_name_and_options(name: str, options: dict[str, Any]) -> None:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
@@ -180,47 +166,12 @@ def _image_size(value: Any) -> int:
 # ---- mnist / fashion-mnist ----
 
 
-_TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}  # their folder names
-
-
 def _torchvision_class(name: str) -> type:
     # Imported here: torchvision adds over a second to the import of every module that needs
     # only dataset_info (the UI), and only these two datasets use it.
     from torchvision.datasets import MNIST, FashionMNIST
 
     return MNIST if name == "mnist" else FashionMNIST
-
-
-def _search_roots(data_dir: str | Path | None) -> list[Path]:
-    """Data directories to look in, most specific first: data_dir, then $VAE_EXPLORER_DATA or
-    the default cache."""
-    roots = [Path(data_dir).expanduser()] if data_dir is not None else []
-    if default_data_dir() not in roots:
-        roots.append(default_data_dir())
-    return roots
-
-
-def _idx_candidate_dirs(name: str, data_dir: str | Path | None) -> Iterator[Path]:
-    """Folders that may hold the four idx files side by side, in the order they are tried."""
-    if data_dir is not None:
-        yield Path(data_dir).expanduser()  # the user pointed straight at the files
-    for root in _search_roots(data_dir):
-        yield root / _TORCHVISION_NAMES[name] / "raw"  # torchvision's layout, as downloaded
-        yield root / name  # flat, e.g. ~/.cache/vae-explorer/data/fashion-mnist/*.gz
-    if name == "fashion-mnist":
-        yield SYSTEM_FASHION_MNIST_DIR
-
-
-def _find_local_idx(name: str, split: str, data_dir: str | Path | None) -> list[Path] | None:
-    """[images, labels] idx files of `split` (plain or .gz), from the first folder holding both."""
-    for folder in _idx_candidate_dirs(name, data_dir):
-        found = []
-        for stem in _IDX_FILES[split]:
-            hits = [folder / f for f in (stem, f"{stem}.gz") if (folder / f).is_file()]
-            found.extend(hits[:1])
-        if len(found) == 2:
-            return found
-    return None
 
 
 def _read_idx(path: Path) -> torch.Tensor:
@@ -242,7 +193,7 @@ def _read_idx(path: Path) -> torch.Tensor:
 
 def _load_idx_dataset(name: str, split: str, data_dir: str | Path | None) -> ImageDataset:
     info = dataset_info(name)
-    local = _find_local_idx(name, split, data_dir)
+    local = find_local_idx(name, split, data_dir)
     if local is not None:
         logger.info("loading %s %s from %s", name, split, local[0].parent)
         images, labels = _read_idx(local[0]), _read_idx(local[1]).long()
@@ -285,7 +236,7 @@ def _offline_message(name: str, root: Path, err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     reason = lines[-1] if lines else type(err).__name__  # torchvision's last line is the cause
     title = "MNIST" if name == "mnist" else "Fashion-MNIST"
-    files = ", ".join(f"{stem}.gz" for pair in _IDX_FILES.values() for stem in pair)
+    files = ", ".join(f"{stem}.gz" for pair in IDX_FILES.values() for stem in pair)
     message = (
         f"{title} is not on this machine and could not be downloaded ({reason}). "
         f"Either put the {title} idx files ({files}) in {root / name} "

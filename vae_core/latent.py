@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid
 
 from vae_core.models import VAE
 
@@ -317,6 +316,9 @@ def image_grid(images: np.ndarray, nrow: int, padding: int = 2, pad_value: int =
         images = images[..., None]  # (N, H, W) greyscale -> (N, H, W, 1)
     if images.ndim != 4 or len(images) == 0:
         raise ValueError(f"images must be a non-empty (N, H, W, C) array, got {images.shape}")
+    # Imported here: torchvision adds about two seconds to the import of this module.
+    from torchvision.utils import make_grid
+
     C = images.shape[-1]
     tensor = torch.from_numpy(images).permute(0, 3, 1, 2)  # (N, C, H, W)
     grid = make_grid(tensor, nrow=nrow, padding=padding, pad_value=pad_value)  # (3|C, H', W')

@@ -29,9 +29,16 @@ class ElboTerms(NamedTuple):
     def elbo(self) -> torch.Tensor:
         return -(self.recon + self.kl)  # (B,)
 
-    def loss(self, beta: float = 1.0) -> torch.Tensor:
-        """Training objective, mean over the batch: recon + beta * KL."""
-        return (self.recon + beta * self.kl).mean()
+    def loss(self, beta: float = 1.0, free_bits: float = 0.0) -> torch.Tensor:
+        """Training objective, mean over the batch: recon + beta * KL.
+
+        With free bits (Kingma et al. 2016, eq. 15) each dimension's batch-mean KL counts as
+        at least `free_bits` nats, so no gradient pushes a dimension below it.
+        """
+        kl_per_dim = self.kl_per_dim.mean(0)  # (D,)
+        if free_bits > 0:
+            kl_per_dim = kl_per_dim.clamp(min=free_bits)
+        return self.recon.mean() + beta * kl_per_dim.sum()
 
 
 def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -92,24 +99,33 @@ def log_likelihood_iwae(
     """Importance-weighted estimate of log p(x) with k samples: (B,).
 
     log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log k
-    (Burda et al. 2015, eq. 8). Samples are decoded in chunks of at most
-    `max_decode_batch` images so k=5000 fits in memory for any B.
+    (Burda et al. 2015, eq. 8). At most `max_decode_batch` images are decoded at once: a
+    group of images shares one decode when k is small, and k is split in chunks when large.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     mu, logvar = model.encode(x)  # (B, D)
+    group = max(1, max_decode_batch // k)  # images per decode
+    chunk = min(k, max_decode_batch)  # samples per decode
     estimates = []
-    for i in range(x.shape[0]):
-        chunk = max(1, max_decode_batch)
-        log_w = []
-        for start in range(0, k, chunk):
-            n = min(chunk, k - start)
-            mu_i, logvar_i = mu[i].expand(n, -1), logvar[i].expand(n, -1)  # (n, D)
-            z = model.reparameterize(mu_i, logvar_i)  # (n, D)
-            x_i = x[i : i + 1].expand(n, *x.shape[1:])  # (n, C, H, W)
-            log_px_z = model_log_likelihood(model, x_i, model.decode(z))  # (n,)
-            log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-            log_qz_x = _log_normal(z, mu_i, logvar_i)
-            log_w.append(log_px_z + log_pz - log_qz_x)
-        estimates.append(torch.logsumexp(torch.cat(log_w), 0) - math.log(k))
-    return torch.stack(estimates)
+    for start in range(0, x.shape[0], group):
+        xs, mus, logvars = (t[start : start + group] for t in (x, mu, logvar))
+        log_w = torch.cat(
+            [_log_weights(model, xs, mus, logvars, min(chunk, k - s)) for s in range(0, k, chunk)]
+        )  # (k, g)
+        estimates.append(torch.logsumexp(log_w, 0) - math.log(k))
+    return torch.cat(estimates)
+
+
+def _log_weights(
+    model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, n: int
+) -> torch.Tensor:
+    """log p(x|z) + log p(z) - log q(z|x) for n samples z ~ q(z|x) of each image: (n, g)."""
+    g = x.shape[0]
+    mu_n, logvar_n = mu.expand(n, g, -1), logvar.expand(n, g, -1)  # (n, g, D)
+    z = model.reparameterize(mu_n, logvar_n)  # (n, g, D)
+    x_n = x.expand(n, *x.shape).reshape(n * g, *x.shape[1:])  # (n * g, C, H, W)
+    decoded = model.decode(z.reshape(n * g, -1))
+    log_px_z = model_log_likelihood(model, x_n, decoded).view(n, g)
+    log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))  # (n, g)
+    return log_px_z + log_pz - _log_normal(z, mu_n, logvar_n)

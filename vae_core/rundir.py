@@ -17,15 +17,17 @@ import socket
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from vae_core.atomic import atomic_save_tensors, atomic_write_json
 from vae_core.config import LIVE_SETTINGS, ModelConfig, TrainConfig, check_live_setting
-from vae_core.metrics_log import MetricsReader
+
+if TYPE_CHECKING:  # imported where they are used: the UI's first page needs neither
+    import torch  # tensors: snapshots and checkpoints
+
+    from vae_core.metrics_log import MetricsReader  # numpy
 
 STATES: tuple[str, ...] = ("starting", "running", "paused", "finished", "failed")
 LIVE_STATES: tuple[str, ...] = ("starting", "running", "paused")
@@ -87,6 +89,8 @@ def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             "environment."
         )
     meta = read_safetensors_metadata(path)
+    from safetensors.torch import load_file  # imports torch (seconds); only loads need it
+
     try:
         return load_file(path), meta
     except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -403,6 +407,8 @@ class RunDir:
             return
 
     def metrics_reader(self) -> MetricsReader:
+        from vae_core.metrics_log import MetricsReader
+
         return MetricsReader(self.metrics_path)
 
     def read_metrics(self) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from vae_core.checkpoint import NonFiniteWeightsError, load_checkpoint, save_che
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.models import VAE, pick_device
-from vae_core.objectives import elbo_terms
+from vae_core.objectives import elbo_terms, log_likelihood_iwae
 from vae_core.rundir import STOPPED_BY_USER, RunDamaged, RunDir, check_control
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CONTROL_POLL_S = 0.2  # how often the loop looks at control.json
 HEARTBEAT_S = 1.0  # how often status.json is rewritten, from its own thread
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before the run fails
+ACTIVE_KL_NATS = 0.01  # a dimension with less KL than this is one the decoder ignores
 
 
 class RunInUse(ValueError):
@@ -41,31 +42,73 @@ class TrainingDiverged(RuntimeError):
     """The loss or gradient stayed NaN/inf; the run failed with its last good weights saved."""
 
 
-def beta_at(step: int, beta: float, warmup_steps: int) -> float:
-    """Linear KL warm-up: 0 -> beta over `warmup_steps` (Bowman et al. 2016)."""
-    if warmup_steps <= 0:
+def beta_at(
+    step: int, beta: float, warmup_steps: int, schedule: str = "linear", cycle_ratio: float = 0.5
+) -> float:
+    """The KL weight at `step` steps into the schedule.
+
+    linear: 0 -> beta over `warmup_steps`, then beta (Bowman et al. 2016). cyclical: the same
+    ramp repeated every `warmup_steps`, rising over the first `cycle_ratio` of each period
+    and holding beta for the rest (Fu et al. 2019). constant, or no warm-up: beta.
+    """
+    if schedule == "constant" or warmup_steps <= 0:
         return beta
+    if schedule == "cyclical":
+        phase = (step % warmup_steps) / warmup_steps  # in [0, 1)
+        return beta * min(1.0, phase / cycle_ratio)
     return beta * min(1.0, step / warmup_steps)
 
 
 def default_num_threads() -> int:
-    """Leave one core to the UI: cores - 1, at least 1."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """All cores: a standalone run has the machine (the app passes cores - 1 itself)."""
+    return os.cpu_count() or 1
 
 
 @dataclass
 class LiveSettings:
-    """What control.json can change while the run goes on."""
+    """What control.json can change while the run goes on; all of it is checkpointed."""
 
     beta: float
     lr: float
+    free_bits: float = 0.0
+    beta_schedule: str = "linear"
+    warmup_steps: int = 0
+    warmup_start: int = 0  # the step the current warm-up (or first cycle) began at
     paused: bool = False
     stop: bool = False
     seq: int = 0  # the newest control.json applied; older ones (and this one) are done
     changes: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, seq: int = 0) -> LiveSettings:
+        return cls(
+            beta=cfg.beta,
+            lr=cfg.lr,
+            free_bits=cfg.free_bits,
+            beta_schedule=cfg.beta_schedule,
+            warmup_steps=cfg.warmup_steps,
+            seq=seq,
+        )
 
-def apply_control(run: RunDir, live: LiveSettings) -> bool:
+    def beta_at(self, step: int, cycle_ratio: float) -> float:
+        return beta_at(
+            step - self.warmup_start, self.beta, self.warmup_steps, self.beta_schedule, cycle_ratio
+        )
+
+    def resumable(self) -> dict[str, Any]:
+        """The fields a checkpoint keeps so that a resume continues the same schedules."""
+        names = ("beta", "lr", "free_bits", "beta_schedule", "warmup_steps", "warmup_start")
+        return {name: getattr(self, name) for name in names}
+
+    def update(self, changes: dict[str, Any], step: int) -> None:
+        """Apply checked changes; a new warm-up length or schedule starts again at `step`."""
+        for name, value in changes.items():
+            setattr(self, name, value)
+        if {"warmup_steps", "beta_schedule"} & set(changes):
+            self.warmup_start = step
+
+
+def apply_control(run: RunDir, live: LiveSettings, step: int = 0) -> bool:
     """Fold a new control.json into `live`; True if something changed.
 
     A command with an unknown key or an out-of-range value is refused whole (and logged):
@@ -86,8 +129,7 @@ def apply_control(run: RunDir, live: LiveSettings) -> bool:
     except ValueError as e:
         log.warning("control %d refused: %s", seq, e)
         return False
-    for name, value in changes.items():
-        setattr(live, name, value)
+    live.update(changes, step)
     if command == "pause":
         live.paused = True
     elif command == "resume":
@@ -191,6 +233,34 @@ def evaluate(
     return {"elbo": -(recon / n + kl), "recon": recon / n, "kl": kl, "kl_per_dim": kl_per_dim}
 
 
+@torch.no_grad()
+def evaluate_iwae(
+    model: VAE, data: ImageDataset, k: int, n: int, device: torch.device
+) -> dict[str, Any]:
+    """The IWAE bound (Burda et al. 2015) beside the ELBO on the first `n` test images.
+
+    Their gap estimates KL(q(z|x) || p(z|x)): ELBO = log p(x) - KL(q || p(z|x)). Fixed
+    images and a bounded k keep its cost the same at every evaluation; {} when off.
+    """
+    n = min(n, len(data))
+    if k < 1 or n < 1:
+        return {}
+    t0 = time.monotonic()
+    model.eval()
+    x = data.batch(slice(0, n), device)
+    elbo = elbo_terms(model, x).elbo.mean().item()
+    iwae = log_likelihood_iwae(model, x, k).mean().item()
+    model.train()
+    return {
+        "iwae": iwae,
+        "iwae_elbo": elbo,
+        "iwae_gap": iwae - elbo,
+        "iwae_k": k,
+        "iwae_n": n,
+        "iwae_seconds": time.monotonic() - t0,
+    }
+
+
 def train(
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -243,19 +313,24 @@ def _train(
     device = pick_device(cfg.device)
     run.write_config(model_config, cfg)
     run.remove_temp_files()  # left by a trainer killed mid-write
-    live = LiveSettings(beta=cfg.beta, lr=cfg.lr, seq=heartbeat.fields["control_seq"])
+    live = LiveSettings.from_config(cfg, seq=heartbeat.fields["control_seq"])
     heartbeat.start()
     options = dict(cfg.dataset_options)
     train_data = load_dataset(cfg.dataset, "train", cfg.data_dir, **options)
     test_data = load_dataset(cfg.dataset, "test", cfg.data_dir, **options)
     model = VAE(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if model_config.architecture == "conv":
+        # oneDNN convolutions run faster on NHWC: +15 % samples/s measured on this CPU
+        model = model.to(memory_format=torch.channels_last)
+    # fused: one kernel per parameter tensor for the whole update (profiled: the
+    # per-op Adam was a quarter of a CPU step)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     shuffle = torch.Generator().manual_seed(cfg.seed)  # data order, saved for exact resume
     at = Position(step=0, epoch=0, next_batch=0, epoch_rng=shuffle.get_state())
     if resume:
         at = _restore(run, model, optimizer, shuffle, live) or at
     if overrides:
-        vars(live).update(overrides)
+        live.update(overrides, at.step)
         live.changes.append({"command": "resume", "changed": sorted(overrides)})
         _log_control(run, at, live)
     _set_lr(optimizer, live.lr)
@@ -290,9 +365,9 @@ def _train(
             t0 = time.monotonic()
             idx = order[at.next_batch * cfg.batch_size : (at.next_batch + 1) * cfg.batch_size]
             x = train_data.batch(idx, device)  # (B, C, H, W) float in [0, 1]
-            beta = beta_at(at.step, live.beta, cfg.warmup_steps)
+            beta = live.beta_at(at.step, cfg.cycle_ratio)
             terms = elbo_terms(model, x)
-            loss = terms.loss(beta)
+            loss = terms.loss(beta, live.free_bits)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
@@ -300,6 +375,7 @@ def _train(
             if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
                 # Skip the update so one bad batch cannot poison the weights.
                 bad_steps += 1
+                window.bad_steps += 1
                 if bad_steps >= MAX_BAD_STEPS:
                     _diverge(run, model, optimizer, at, live, loss)
                 continue
@@ -318,6 +394,7 @@ def _train(
                     split="train",
                     **row,
                     beta=beta,
+                    free_bits=live.free_bits,
                     lr=live.lr,
                     samples_per_s=clock.samples_per_s,
                 )
@@ -332,6 +409,7 @@ def _train(
         at.epoch, at.next_batch, at.epoch_rng = at.epoch + 1, 0, shuffle.get_state()
         heartbeat.fields.update(_progress(at, live, clock))
         test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches)
+        test |= evaluate_iwae(model, test_data, cfg.iwae_k, cfg.iwae_n, device)
         run.log_metrics(step=at.step, epoch=at.epoch, split="test", **test)
         _checkpoint(run, model, optimizer, at, live)
 
@@ -374,8 +452,8 @@ def _restore(
     optimizer.load_state_dict(ckpt.optimizer_state)
     torch.set_rng_state(ckpt.rng_state)
     shuffle.set_state(ckpt.generator_state)  # the state at the start of ckpt's epoch
-    live.beta = ckpt.extra.get("beta", live.beta)
-    live.lr = ckpt.extra.get("lr", live.lr)
+    saved = {k: v for k, v in ckpt.extra.items() if k in live.resumable()}
+    vars(live).update(saved)  # beta, lr, free bits and the schedule, as they were
     next_batch = ckpt.extra.get("next_batch", 0)
     run.log_metrics(step=ckpt.step, epoch=ckpt.epoch, event="resume", beta=live.beta, lr=live.lr)
     log.info("resumed %s at step %d (epoch %d)", run.path, ckpt.step, ckpt.epoch)
@@ -385,7 +463,7 @@ def _restore(
 def _poll_control(
     run: RunDir, live: LiveSettings, optimizer: torch.optim.Optimizer, at: Position
 ) -> None:
-    if apply_control(run, live):
+    if apply_control(run, live, at.step):
         _set_lr(optimizer, live.lr)
         _log_control(run, at, live)
 
@@ -393,15 +471,14 @@ def _poll_control(
 def _log_control(run: RunDir, at: Position, live: LiveSettings) -> None:
     """A control row: the curves mark live changes with a dashed line."""
     change = live.changes[-1]
-    run.log_metrics(
-        step=at.step, epoch=at.epoch, event="control", **change, beta=live.beta, lr=live.lr
-    )
+    settings = {k: v for k, v in live.resumable().items() if k != "warmup_start"}
+    run.log_metrics(step=at.step, epoch=at.epoch, event="control", **change, **settings)
 
 
 def _checkpoint(
     run: RunDir, model: VAE, optimizer: torch.optim.Optimizer, at: Position, live: LiveSettings
 ) -> None:
-    extra = {"next_batch": at.next_batch, "beta": live.beta, "lr": live.lr}
+    extra = {"next_batch": at.next_batch, **live.resumable()}
     try:
         save_checkpoint(run, model, optimizer, at.step, at.epoch, extra, at.epoch_rng)
     except NonFiniteWeightsError as e:
@@ -468,8 +545,9 @@ class _Window:
         self.reset()
 
     def reset(self) -> None:
-        self.n, self.batches = 0, 0
+        self.n, self.batches, self.bad_steps = 0, 0, 0
         self.recon = self.loss = self.grad_norm = 0.0
+        self.grad_norm_max = torch.zeros(())
         self.kl_per_dim = self.zero()
 
     def add(self, terms, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
@@ -479,6 +557,7 @@ class _Window:
         self.recon = self.recon + terms.recon.detach().sum()
         self.loss = self.loss + loss.detach()
         self.grad_norm = self.grad_norm + grad_norm.detach()
+        self.grad_norm_max = torch.maximum(self.grad_norm_max, grad_norm.detach())
         self.kl_per_dim = self.kl_per_dim + terms.kl_per_dim.detach().sum(0)
 
     def flush(self) -> dict[str, Any]:
@@ -490,8 +569,11 @@ class _Window:
             "recon": recon,
             "kl": kl,
             "kl_per_dim": kl_per_dim,
+            "active_units": sum(k > ACTIVE_KL_NATS for k in kl_per_dim),
             "loss": float(self.loss) / self.batches,
             "grad_norm": float(self.grad_norm) / self.batches,
+            "grad_norm_max": float(self.grad_norm_max),
+            "bad_steps": self.bad_steps,  # non-finite steps skipped since the last row
         }
         self.reset()
         return row

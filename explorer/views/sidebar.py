@@ -1,5 +1,7 @@
 """The sidebar: pick or attach a run, control it (pause / resume / stop, live beta and lr),
 and start a new one. Returns the open run; every action goes through explorer.runs.
+Nothing here imports torch (vae_core.catalog, not vae_core.data): this is the first page,
+drawn before torch is loaded (tests/test_first_page.py).
 """
 
 from __future__ import annotations
@@ -7,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import access, guard, runs, state
+from vae_core.catalog import DATASETS, MAX_SHAPES_IMAGES, is_available_offline
 from vae_core.config import (
     ARCHITECTURES,
     BETA_RANGE,
@@ -15,11 +18,11 @@ from vae_core.config import (
     MAX_EPOCHS,
     MAX_LATENT_DIM,
 )
-from vae_core.data import DATASETS, MAX_SHAPES_IMAGES, DatasetUnavailable, is_available_offline
 from vae_core.rundir import RunDir
 
-# What can go wrong when the user's input is turned into a run; shown as st.error.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, DatasetUnavailable, OSError)
+# What can go wrong when the user's input is turned into a run; shown as st.error. Missing
+# data (vae_core.data.DatasetUnavailable) is a RuntimeError, caught beside these.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, OSError)
 DATASET_LABELS = {
     "mnist": "MNIST digits",
     "fashion-mnist": "Fashion-MNIST",
@@ -187,7 +190,7 @@ def _new_run_form() -> None:
     if submitted:
         try:
             run = runs.start_run(choices, policy=policy)  # checks the policy again
-        except (*USER_ERRORS, RuntimeError) as e:  # RuntimeError: at the trainer limit
+        except (*USER_ERRORS, RuntimeError) as e:  # RuntimeError: trainer limit, missing data
             st.error(f"Not started: {access.plain(e)}")
             return
         state.set_open_run_ref(runs.run_ref(run))

@@ -10,8 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import access, projections, runs, state
+from vae_core.catalog import MAX_SHAPES_IMAGES
 from vae_core.config import BETA_RANGE, LR_RANGE, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LATENT_DIM
-from vae_core.data import MAX_SHAPES_IMAGES
 from vae_core.process import wait_for_state
 from vae_core.rundir import RunDir
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -53,6 +54,7 @@ def test_choices_build_the_same_dataclasses_the_cli_builds() -> None:
     assert model_config.image_shape == (1, 28, 28)
     assert model_config.latent_dim == 3
     assert train_config.dataset_options == {"image_size": 28, "num_samples": 256}
+    assert train_config.num_threads == max(1, os.cpu_count() - 1)  # one core for the UI
 
 
 @pytest.mark.parametrize(

@@ -24,18 +24,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torchvision.datasets import MNIST, FashionMNIST
 
-from vae_core import data, shapes
-from vae_core.data import (
+from vae_core import catalog, data, shapes
+from vae_core.catalog import (
     DATASETS,
     MAX_SHAPES_IMAGES,
-    DatasetInfo,
-    DatasetUnavailable,
-    ImageDataset,
-    dataset_info,
+    SYSTEM_FASHION_MNIST_DIR,
     default_data_dir,
     is_available_offline,
-    load_dataset,
 )
+from vae_core.data import DatasetInfo, DatasetUnavailable, ImageDataset, dataset_info, load_dataset
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -268,7 +265,7 @@ def test_a_corrupt_idx_file_is_reported_not_crashed_on(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(
-    not data.SYSTEM_FASHION_MNIST_DIR.is_dir(),
+    not SYSTEM_FASHION_MNIST_DIR.is_dir(),
     reason="needs Debian's dataset-fashion-mnist in /usr/share/datasets/fashion-mnist",
 )
 def test_fashion_mnist_loads_from_the_debian_package() -> None:
@@ -306,7 +303,7 @@ def test_offline_and_missing_raises_one_message_naming_both_remedies(
     name: str, cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cls, "mirrors", [_closed_port_url()])
-    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "not-installed")
+    monkeypatch.setattr(catalog, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "not-installed")
     assert not is_available_offline(name, tmp_path / "empty")
     with pytest.raises(DatasetUnavailable) as err:
         load_dataset(name, "train", tmp_path / "empty")

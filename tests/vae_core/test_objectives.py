@@ -8,6 +8,7 @@ import torch
 from vae_core.config import ModelConfig
 from vae_core.models import VAE
 from vae_core.objectives import (
+    ElboTerms,
     elbo_terms,
     gaussian_kl_per_dim,
     log_likelihood,
@@ -109,3 +110,23 @@ def test_iwae_chunking_does_not_change_the_estimate():
     torch.manual_seed(5)
     small = log_likelihood_iwae(model, x[:2], k=300, max_decode_batch=7)
     torch.testing.assert_close(small, whole, atol=0.3, rtol=0)
+
+
+def test_iwae_bound_rises_with_k_on_a_fixed_model():
+    model, x = _trained_toy()
+    torch.manual_seed(0)
+    means = [log_likelihood_iwae(model, x.repeat(50, 1, 1, 1), k=k).mean() for k in (1, 10, 100)]
+    assert means[0] < means[1] < means[2] <= 0
+
+
+def test_free_bits_take_the_gradient_away_from_dimensions_below_lambda():
+    torch.manual_seed(0)
+    mu = torch.tensor([[0.05, 2.0], [0.05, 2.0]], requires_grad=True)  # dim 0: KL ~ 0.001
+    logvar = torch.zeros(2, 2)
+    terms = ElboTerms(recon=torch.zeros(2), kl_per_dim=gaussian_kl_per_dim(mu, logvar))
+    terms.loss(beta=1.0, free_bits=0.5).backward()
+    assert mu.grad[:, 0].abs().max() == 0  # under lambda: no push towards the prior
+    assert (mu.grad[:, 1] > 0).all()  # above lambda: the usual KL gradient
+    plain = ElboTerms(recon=torch.ones(2), kl_per_dim=gaussian_kl_per_dim(mu, logvar))
+    torch.testing.assert_close(plain.loss(3.0, free_bits=0.0), (1 + 3.0 * plain.kl).mean())
+    assert plain.loss(1.0, free_bits=0.5) == 1 + 0.5 + plain.kl_per_dim[:, 1].mean()

@@ -33,10 +33,26 @@ def tiny_configs(**overrides) -> tuple[ModelConfig, TrainConfig]:
 def test_beta_warms_up_linearly_then_holds():
     assert [beta_at(s, 4.0, 100) for s in (0, 50, 100, 500)] == [0.0, 2.0, 4.0, 4.0]
     assert beta_at(0, 4.0, 0) == 4.0
+    assert beta_at(0, 4.0, 100, "constant") == 4.0
 
 
-def test_default_threads_leave_one_core_for_the_ui():
-    assert default_num_threads() == max(1, (os.cpu_count() or 1) - 1)
+def test_cyclical_beta_ramps_over_the_first_part_of_each_period_then_holds():
+    # Fu et al. 2019: period 100, ramp over the first half of it.
+    betas = [beta_at(s, 2.0, 100, "cyclical", 0.5) for s in (0, 25, 50, 99, 100, 125, 250)]
+    assert betas == [0.0, 1.0, 2.0, 2.0, 0.0, 1.0, 2.0]
+
+
+def test_a_new_warm_up_length_restarts_the_warm_up_at_the_current_step():
+    live = train_module.LiveSettings(beta=4.0, lr=1e-3, warmup_steps=0)
+    assert live.beta_at(1000, 0.5) == 4.0
+    live.update({"warmup_steps": 100}, step=1000)
+    assert [live.beta_at(s, 0.5) for s in (1000, 1050, 1100)] == [0.0, 2.0, 4.0]
+    live.update({"free_bits": 0.25}, step=1200)
+    assert live.warmup_start == 1000 and live.free_bits == 0.25
+
+
+def test_a_standalone_run_uses_every_core_by_default():
+    assert default_num_threads() == os.cpu_count()
 
 
 def test_train_writes_a_complete_run_directory(tmp_path):
@@ -53,7 +69,12 @@ def test_train_writes_a_complete_run_directory(tmp_path):
         assert len(row["kl_per_dim"]) == 4
         assert row["kl"] == pytest.approx(sum(row["kl_per_dim"]))
         assert row["elbo"] == pytest.approx(-(row["recon"] + row["kl"]))
-    assert {"beta", "lr", "samples_per_s", "step"} <= set(train_rows[0])
+    assert {"beta", "lr", "samples_per_s", "step", "grad_norm_max", "bad_steps"} <= set(
+        train_rows[0]
+    )
+    for row in train_rows:
+        assert row["active_units"] == sum(k > 0.01 for k in row["kl_per_dim"])
+        assert row["bad_steps"] == 0 and row["grad_norm_max"] >= row["grad_norm"] > 0
     assert run.read_status().state == "finished"
     assert load_checkpoint(run.latest_checkpoint()).step == 12
     assert run.snapshot_version() >= 2
@@ -81,6 +102,41 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
     steps = [r["step"] for r in split.read_metrics() if r.get("split") == "train"]
     assert steps == sorted(steps) and steps[-1] == 12  # curves continue, no restart at 0
+
+
+def test_resume_restores_the_schedules_exactly(tmp_path):
+    """Cyclical beta, free bits and a warm-up restarted live all survive a stop + resume."""
+    settings = {"beta_schedule": "cyclical", "warmup_steps": 4, "free_bits": 0.1, "epochs": 3}
+    straight = RunDir(tmp_path / "straight")
+    split = RunDir(tmp_path / "split")
+    for run in (straight, split):
+        run.path.mkdir()
+        run.write_config(*tiny_configs(**settings))
+        run.send_control(None, warmup_steps=3, free_bits=0.2)  # obeyed at the first step
+        run.write_status("starting", control_seq=0)
+    train(*straight.read_config(), straight, resume=True)
+    model_config, train_config = split.read_config()
+    train_config.epochs = 1
+    train(model_config, train_config, split, resume=True)
+    train_config.epochs = 3
+    train(model_config, train_config, split, resume=True)
+    a = load_checkpoint(straight.latest_checkpoint())
+    b = load_checkpoint(split.latest_checkpoint())
+    assert b.step == 18 and b.extra["warmup_steps"] == 3 and b.extra["free_bits"] == 0.2
+    for name in a.model_state:
+        torch.testing.assert_close(a.model_state[name], b.model_state[name], rtol=0, atol=0)
+    betas = {r["step"]: r["beta"] for r in straight.read_metrics() if r.get("split") == "train"}
+    resumed = {r["step"]: r["beta"] for r in split.read_metrics() if r.get("split") == "train"}
+    assert resumed == betas and len(set(betas.values())) > 1
+
+
+def test_each_evaluation_logs_the_iwae_bound_beside_the_elbo(tmp_path):
+    run = RunDir(tmp_path / "run")
+    train(*tiny_configs(epochs=1, iwae_k=20, iwae_n=16), run)
+    (test,) = [r for r in run.read_metrics() if r.get("split") == "test"]
+    assert (test["iwae_k"], test["iwae_n"]) == (20, 16)
+    assert test["iwae"] > test["iwae_elbo"] and test["iwae_gap"] > 0
+    assert test["iwae"] < 0 and test["iwae_seconds"] > 0
 
 
 def poison_from_step(monkeypatch, first_bad: int) -> None:
