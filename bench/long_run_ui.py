@@ -7,8 +7,9 @@ train row every --log-every steps, a test row per epoch, a few live-control even
 kill + resume with orphaned rows), then measures what the training fragment does on the server:
 
   first open   the first MetricsLog.refresh() of the whole file + both figures + their JSON
-  refresh      after ~50 new rows: refresh + curves_figure + kl_bar_figure + fig.to_json()
-               (server CPU), and the bytes of that JSON (what st.plotly_chart sends)
+  refresh      after ~50 new rows: refresh + the health checks + the curves, schedule,
+               ELBO-gap and KL-bar figures + fig.to_json() (server CPU), and the bytes of
+               that JSON (what st.plotly_chart sends)
 
 Goals: first open <= 2 s; a refresh <= 100 ms CPU and <= 200 KB sent. The default, a train row
 every 20 steps (the trainer's default), is 50,000 rows and ~285 MB. --log-every 1 is the worst
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from explorer import charts
-from vae_core import latent
+from vae_core import health, latent
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.metrics_log import MetricsLog
 from vae_core.models import VAE
@@ -68,6 +69,12 @@ class _RowWriter:
         tail = {"loss": recon + beta * kl, "grad_norm": 10 * self._rng.random()}
         if split == "train":
             tail |= {"beta": beta, "lr": 1e-3, "samples_per_s": 20000.0 + self._rng.random()}
+            tail |= {"free_bits": 0.0, "grad_norm_max": 20.0, "bad_steps": 0}
+            tail |= {"active_units": 200}
+        else:  # the IWAE bound beside the ELBO on a fixed test subset
+            gap = 5.0 + self._rng.random()
+            tail |= {"iwae": -(recon + kl) + gap, "iwae_elbo": -(recon + kl), "iwae_gap": gap}
+            tail |= {"iwae_k": 100, "iwae_n": 256, "iwae_seconds": 0.1}
         tail["time"] = time.time()
         kl_json = self._kl_json[step % KL_VARIANTS]
         # json.dumps(head | {"kl_per_dim": ...} | tail), spliced from three pieces
@@ -141,7 +148,10 @@ def _timed(fn: Callable[[], int]) -> tuple[int, float, float]:
 def _refresh_and_draw(log: MetricsLog) -> int:
     """What the training fragment does each second; returns the bytes st.plotly_chart sends."""
     view = log.refresh()
+    health.check_view(view, health.settings_of(view), latent_dim=256)
     sent = len(charts.curves_figure(view).to_json())
+    sent += len(charts.schedule_figure(view).to_json())
+    sent += len(charts.elbo_gap_figure(view, num_pixels=784).to_json())
     kl = view.latest_kl_per_dim
     if kl is not None:
         sent += len(charts.kl_bar_figure(kl, latent.active_dims(kl)).to_json())

@@ -23,6 +23,7 @@ VIEWS = {  # label -> module in explorer.views, imported when first shown
     "Scatter": "scatter",
     "Interpolation": "interpolation",
     "Prior samples": "samples",
+    "Compare": "compare",
 }
 
 st.set_page_config(page_title="VAE Latent Explorer", page_icon="🧭", layout="wide")

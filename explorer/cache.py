@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from vae_core import latent
+from vae_core import gradvar, history, latent
 from vae_core.checkpoint import snapshot_model
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.export import decoder_payload as _decoder_payload
@@ -69,9 +69,39 @@ def reconstructions(
     return latent.reconstruct_images(model(run_path, version), test_data(run_path), indices)
 
 
+@st.cache_data(max_entries=8, show_spinner="Measuring the gradient variance…")
+def gradient_variance(
+    run_path: str, version: int, samples: int, batch_size: int
+) -> dict[str, float | int | bool]:
+    """vae_core.gradvar's summary on the first `batch_size` test images at this version."""
+    data = test_data(run_path)
+    x = data.batch(slice(0, min(batch_size, len(data))))  # (B, C, H, W)
+    return gradvar.gradient_variance(model(run_path, version), x, samples).summary()
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def prior_samples(run_path: str, version: int, n: int, temperature: float, seed: int) -> np.ndarray:
     """n decoded draws from N(0, T^2 I), uint8 (n, H, W, C)."""
     net = model(run_path, version)
     z = latent.sample_prior(n, net.config.latent_dim, temperature, seed)
     return latent.decode_latents(net, z)
+
+
+TIMELAPSE_IMAGES = 2000  # the fixed test subset (the first images) a time-lapse replays
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def history_codes(run_path: str, step: int, _point: history.HistoryPoint) -> np.ndarray:
+    """mu (N, D) of the first TIMELAPSE_IMAGES test images at the history point `_point`
+    (at `step`; a point's file never changes once written, so (run, step) is its key)."""
+    net = VAE(RunDir(run_path).read_config()[0])
+    net.load_state_dict(history.load_weights(_point))
+    return latent.encode_dataset(net, test_data(run_path), TIMELAPSE_IMAGES).mu
+
+
+@st.cache_data(max_entries=4, show_spinner="Encoding the history…")
+def time_lapse(
+    run_path: str, steps: tuple[int, ...], _points: list[history.HistoryPoint]
+) -> latent.TimeLapse:
+    """The stable 2D view of the time-lapse subset at the history `_points` (at `steps`)."""
+    return latent.time_lapse([history_codes(run_path, p.step, p) for p in _points])

@@ -55,9 +55,19 @@ def _compact(series: Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _control_label(row: Any) -> str:
-    parts = [f"{k}={row[k]:.3g}" for k in ("beta", "lr") if isinstance(row.get(k), float | int)]
+    """A control row's label: "beta=4, lr=0.001", or what it changed ("free_bits=0.5")."""
+    changed = row.get("changed")
+    keys = [k for k in changed if isinstance(k, str)] if isinstance(changed, list) else []
+    parts = [_setting(k, row.get(k)) for k in (keys or ("beta", "lr"))]
+    parts = [p for p in parts if p]
     command = row.get("command")
     return ", ".join(([command] if command else []) + parts)
+
+
+def _setting(key: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, float | int | str):
+        return ""
+    return f"{key}={value:.3g}" if isinstance(value, float | int) else f"{key}={value}"
 
 
 def curves_figure(metrics: MetricsView, height: int = 460) -> go.Figure:
@@ -159,9 +169,14 @@ def _change_labels(events: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def kl_bar_figure(
-    kl_per_dim: Sequence[float], active: Sequence[bool], height: int = 260
+    kl_per_dim: Sequence[float],
+    active: Sequence[bool],
+    height: int = 260,
+    threshold: float | None = None,
+    free_bits: float = 0.0,
 ) -> go.Figure:
-    """One bar per latent dimension: active dims in colour, collapsed ones in grey."""
+    """One bar per latent dimension: active dims in colour, collapsed ones in grey; a dotted
+    line at the active `threshold` and a dashed one at the free-bits floor, when given."""
     kl = np.asarray(kl_per_dim, dtype=float)
     active = np.asarray(active, dtype=bool)
     bar = go.Bar(
@@ -170,11 +185,15 @@ def kl_bar_figure(
         marker_color=[ACTIVE_COLOR if a else INACTIVE_COLOR for a in active],
         hovertemplate="%{x}: %{y:.3f} nats<extra></extra>",
     )
+    lines = [(threshold, "dot", "active above"), (free_bits or None, "dash", "free bits λ")]
+    lines = [(y, dash, text) for y, dash, text in lines if y is not None]
     layout = _live_layout(
         height=height,
         title=f"KL per dimension: {int(active.sum())} of {len(kl)} active (grey: collapsed)",
         yaxis={"title": {"text": "nats"}},
         showlegend=False,
+        shapes=[_hline(y, {"dash": dash, "color": "#555", "width": 1}) for y, dash, _ in lines],
+        annotations=[_hline_label(y, f"{text} {y:g}") for y, _, text in lines],
     )
     return go.Figure(data=[bar], layout=layout)  # one call: the template is built once
 
@@ -245,4 +264,293 @@ def _overlay(
         },
         line={"color": color, "width": 2},
         hoverinfo="skip",
+    )
+
+
+def _hline(y: float, line: dict[str, Any]) -> dict[str, Any]:
+    """A horizontal line at `y` across the whole width of the (single) plot."""
+    return {"type": "line", "x0": 0, "x1": 1, "xref": "x domain", "y0": y, "y1": y, "line": line}
+
+
+def _hline_label(y: float, text: str) -> dict[str, Any]:
+    return {
+        "x": 1,
+        "y": y,
+        "xref": "x domain",
+        "yref": "y",
+        "text": text,
+        "showarrow": False,
+        "xanchor": "right",
+        "yanchor": "bottom",
+        "font": {"size": 10, "color": "#555"},
+    }
+
+
+def _drop_flat(series: Series) -> tuple[np.ndarray, np.ndarray]:
+    """_compact(series) without the inner points of flat runs: a schedule that holds for
+    100,000 steps is two points, drawn the same."""
+    steps, values = _compact(series)
+    if values.size < 3:
+        return steps, values
+    keep = np.ones(values.size, dtype=bool)
+    keep[1:-1] = (values[1:-1] != values[:-2]) | (values[1:-1] != values[2:])
+    return steps[keep], values[keep]
+
+
+def schedule_figure(metrics: MetricsView, height: int = 260) -> go.Figure:
+    """The effective beta (what the schedule gave each logged step) and the free-bits floor
+    lambda (nats per dimension, right axis), with the live changes marked."""
+    beta_steps, beta = _drop_flat(metrics.points("train", "beta"))
+    floor_steps, floor = _drop_flat(metrics.points("train", "free_bits"))
+    traces = [
+        {
+            "type": "scatter",
+            "x": beta_steps,
+            "y": beta,
+            "name": "effective beta",
+            "mode": "lines",
+            "line": {"color": "#1f77b4"},
+        },
+        {
+            "type": "scatter",
+            "x": floor_steps,
+            "y": floor,
+            "name": "free bits λ (nats/dim)",
+            "yaxis": "y2",
+            "mode": "lines",
+            "line": {"color": "#ff7f0e", "dash": "dash", "shape": "hv"},
+        },
+    ]
+    marked = [e for e in metrics.events if e.get("event") in EVENT_LINES][-MAX_MARKED_EVENTS:]
+    layout = _live_layout(
+        height=height,
+        title={"text": "Beta schedule and free-bits floor", "font": {"size": 14}},
+        yaxis={"title": {"text": "beta"}, "rangemode": "tozero"},
+        yaxis2={
+            "title": {"text": "λ, nats/dim"},
+            "overlaying": "y",
+            "side": "right",
+            "range": [0, 1.1 * max(1.0, float(floor.max(initial=0.0)))],
+            "tickmode": "auto",  # not aligned with beta's grid: 0.25-steps read better
+            "nticks": 5,
+            "showgrid": False,
+        },
+        shapes=[_vline(e["step"], EVENT_LINES[e["event"]], 1) for e in marked],
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return go.Figure({"data": traces, "layout": layout})
+
+
+def bits_per_dim(nats: np.ndarray, num_pixels: int) -> np.ndarray:
+    """A bound on log p(x) in nats per image -> bits per dimension: -nats / (P ln 2)."""
+    return -np.asarray(nats, dtype=np.float64) / (num_pixels * np.log(2))
+
+
+def elbo_gap_figure(
+    metrics: MetricsView, num_pixels: int, units: str = "nats", height: int = 360
+) -> go.Figure:
+    """Test ELBO and IWAE bound on the same fixed images over training (top), and their gap
+    (bottom), which estimates KL(q(z|x) || p(z|x)). units: "nats" (per image, higher is
+    better) or "bits/dim" (lower is better; the gap in bits/dim too)."""
+    elbo_steps, elbo = _compact(metrics.points("test", "iwae_elbo"))
+    iwae_steps, iwae = _compact(metrics.points("test", "iwae"))
+    gap_steps, gap = _compact(metrics.points("test", "iwae_gap"))
+    if units == "bits/dim":
+        elbo, iwae = bits_per_dim(elbo, num_pixels), bits_per_dim(iwae, num_pixels)
+        gap = -bits_per_dim(gap, num_pixels)
+        bound_title, gap_title = "bits/dim (lower is better)", "gap, bits/dim"
+    else:
+        bound_title, gap_title = "nats (higher is better)", "gap, nats"
+    traces = [
+        _test_trace(elbo_steps, elbo, "ELBO", "#1f77b4", "y"),
+        _test_trace(iwae_steps, iwae, "IWAE bound", "#2ca02c", "y"),
+        _test_trace(gap_steps, gap, "gap ≈ KL(q(z|x) || p(z|x))", "#d62728", "y2"),
+    ]
+    layout = _live_layout(
+        height=height,
+        title={"text": "ELBO gap: the ELBO and log p(x)'s IWAE bound", "font": {"size": 14}},
+        xaxis={"anchor": "y2"},
+        yaxis={"domain": [0.4, 1.0], "title": {"text": bound_title}},
+        yaxis2={"domain": [0.0, 0.28], "title": {"text": gap_title}, "rangemode": "tozero"},
+        legend={"orientation": "h", "y": -0.22},
+    )
+    return go.Figure({"data": traces, "layout": layout})
+
+
+def _test_trace(steps: np.ndarray, values: np.ndarray, name: str, color: str, yaxis: str):
+    return {
+        "type": "scatter",
+        "x": steps,
+        "y": np.asarray(values, dtype=np.float32),
+        "name": name,
+        "yaxis": yaxis,
+        "mode": "lines+markers",
+        "line": {"color": color},
+    }
+
+
+# The time-lapse colours each class itself (plotly's default sequence), so its GIF matches.
+CLASS_COLORS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+
+
+def fixed_ranges(frames: np.ndarray, pad: float = 0.08) -> tuple[tuple[float, float], ...]:
+    """((x0, x1), (y0, y1)) holding the points of every frame (T, N, 2) and the origin, so
+    the axes never move during playback and a collapsing latent visibly shrinks."""
+    flat = np.asarray(frames, dtype=np.float64).reshape(-1, 2)  # (T * N, 2)
+    flat = flat[np.isfinite(flat).all(axis=1)]
+    if not len(flat):
+        return (-1.0, 1.0), (-1.0, 1.0)
+    low = np.minimum(np.percentile(flat, 0.2, axis=0), 0.0)  # (2,) a few outliers may leave
+    high = np.maximum(np.percentile(flat, 99.8, axis=0), 0.0)
+    span = np.maximum(high - low, 1e-3)
+    return tuple(
+        (float(lo - pad * s), float(hi + pad * s))
+        for lo, hi, s in zip(low, high, span, strict=True)
+    )
+
+
+_BELOW = {"x": 0, "y": -0.08, "xanchor": "left", "yanchor": "top", "direction": "left"}
+
+
+def timelapse_figure(
+    frames: np.ndarray,
+    labels: np.ndarray,
+    titles: Sequence[str],
+    frame_names: Sequence[str],
+    class_names: Sequence[str] = (),
+    tracks: Sequence[tuple[str, np.ndarray]] = (),
+    axis_titles: tuple[str, str] = ("z0", "z1"),
+    frame_ms: int = 250,
+    height: int = 560,
+) -> go.Figure:
+    """The codes across training as one plotly animation that plays in the browser.
+
+    Args:
+        frames: (T, N, 2) projected codes, oldest first; labels: (N,) class per point.
+        titles, frame_names: one per frame (the title shown; the slider's label).
+        tracks: (name, (T, 2)) points followed across frames (the slider point, a click).
+    Axes are fixed across frames. The figure opens on the newest frame; Play starts over.
+    """
+    frames = np.asarray(frames, dtype=np.float32)
+    labels = np.asarray(labels)
+    classes = [int(c) for c in np.unique(labels)]
+    masks = [labels == c for c in classes]
+
+    def data(t: int) -> list[dict[str, Any]]:
+        points = [
+            {
+                "type": "scattergl",
+                "x": frames[t, mask, 0],
+                "y": frames[t, mask, 1],
+                "mode": "markers",
+                "name": str(class_names[c] if 0 <= c < len(class_names) else c),
+                "marker": {"size": 4, "opacity": 0.7, "color": CLASS_COLORS[c % 10]},
+                "hoverinfo": "skip",
+            }
+            for c, mask in zip(classes, masks, strict=True)
+        ]
+        return points + [_track(name, xy[t], i) for i, (name, xy) in enumerate(tracks)]
+
+    last = len(frames) - 1
+    animate = {"mode": "immediate", "transition": {"duration": 0}}
+    slider = {
+        "active": last,
+        "x": 0.2,
+        "len": 0.8,  # the Play / Pause buttons sit left of it
+        "currentvalue": {"prefix": "step "},
+        "pad": {"t": 40},
+        "steps": [
+            {
+                "method": "animate",
+                "label": name,
+                "args": [[name], {**animate, "frame": {"duration": 0, "redraw": True}}],
+            }
+            for name in frame_names
+        ],
+    }
+    play = {"duration": frame_ms, "redraw": True}
+    buttons = [
+        {"label": "▶ Play", "method": "animate", "args": [None, {**animate, "frame": play}]},
+        {"label": "❚❚ Pause", "method": "animate", "args": [[None], {**animate, "frame": play}]},
+    ]
+    (x0, x1), (y0, y1) = fixed_ranges(frames)
+    layout = {
+        **_LAYOUT,
+        "height": height,
+        "title": {"text": titles[last]},
+        "xaxis": {"range": [x0, x1], "autorange": False, "title": axis_titles[0]},
+        "yaxis": {"range": [y0, y1], "autorange": False, "title": axis_titles[1]},
+        "legend": {"itemsizing": "constant"},
+        "sliders": [slider],
+        "updatemenus": [{"type": "buttons", "showactive": False, "buttons": buttons, **_BELOW}],
+    }
+    animation = [
+        {"name": name, "data": data(t), "layout": {"title": {"text": title}}}
+        for t, (name, title) in enumerate(zip(frame_names, titles, strict=True))
+    ]
+    return go.Figure({"data": data(last), "layout": layout, "frames": animation})
+
+
+def _track(name: str, xy: np.ndarray, i: int) -> dict[str, Any]:
+    """One followed point in one frame: a black star (the slider point) or ring (a click)."""
+    symbol = ("star", "circle-open")[i % 2]
+    return {
+        "type": "scatter",
+        "x": [float(xy[0])],
+        "y": [float(xy[1])],
+        "mode": "markers",
+        "name": name,
+        "marker": {"size": 16, "color": "#000", "symbol": symbol, "line": {"width": 2}},
+        "hoverinfo": "skip",
+    }
+
+
+COMPARE_CURVES = (("elbo", "ELBO (nats)"), ("recon", "Reconstruction (nats)"), ("kl", "KL (nats)"))
+
+
+def compare_curves_figure(
+    curves: Sequence[tuple[str, MetricsView, int | None]], height: int = 340
+) -> go.Figure:
+    """ELBO, reconstruction and KL of several runs (train split) against step, one panel
+    each, one colour per run; a fork's curve starts at its branch step, marked by a diamond.
+
+    curves: (run name, its metrics, branch step or None) per run.
+    """
+    titles = [title for _, title in COMPARE_CURVES]
+    fig = make_subplots(rows=1, cols=len(COMPARE_CURVES), subplot_titles=titles)
+    for i, (name, metrics, branch) in enumerate(curves):
+        color = CLASS_COLORS[i % len(CLASS_COLORS)]
+        for col, (key, _) in enumerate(COMPARE_CURVES, start=1):
+            steps, values = _compact(metrics.points("train", key))
+            line = go.Scatter(
+                x=steps,
+                y=values,
+                mode="lines",
+                name=name,
+                legendgroup=name,
+                showlegend=col == 1,
+                line={"color": color},
+            )
+            fig.add_trace(line, row=1, col=col)
+            if branch is not None and len(steps):
+                fig.add_trace(_branch_marker(name, branch, steps[0], values[0], color), 1, col)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(height=height, legend={"orientation": "h", "y": -0.25}, **_LAYOUT)
+    return fig
+
+
+def _branch_marker(name: str, branch: int, x: float, y: float, color: str) -> go.Scatter:
+    """A diamond where a fork's curve starts: the step it branched from its parent."""
+    return go.Scatter(
+        x=[x],
+        y=[y],
+        mode="markers",
+        name=f"{name}: fork at step {branch}",
+        legendgroup=name,
+        showlegend=False,
+        marker={"symbol": "diamond", "size": 11, "color": color, "line": {"width": 1}},
+        hovertemplate=f"forked from its parent at step {branch}<extra></extra>",
     )

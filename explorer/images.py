@@ -68,3 +68,45 @@ def gif_bytes(
         loop=0,
     )
     return buffer.getvalue()
+
+
+def scatter_gif(
+    frames: np.ndarray,
+    labels: np.ndarray,
+    titles: Sequence[str],
+    ranges: tuple[tuple[float, float], ...],
+    colors: Sequence[str],
+    size: int = 320,
+    frame_ms: int = 250,
+) -> bytes:
+    """A looping GIF of scatter frames (T, N, 2): 2-px dots coloured by label, fixed axes
+    `ranges` ((x0, x1), (y0, y1)), grey cross-hairs through the origin, a title per frame."""
+    from PIL import ImageColor, ImageDraw
+
+    (x0, x1), (y0, y1) = ranges
+    top = 16  # title band
+    palette = np.array([ImageColor.getrgb(c)[:3] for c in colors], dtype=np.uint8)
+    dot_colors = palette[np.asarray(labels) % len(palette)]  # (N, 3)
+    origin = (round(-x0 / (x1 - x0) * (size - 2)), top + round(y1 / (y1 - y0) * (size - 2)))
+    pictures = []
+    for xy, title in zip(np.asarray(frames, dtype=np.float64), titles, strict=True):
+        canvas = np.full((size + top, size, 3), 255, dtype=np.uint8)  # (H, W, 3)
+        if 0 <= origin[0] < size:
+            canvas[top:, origin[0]] = 220
+        if top <= origin[1] < size + top:
+            canvas[origin[1], :] = 220
+        px = np.round((xy[:, 0] - x0) / (x1 - x0) * (size - 2))  # (N,)
+        py = top + np.round((y1 - xy[:, 1]) / (y1 - y0) * (size - 2))  # (N,) y grows down
+        inside = (px >= 0) & (px < size - 1) & (py >= top) & (py < size + top - 1)
+        px, py = px[inside].astype(int), py[inside].astype(int)
+        for dx in (0, 1):
+            for dy in (0, 1):
+                canvas[py + dy, px + dx] = dot_colors[inside]
+        picture = Image.fromarray(canvas)
+        ImageDraw.Draw(picture).text((4, 2), title, fill=(0, 0, 0))
+        pictures.append(picture)
+    buffer = io.BytesIO()
+    pictures[0].save(
+        buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0
+    )
+    return buffer.getvalue()

@@ -37,6 +37,9 @@ class RunChoices:
     latent_dim: int = 10
     beta: float = 1.0
     lr: float = 1e-3
+    beta_schedule: str = "linear"  # constant | linear | cyclical
+    warmup_steps: int = 0  # linear: ramp length (0 = off); cyclical: the period
+    free_bits: float = 0.0  # lambda, nats per latent dimension
     batch_size: int = 128
     epochs: int = 5
     image_size: int | None = None  # shapes / folder only
@@ -97,6 +100,9 @@ def configs_from_choices(choices: RunChoices) -> tuple[ModelConfig, TrainConfig]
         batch_size=int(choices.batch_size),
         lr=float(choices.lr),
         beta=float(choices.beta),
+        beta_schedule=choices.beta_schedule,
+        warmup_steps=int(choices.warmup_steps),
+        free_bits=float(choices.free_bits),
         num_threads=trainer_threads(),
     )
 
@@ -178,6 +184,36 @@ def resume_run(run: RunDir, beta: float | None = None, lr: float | None = None) 
         _children.append(resume_training(run, **changes))
 
 
+def fork_and_start(
+    parent: RunDir,
+    step: int | None,
+    changes: Mapping[str, Any],
+    policy: Policy = LOCAL,
+    root: Path | None = None,
+) -> RunDir:
+    """Fork `parent` at history / checkpoint `step` (None: the newest) into a new folder
+    under the runs root, named <parent>-fork-<step>[-2, -3...], and launch its trainer.
+
+    Raises before anything is written: PermissionError when `policy` forbids training,
+    RuntimeError at the trainer limit, ValueError for a bad step or setting.
+    """
+    from vae_core.fork import fork_run  # imports torch: only when a fork is made
+
+    if policy.train_refusal:
+        raise PermissionError(policy.train_refusal)
+    check_trainer_capacity()
+    root = runs_root() if root is None else root
+    name = f"{parent.path.name}-fork-{'newest' if step is None else step}"
+    for n in range(1, 1000):
+        try:
+            fork = fork_run(parent, root / (name if n == 1 else f"{name}-{n}"), step, **changes)
+        except RunFolderTaken:
+            continue
+        _children.append(resume_training(fork))
+        return fork
+    raise FileExistsError(f"{root} holds 999 runs named {name}-*; pick another runs folder")
+
+
 def pause_run(run: RunDir) -> None:
     run.send_control("pause")
 
@@ -189,6 +225,15 @@ def stop_run(run: RunDir) -> None:
 def apply_live(run: RunDir, beta: float, lr: float) -> None:
     """Send new beta / lr to the running trainer (ValueError when out of range)."""
     run.send_control(None, beta=beta, lr=lr)
+
+
+def apply_fix(run: RunDir, changes: Mapping[str, Any]) -> None:
+    """Send a health alarm's fix (e.g. {"free_bits": 0.5}) to the running trainer as one
+    live change; the trainer logs it as a control row, which marks it on the curves.
+    ValueError when a value is out of range or the setting cannot change live."""
+    if not changes:
+        raise ValueError("a fix must change at least one setting")
+    run.send_control(None, **changes)
 
 
 def reap_children() -> None:

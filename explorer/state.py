@@ -6,17 +6,24 @@ open run lives in the URL (?run=...), so it survives reloads and is shared by li
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import streamlit as st
 
 RUN_PARAM = "run"  # query parameter naming the open run
+Z_PARAM = "z"  # query parameter: a shared latent point, comma-separated; read once, then dropped
 
 # -- keys --
 APP_VIEW = "view"  # the view selector; bound to ?view=... so a reload keeps the view
 SIDEBAR_NOTICE = "sidebar.notice"  # a one-shot message to show after a rerun
 SIDEBAR_ATTACHED = "sidebar.attached"  # tuple of run paths (resolved) this session attached
 TRAINING_LAST_STATE = "training.phase"  # (live, has snapshot) at the last full run
+TRAINING_GRADVAR = "training.gradvar"  # (run path, version, summary dict) last measured
+TRAINING_ACTIVE_THRESHOLD = "training.active_threshold"  # nats: a dim above it is active
+TRAINING_GAP_UNITS = "training.gap_units"  # "nats" or "bits/dim" (segmented control)
+TRAINING_LAST_FIX = "training.last_fix"  # (run path, fix label, time, error or None)
+TRAINING_FIX_REDRAW = "training.fix_redraw"  # set by a fix's callback: redraw the whole page
 SLIDERS_Z = "sliders.z"  # the current latent point, list[float] (D,)
 SLIDERS_RUN = "sliders.run"  # which run (and D) SLIDERS_Z belongs to
 SLIDERS_FROZEN = "sliders.frozen"  # (run path, version, model) pinned by "freeze weights"
@@ -31,6 +38,11 @@ SCATTER_CHART = "scatter.chart"  # the plotly chart's widget key (selection stat
 SCATTER_PROJECTION = "scatter.projection"  # "PCA" or "t-SNE" (segmented control)
 INTERP_PATH = "interpolation.path"  # last path: {"run": run path, "path": (steps, D) list}
 SAMPLES_SEED = "samples.seed"
+SCATTER_TIMELAPSE = "scatter.timelapse"  # "Snapshot" or "Time-lapse" (segmented control)
+SCATTER_TIMELAPSE_STEP = "scatter.timelapse_step"  # the history step picked to fork from
+COMPARE_RUNS = "compare.runs"  # the run names compared (multiselect)
+COMPARE_SEED = "compare.seed"  # prior samples' seed, shared by all compared runs
+COMPARE_TEMPERATURE = "compare.temperature"
 
 _DEFAULTS = {
     SIDEBAR_NOTICE: None,
@@ -49,6 +61,17 @@ def init() -> None:
     """Set defaults once per session (called at the top of app.py)."""
     for key, value in _DEFAULTS.items():
         st.session_state.setdefault(key, value)
+
+
+def live_setting_key(setting: str, run_name: str) -> str:
+    """Widget key of the sidebar's live `setting` ("beta", "lr") input for a run."""
+    return f"live_{setting}.{run_name}"
+
+
+def set_live_setting(setting: str, run_name: str, value: float) -> None:
+    """Show a value sent to the trainer (e.g. by a health fix) in the sidebar's live input,
+    so that Apply live does not send the old one back. Call from a widget callback."""
+    st.session_state[live_setting_key(setting, run_name)] = value
 
 
 def slider_key(dim: int) -> str:
@@ -80,10 +103,22 @@ def add_attached_run(path: str) -> None:
 
 # -- the latent point shared by sliders, scatter and interpolation --
 def latent_z(run_key: str, latent_dim: int) -> list[float]:
-    """The current point for this run; zeros when the run (or its size) changed."""
+    """The current point for this run; when the run (or its size) changed, the URL's ?z=
+    if it has one of this size (a "Copy state" link), else zeros."""
     if st.session_state.get(SLIDERS_RUN) != (run_key, latent_dim):
-        set_latent_z(run_key, [0.0] * latent_dim)
+        set_latent_z(run_key, _z_from_url(latent_dim) or [0.0] * latent_dim)
     return list(st.session_state[SLIDERS_Z])
+
+
+def _z_from_url(latent_dim: int) -> list[float] | None:
+    """?z= as D finite floats, removed from the URL once read; None if absent or malformed."""
+    text = st.query_params.pop(Z_PARAM, None)
+    try:
+        z = [float(v) for v in text.split(",")] if text else []
+    except ValueError:
+        return None
+    ok = len(z) == latent_dim and all(math.isfinite(v) for v in z)
+    return z if ok else None
 
 
 def set_latent_z(run_key: str, z: Sequence[float]) -> None:

@@ -1,7 +1,8 @@
-"""Command line: `python -m vae_core train | eval | sample | control ...`.
+"""Command line: `python -m vae_core COMMAND ...`.
 
-Each subcommand builds the same dataclasses the UI builds and calls the library.
-The last stdout line of train / eval is one JSON object, for scripts.
+Commands: train, eval, sample, control, history, fork, gradvar. Each builds the same
+dataclasses the UI builds and calls the library. The last stdout line of each is one JSON
+object, for scripts; bad input gives one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -12,14 +13,24 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
+from vae_core import history
 from vae_core.checkpoint import load_run_model
 from vae_core.config import BETA_SCHEDULES, ModelConfig, TrainConfig, build_configs
 from vae_core.data import DATASETS, DatasetUnavailable, load_dataset
+from vae_core.fork import fork_run
 from vae_core.rundir import RunDir, RunLocked
 from vae_core.train import TrainingDiverged, train
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad input in one line (`--help` still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog.removeprefix('python -m ')}: {message}\n")
 
 
 def positive_int(text: str) -> int:
@@ -112,6 +123,20 @@ def _add_eval_sample_control(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_gradvar(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "gradvar",
+        help="variance of the encoder's ELBO gradient: reparameterisation vs score function",
+    )
+    p.add_argument("--run-dir", required=True, help="uses the run's newest weights")
+    p.add_argument(
+        "--samples", type=positive_int, default=100, help="single-sample estimates (>= 2)"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=64, help="first test images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """CLI flags -> configs, through the one builder the app uses too."""
     options = {}
@@ -187,6 +212,18 @@ def _cmd_sample(args: argparse.Namespace) -> dict:
     return {"out": str(args.out), "n": args.n}
 
 
+def _cmd_gradvar(args: argparse.Namespace) -> dict:
+    from vae_core.gradvar import gradient_variance
+
+    run = RunDir(args.run_dir)
+    model = load_run_model(run, device=args.device)
+    _, cfg = run.read_config()
+    test = load_dataset(cfg.dataset, "test", cfg.data_dir, **cfg.dataset_options)
+    x = test.batch(slice(0, min(args.batch_size, len(test))), next(model.parameters()).device)
+    result = gradient_variance(model, x, args.samples, args.seed)
+    return {"run_dir": str(run.path), **result.summary()}
+
+
 def _cmd_control(args: argparse.Namespace) -> dict:
     run = RunDir(args.run_dir)
     if not run.exists():
@@ -213,14 +250,57 @@ def _one_line(error: BaseException) -> str:
     return text
 
 
-COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "sample": _cmd_sample, "control": _cmd_control}
+def _add_history_fork(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("history", help="list a run's history of weights as JSON lines")
+    p.add_argument("--run-dir", required=True)
+
+    p = sub.add_parser("fork", help="branch a run at a step into a new run, and train it")
+    p.add_argument("--from", dest="parent", required=True, help="the run to fork")
+    p.add_argument("--step", type=int, default=None, help="a history or checkpoint step (newest)")
+    p.add_argument("--run-dir", required=True, help="the new run's folder (must not exist)")
+    p.add_argument("--beta", type=finite_float, default=None)
+    p.add_argument("--lr", type=finite_float, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--warmup-steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def _cmd_history(args: argparse.Namespace) -> dict:
+    run = RunDir(args.run_dir)
+    if not run.exists():
+        raise FileNotFoundError(f"{args.run_dir} is not a run directory (no config.json)")
+    points = history.list_points(run)
+    for point in points:
+        row = {"step": point.step, "epoch": point.epoch, "time": point.time}
+        print(json.dumps(row | {"test_elbo": point.test_elbo, "path": str(point.path)}))
+    return {"points": len(points), "disk_bytes": history.disk_bytes(run)}
+
+
+def _cmd_fork(args: argparse.Namespace) -> dict:
+    names = ("beta", "lr", "epochs", "warmup_steps", "seed")
+    changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    fork = fork_run(RunDir(args.parent), args.run_dir, args.step, **changes)
+    return train(*fork.read_config(), fork, resume=True, progress=sys.stderr.isatty())
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "eval": _cmd_eval,
+    "sample": _cmd_sample,
+    "control": _cmd_control,
+    "history": _cmd_history,
+    "fork": _cmd_fork,
+    "gradvar": _cmd_gradvar,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vae_core", description=__doc__)
+    parser = OneLineParser(prog="python -m vae_core", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)
     _add_train(sub)
     _add_eval_sample_control(sub)
+    _add_history_fork(sub)
+    _add_gradvar(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -199,6 +199,76 @@ def tsne_2d(
     return Projection(method="tsne", coords=coords, fitted_codes=mu)
 
 
+def procrustes_rotation(reference: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The orthogonal R (D, D) minimising ||(P - mean P) R - (A - mean A)||_F.
+
+    Orthogonal Procrustes (Schoenemann 1966): with U S V^T = svd(Pc^T Ac), R = U V^T. Both
+    clouds are centred to fit R; R rotates (or reflects) only, never scales or shifts.
+    reference, points: (N, D), row i of each the same item.
+    """
+    A = np.asarray(reference, dtype=np.float64)  # (N, D)
+    P = np.asarray(points, dtype=np.float64)  # (N, D)
+    if A.shape != P.shape or A.ndim != 2:
+        raise ValueError(f"need two (N, D) arrays of one shape, got {A.shape} and {P.shape}")
+    U, _, Vt = np.linalg.svd((P - P.mean(0)).T @ (A - A.mean(0)))  # (D, D) each
+    return U @ Vt
+
+
+def procrustes_align(reference: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """`points` (N, D) rotated onto `reference` (N, D) about the origin: points @ R.
+
+    The rotation is fitted on centred clouds but applied about the origin, the prior's mean,
+    so a code at 0 stays at 0 (posterior collapse still shrinks to the origin).
+    """
+    R = procrustes_rotation(reference, points)
+    return (np.asarray(points, dtype=np.float64) @ R).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TimeLapse:
+    """Codes at several training steps, drawn in one stable 2D view.
+
+    frames: (T, N, 2) projected codes; rotations: (T, D, D) the Procrustes alignment of each
+    frame onto the reference (identity for D <= 2); projection: the reference frame's.
+    """
+
+    frames: np.ndarray
+    rotations: np.ndarray
+    projection: Projection
+    reference: int
+
+    def transform(self, frame: int, z: np.ndarray) -> np.ndarray:
+        """Other codes (M, D) of frame `frame` (the slider point) into the same view: (M, 2)."""
+        z = np.atleast_2d(np.asarray(z, dtype=np.float32))  # (M, D)
+        return self.projection.transform(z @ self.rotations[frame])
+
+
+def time_lapse(codes: Sequence[np.ndarray], reference: int = -1) -> TimeLapse:
+    """One stable 2D view of the same items' codes at T training steps.
+
+    codes: T arrays (N, D). D <= 2 is shown as is. Otherwise each frame is first aligned to
+    the reference frame (default the newest) by orthogonal Procrustes in latent space (the
+    KL term does not care how the latent is rotated, so training may rotate it freely), then
+    projected with PCA fitted on the reference, so points move instead of jumping.
+    """
+    if len(codes) == 0:
+        raise ValueError("a time-lapse needs at least one frame")
+    stack = np.stack([np.asarray(c, dtype=np.float32) for c in codes])  # (T, N, D)
+    T, _, D = stack.shape
+    reference = reference % T
+    if D <= 2:
+        projection = Projection(method="identity", coords=_identity_2d(stack[reference]))
+        rotations = np.broadcast_to(np.eye(D, dtype=np.float32), (T, D, D))
+    else:
+        rotations = np.stack([procrustes_rotation(stack[reference], c) for c in stack])
+        rotations = rotations.astype(np.float32)  # (T, D, D)
+        projection = project_2d(stack[reference], method="pca")
+    frames = np.stack(
+        [projection.transform(c @ r) for c, r in zip(stack, rotations, strict=True)]
+    )  # (T, N, 2)
+    return TimeLapse(frames=frames, rotations=rotations, projection=projection, reference=reference)
+
+
 # --- interpolation, traversal, prior --------------------------------------------------
 
 

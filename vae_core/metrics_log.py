@@ -25,10 +25,18 @@ import numpy as np
 MAX_POINTS = 2000  # per curve: more than a chart panel has pixels across
 MAX_EVENTS = 500  # control / failed / resume rows kept, newest last
 NUM_LATEST_ROWS = 5
+NUM_RECENT_TRAIN_ROWS = 64  # whole train rows kept for vae_core.health's windows
 READ_BLOCK_BYTES = 8 << 20  # a long run is read in blocks, so memory stays bounded
-# The metrics kept as curves, per split: what the training view draws. The rest of a row
-# (loss, lr, grad_norm, ...) is in latest_rows. beta_kl = kl * the beta in force.
-SERIES_KEYS = ("elbo", "recon", "kl", "beta_kl")
+# The metrics kept as curves, per split (a key a row lacks makes no curve): what the training
+# view draws. The rest of a row (lr, grad_norm, active_units, ...) is in latest_rows and, for
+# train rows, recent_train. beta_kl = kl * the beta in force; beta is the effective one.
+# Few keys: each costs every row of a long run's first open a lookup and an append.
+_CURVES = ("elbo", "recon", "kl", "beta_kl")
+SERIES_KEYS_OF = {
+    "train": (*_CURVES, "loss", "beta", "free_bits"),  # the schedule and free-bits panel
+    "test": (*_CURVES, "iwae", "iwae_elbo", "iwae_gap"),  # the ELBO gap panel, nats
+}
+SERIES_KEYS = tuple(dict.fromkeys(k for keys in SERIES_KEYS_OF.values() for k in keys))
 _KL_KEY = b'"kl_per_dim":'
 
 Row = Mapping[str, Any]
@@ -58,6 +66,9 @@ class MetricsView:
     events: control / failed / resume rows (and any other "event" row), oldest first.
     latest_kl_per_dim: (D,) from the newest train or test row; None before the first one.
     latest_rows: the last few rows read (event rows included), newest last, without kl_per_dim.
+    recent_train: the last NUM_RECENT_TRAIN_ROWS train rows, unthinned, oldest first, without
+        kl_per_dim: the windows vae_core.health looks at.
+    newest_rows: split -> the newest row of that split (a test row's iwae_k, iwae_seconds...).
     num_rows: rows read so far (since the file was last replaced), orphans included.
     version: grows with every change: one log's views with equal versions are equal.
     """
@@ -66,6 +77,8 @@ class MetricsView:
     events: tuple[Row, ...] = ()
     latest_kl_per_dim: tuple[float, ...] | None = None
     latest_rows: tuple[Row, ...] = ()
+    recent_train: tuple[Row, ...] = ()
+    newest_rows: Mapping[str, Row] = field(default_factory=dict)
     num_rows: int = 0
     version: int = 0
 
@@ -76,6 +89,10 @@ class MetricsView:
     def events_of(self, kind: str) -> tuple[Row, ...]:
         """Event rows of one kind ("control", "failed", "resume")."""
         return tuple(e for e in self.events if e.get("event") == kind)
+
+    def newest(self, split: str) -> Row | None:
+        """The newest row of `split` ("train", "test"), without kl_per_dim; None before one."""
+        return self.newest_rows.get(split)
 
     @property
     def latest_row(self) -> Row | None:
@@ -317,6 +334,8 @@ class MetricsHistory:
         self._series: dict[tuple[str, str], _ThinnedSeries] = {}
         self._events: deque[Row] = deque(maxlen=self._max_events)
         self._latest_rows: deque[Row] = deque(maxlen=NUM_LATEST_ROWS)
+        self._recent_train: deque[Row] = deque(maxlen=NUM_RECENT_TRAIN_ROWS)
+        self._newest: dict[str, Row] = {}
         self._latest_kl: tuple[str, float, object] | None = None  # (split, step, raw list)
         self._last_train_step: float | None = None
         self._beta = 1.0  # the beta in force: test rows carry none
@@ -344,15 +363,17 @@ class MetricsHistory:
             self._events.append(frozen_row)
         elif isinstance(split, str):
             self._add_points(split, row)
+            self._newest[split] = frozen_row
             if kl_per_dim is not None:
                 self._latest_kl = (split, step, kl_per_dim)
             if split == "train":
                 self._last_train_step = step
+                self._recent_train.append(frozen_row)
         self._latest_rows.append(frozen_row)
 
     def _add_points(self, split: str, row: dict[str, Any]) -> None:
         step = row["step"]
-        values = {key: _number(row.get(key)) for key in SERIES_KEYS}
+        values = {key: _number(row.get(key)) for key in SERIES_KEYS_OF.get(split, _CURVES)}
         if values["kl"] is not None:
             values["beta_kl"] = values["kl"] * self._beta
         for key, value in values.items():
@@ -379,6 +400,16 @@ class MetricsHistory:
             ),
             maxlen=NUM_LATEST_ROWS,
         )
+        self._newest = {
+            s: r
+            for s, r in self._newest.items()
+            if not (dropped(r["step"]) and (split is None or s == split))
+        }
+        if split in (None, "train"):
+            self._recent_train = deque(
+                (r for r in self._recent_train if not dropped(r["step"])),
+                maxlen=NUM_RECENT_TRAIN_ROWS,
+            )
         if self._latest_kl is not None:
             kl_split, kl_step, _ = self._latest_kl
             if dropped(kl_step) and (split is None or kl_split == split):
@@ -396,6 +427,8 @@ class MetricsHistory:
                 events=tuple(self._events),
                 latest_kl_per_dim=self._decoded_kl(),
                 latest_rows=tuple(self._latest_rows),
+                recent_train=tuple(self._recent_train),
+                newest_rows=MappingProxyType(dict(self._newest)),
                 num_rows=self._num_rows,
                 version=self._version,
             )

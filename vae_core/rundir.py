@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 from safetensors import SafetensorError
 
 from vae_core.atomic import atomic_save_tensors, atomic_write_json
-from vae_core.config import LIVE_SETTINGS, ModelConfig, TrainConfig, check_live_setting
+from vae_core.config import (
+    LIVE_CHOICES,
+    LIVE_SETTINGS,
+    ModelConfig,
+    TrainConfig,
+    check_live_setting,
+)
 
 if TYPE_CHECKING:  # imported where they are used: the UI's first page needs neither
     import torch  # tensors: snapshots and checkpoints
@@ -359,11 +365,28 @@ class RunDir:
         return data
 
     # --- config ---
-    def write_config(self, model_config: ModelConfig, train_config: TrainConfig) -> None:
+    def write_config(
+        self,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        parent: dict[str, Any] | None = None,
+    ) -> None:
+        """config.json; a fork's also names its parent run and the step it branched at."""
         self.create()
-        atomic_write_json(
-            self.config_path, {"model": model_config.to_dict(), "train": train_config.to_dict()}
-        )
+        config = {"model": model_config.to_dict(), "train": train_config.to_dict()}
+        parent = parent or self.read_parent() if self.config_path.is_file() else parent
+        atomic_write_json(self.config_path, config | ({"parent": parent} if parent else {}))
+
+    def read_parent(self) -> dict[str, Any] | None:
+        """{"run": path, "step": N} for a fork, else None."""
+        parent = (self._read_json_object(self.config_path) or {}).get("parent")
+        if parent is not None and not (
+            isinstance(parent, dict)
+            and isinstance(parent.get("run"), str)
+            and isinstance(parent.get("step"), int)
+        ):
+            raise RunDamaged(self.path, "config.json", "its parent is not {run, step}")
+        return parent
 
     def read_config(self) -> tuple[ModelConfig, TrainConfig]:
         data = self._read_json_object(self.config_path)
@@ -528,9 +551,10 @@ def check_control(command: str | None, changes: dict[str, Any]) -> dict[str, flo
     """The validated `set` of a control command; ValueError names what is wrong."""
     if command not in CONTROL_COMMANDS:
         raise ValueError(f"unknown command {command!r}; use pause, resume or stop")
-    unknown = sorted(set(changes) - set(LIVE_SETTINGS))
+    live = [*LIVE_SETTINGS, *LIVE_CHOICES]
+    unknown = sorted(set(changes) - set(live))
     if unknown:
-        raise ValueError(f"cannot change {unknown} live; only {', '.join(LIVE_SETTINGS)}")
+        raise ValueError(f"cannot change {unknown} live; only {', '.join(live)}")
     return {name: check_live_setting(name, value) for name, value in changes.items()}
 
 

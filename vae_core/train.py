@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from vae_core import history
 from vae_core.checkpoint import NonFiniteWeightsError, load_checkpoint, save_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.data import ImageDataset, load_dataset
@@ -346,6 +347,9 @@ def _train(
     test: dict[str, Any] | None = None
     heartbeat.write("running", total_steps=total_steps, **_progress(at, live, clock))
     run.publish_snapshot(model, at.step)
+    last_point = _last_history_step(run, at)
+    if last_point is None:  # the time-lapse starts from the untrained weights
+        last_point = _save_history(run, model, test_data, at, cfg, device)
     model.train()
     # ---- the loop ----
     while at.epoch < cfg.epochs and not live.stop:
@@ -403,6 +407,8 @@ def _train(
                 run.publish_snapshot(model, at.step)
             if checkpoint.due():
                 _checkpoint(run, model, optimizer, at, live)
+            if history.due(at.step, last_point):
+                last_point = _save_history(run, model, test_data, at, cfg, device)
         if live.stop:
             break
         # ---- end of epoch: evaluate on the test split (beta = 1), checkpoint ----
@@ -412,6 +418,8 @@ def _train(
         test |= evaluate_iwae(model, test_data, cfg.iwae_k, cfg.iwae_n, device)
         run.log_metrics(step=at.step, epoch=at.epoch, split="test", **test)
         _checkpoint(run, model, optimizer, at, live)
+        if last_point != at.step:  # every epoch end is a point of the time-lapse
+            last_point = _save_history(run, model, test_data, at, cfg, device)
 
     # ---- finish: final weights everywhere, state finished ----
     bar.close()
@@ -458,6 +466,22 @@ def _restore(
     run.log_metrics(step=ckpt.step, epoch=ckpt.epoch, event="resume", beta=live.beta, lr=live.lr)
     log.info("resumed %s at step %d (epoch %d)", run.path, ckpt.step, ckpt.epoch)
     return Position(ckpt.step, ckpt.epoch, next_batch, ckpt.generator_state)
+
+
+def _last_history_step(run: RunDir, at: Position) -> int | None:
+    """The newest history point to continue from; a fresh run saves its initial weights."""
+    history.drop_after(run, at.step)
+    points = history.list_points(run)
+    return points[-1].step if points else None
+
+
+def _save_history(
+    run: RunDir, model: VAE, test_data: ImageDataset, at: Position, cfg: TrainConfig, device
+) -> int:
+    batches = math.ceil(history.EVAL_IMAGES / cfg.batch_size)
+    elbo = evaluate(model, test_data, cfg.batch_size, device, batches)["elbo"]
+    history.save_point(run, model, at.step, at.epoch, elbo)
+    return at.step
 
 
 def _poll_control(

@@ -16,10 +16,19 @@ from vae_core.rundir import RunDir
 SOURCES = ("Test image", "Selected point", "Prior sample")
 BACKGROUND_POINTS = 2000  # the path's context on the small scatter
 FRAME_PX = 96
+WHAT = """
+A path of latent points from z_A to z_B: **lerp** is the straight line; **slerp** follows the
+great circle, keeping the norm ‖z‖ where prior samples live (in D dimensions they lie near a
+sphere of radius √D, so the straight line's middle is atypically close to 0). Each frame is the
+decoder's output at one point (Bernoulli probabilities, Gaussian means for colour data). A test
+image's endpoint is its posterior mean μ(x); the path is drawn on the scatter's projection.
+"""
 
 
 def render(run: RunDir) -> None:
     """Endpoints and settings, then the strip, the path and the downloads."""
+    with st.popover("What am I looking at?", icon=":material/help:"):
+        st.markdown(WHAT)
     if not waiting.until_snapshot(run, "Interpolations"):
         return
     version = run.snapshot_version()

@@ -10,10 +10,19 @@ from vae_core import latent
 from vae_core.rundir import RunDir
 
 GRID_SIZES = (16, 36, 64)
+WHAT = """
+How a VAE generates: draw z ~ N(0, T² I) and decode it. Each image is the decoder's output
+(Bernoulli probabilities, Gaussian means for colour data), not a pixel sample. T = 1 samples the
+model's prior; T < 1 stays near its centre (typical, cleaner, less varied), T > 1 goes beyond it.
+This works only because the KL term pulls the codes of the data onto the prior: with β = 0 (a
+plain autoencoder) they can sit anywhere, and prior samples decode to nothing like the data.
+"""
 
 
 def render(run: RunDir) -> None:
     """Temperature, grid size and reseed, then the grid and a PNG download."""
+    with st.popover("What am I looking at?", icon=":material/help:"):
+        st.markdown(WHAT)
     if not waiting.until_snapshot(run, "Prior samples"):
         return
     version = run.snapshot_version()

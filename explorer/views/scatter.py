@@ -13,17 +13,38 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, images, projections, state
-from explorer.views import sliders, waiting
+from explorer.views import sliders, timelapse, waiting
 from vae_core.latent import EncodedSet, Projection
 from vae_core.rundir import RunDir
 
 DETAIL_PX = 160
 METHOD_NAMES = {"identity": "the codes themselves", "pca": "PCA", "tsne": "t-SNE"}
+WHAT = """
+Each point is one test image's posterior mean μ(x): the encoder's output, no sampling. With
+D ≤ 2 the axes are z itself; otherwise the D numbers are projected to 2: PCA keeps the two
+directions of largest variance (the axis titles give each one's share), t-SNE keeps
+neighbours together but distorts distances and densities. Colours are the dataset's labels,
+which the VAE never saw: classes that separate were found without them.
+"""
 
 
 def render(run: RunDir) -> None:
     """Scatter of mu for the first test images, with selection -> sliders."""
+    with st.popover("What am I looking at?", icon=":material/help:"):
+        st.markdown(WHAT)
     if not waiting.until_snapshot(run, "The scatter and its points"):
+        return
+    mode = st.segmented_control(
+        "Scatter mode",
+        ["Snapshot", "Time-lapse"],
+        default="Snapshot",
+        required=True,
+        key=state.SCATTER_TIMELAPSE,
+        label_visibility="collapsed",
+        help="Time-lapse replays the latent space across the run's history of weights",
+    )
+    if mode == "Time-lapse":
+        timelapse.render(run)
         return
     version = run.snapshot_version()
     run_path = str(run.path)

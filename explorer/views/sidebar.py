@@ -13,10 +13,13 @@ from vae_core.catalog import DATASETS, MAX_SHAPES_IMAGES, is_available_offline
 from vae_core.config import (
     ARCHITECTURES,
     BETA_RANGE,
+    BETA_SCHEDULES,
+    FREE_BITS_RANGE,
     LR_RANGE,
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
     MAX_LATENT_DIM,
+    WARMUP_RANGE,
 )
 from vae_core.rundir import RunDir
 
@@ -29,6 +32,7 @@ DATASET_LABELS = {
     "shapes": "Shapes (generated, dSprites-like)",
     "folder": "My image folder",
 }
+SCHEDULE_LABELS = {"constant": "constant", "linear": "linear warm-up", "cyclical": "cyclical"}
 STATUS_REFRESH_S = 2.0  # each tick is a rerun; at 1 s the fallback sliders p95 doubled
 
 
@@ -73,10 +77,11 @@ def _run_picker() -> RunDir | None:
     if current is not None and current not in names:
         names = [current, *names]  # an attached run outside the runs root
     if names:
+        # Start, Fork and the URL open runs too: the picker follows the open run.
+        st.session_state["sidebar.run_select"] = current
         st.selectbox(
             f"Run ({len(names)} in {access.plain(runs.runs_root())})",
             names,
-            index=names.index(current) if current in names else None,
             placeholder="Pick a run",
             key="sidebar.run_select",
             on_change=lambda: _open(st.session_state["sidebar.run_select"] or ""),
@@ -136,7 +141,7 @@ def _run_controls(run: RunDir) -> None:
             value=beta,
             step=0.5,
             format="%.2f",
-            key=f"live_beta.{name}",
+            key=state.live_setting_key("beta", name),
         )
         new_lr = col_lr.number_input(
             "lr",
@@ -145,7 +150,7 @@ def _run_controls(run: RunDir) -> None:
             value=lr,
             step=1e-4,
             format="%.0e",
-            key=f"live_lr.{name}",
+            key=state.live_setting_key("lr", name),
         )
         if st.form_submit_button("Apply live", disabled=locked or not live, width="stretch"):
             _act(lambda r: runs.apply_live(r, new_beta, new_lr), run, "New beta / lr sent")
@@ -227,6 +232,7 @@ def _choices(default: str) -> runs.RunChoices:
         step=1e-4,
         format="%.0e",
     )
+    beta_schedule, warmup_steps, free_bits = _kl_schedule_choices()
     col_batch, col_epochs = st.columns(2)
     batch_size = col_batch.number_input(
         "Batch size", min_value=1, max_value=MAX_BATCH_SIZE, value=128, step=32
@@ -238,9 +244,43 @@ def _choices(default: str) -> runs.RunChoices:
         latent_dim=int(latent_dim),
         beta=float(beta),
         lr=float(lr),
+        beta_schedule=beta_schedule,
+        warmup_steps=int(warmup_steps),
+        free_bits=float(free_bits),
         batch_size=int(batch_size),
         epochs=int(epochs),
         image_size=int(image_size),
         folder=folder,
         num_samples=int(num_samples),
     )
+
+
+def _kl_schedule_choices() -> tuple[str, int, float]:
+    """Beta schedule, KL warm-up length and free bits: (schedule, steps, nats per dim)."""
+    schedule = st.selectbox(
+        "Beta schedule",
+        BETA_SCHEDULES,
+        index=BETA_SCHEDULES.index("linear"),
+        format_func=SCHEDULE_LABELS.get,
+        help="linear: beta rises from 0 over the warm-up, then holds (Bowman et al. 2016). "
+        "cyclical: that ramp repeats every warm-up period (Fu et al. 2019).",
+    )
+    col_warmup, col_free_bits = st.columns(2)
+    warmup_steps = col_warmup.number_input(
+        "KL warm-up (steps)",
+        min_value=WARMUP_RANGE[0],
+        max_value=WARMUP_RANGE[1],
+        value=0,
+        step=500,
+        help="linear: steps from 0 to beta (0 = off); cyclical: the period of one cycle",
+    )
+    free_bits = col_free_bits.number_input(
+        "Free bits λ (nats/dim)",
+        min_value=FREE_BITS_RANGE[0],
+        max_value=FREE_BITS_RANGE[1],
+        value=0.0,
+        step=0.1,
+        help="KL below λ in a dimension is not penalised (Kingma et al. 2016): a floor "
+        "that keeps dimensions from collapsing. 0 = off.",
+    )
+    return schedule, int(warmup_steps), float(free_bits)

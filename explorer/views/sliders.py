@@ -9,11 +9,12 @@ image and decodes in the browser while a thumb moves (st.slider reports only on 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from explorer import cache, components, guard, images, state
+from explorer import cache, components, guard, images, reproduce, state
 from explorer.views import waiting
 from vae_core import latent
 from vae_core.models import VAE
@@ -24,10 +25,20 @@ TOP_DIMS = 16  # shown in the grid; the rest go in an expander
 GRID_COLUMNS = 4
 TRAVERSAL_VALUES = 7
 IMAGE_PX = 256
+WHAT = """
+Each slider sets one coordinate of the latent point z, in units of the prior's standard
+deviation: the prior is N(0, I), so ±3 covers 99.7 % of it in each dimension. The image is the
+decoder's output at z: Bernoulli probabilities (Gaussian means for colour data), not a sample.
+Sliders are sorted by each dimension's KL(q(z_d|x) ‖ p(z_d)), in nats, averaged over the images
+of the last logged step. An *inactive* dimension (KL ≈ 0) carries no information: the decoder
+ignores it, and moving it changes nothing.
+"""
 
 
 def render(run: RunDir) -> None:
     """The slider panel for `run` (waits for the first snapshot)."""
+    with st.popover("What am I looking at?", icon=":material/help:"):
+        st.markdown(WHAT)
     if waiting.until_snapshot(run, "The sliders"):
         st.session_state[state.SLIDERS_RESORT] = True  # a full run, not a slider step
         _panel(str(run.path))
@@ -74,8 +85,40 @@ def _panel(run_path: str) -> None:
         z = _server_sliders(net, version, z, kl, order)
     st.session_state[state.SLIDERS_Z] = z
     st.toggle("Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot")
+    _copy_state(run_path, net, version, z, order)
     if st.toggle("Traversal grid", key="sliders.traversal"):
         _traversal(net, z, order)
+
+
+def _copy_state(run_path: str, net: VAE, version: int, z: list[float], order: list[int]) -> None:
+    """A URL, a JSON, a Python snippet and z.npy that reproduce this decoded image."""
+    view = reproduce.ViewState(
+        run_ref=state.open_run_ref() or run_path,
+        run_dir=str(Path(run_path).resolve()),
+        snapshot_version=version,
+        frozen=bool(st.session_state.get(state.SLIDERS_FREEZE)),
+        z=tuple(z),
+        slider_order=tuple(order),
+        projection=st.session_state.get(state.SCATTER_PROJECTION) or "PCA",
+        seed=st.session_state[state.SLIDERS_SEED],
+    )
+    with st.expander("Copy state"):
+        image = latent.decode_latents(net, view.z32)[0]  # (H, W, C): the server-side decode
+        st.code(reproduce.url(st.context.url, view), language=None)
+        st.code(reproduce.state_json(view, image), language="json")
+        st.code(reproduce.python_snippet(view), language="python")
+        st.download_button(
+            "Download z.npy",
+            reproduce.z_npy(z),
+            "z.npy",
+            "application/octet-stream",
+            on_click="ignore",
+            key="sliders.z_npy",
+        )
+        st.caption(
+            "The run folder keeps only its newest snapshot: the snippet gives this exact image "
+            f"while the folder still holds v{version} (a finished run keeps its last one)."
+        )
 
 
 def display_order(kl: Sequence[float]) -> list[int]:

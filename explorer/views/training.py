@@ -1,21 +1,44 @@
-"""Live training readouts: state line, ELBO / reconstruction / KL curves, per-dim KL bars
-and reconstructions of fixed test images, refreshed about once a second while a run lives.
+"""Live training readouts: state line, health alarms with one-click fixes, ELBO /
+reconstruction / KL curves, the beta schedule and free-bits floor, the ELBO gap (IWAE),
+per-dim KL bars and reconstructions of fixed test images, refreshed about once a second
+while a run lives.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, guard, images, runs, state
-from vae_core import latent
+from explorer.views import alarms, estimators, fork
+from vae_core import health, history, latent
 from vae_core.config import BETA_RANGE, LR_RANGE
+from vae_core.metrics_log import MetricsView
 from vae_core.rundir import RunDir, Status
 
 REFRESH_S = 1.0
 NUM_FIXED_IMAGES = 8
+WHAT = """
+**ELBO** = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)), a lower bound on log p(x). The loss is −ELBO =
+**reconstruction** (−log p(x|z), one z ~ q(z|x), summed over pixels) + **KL** (the analytic
+Gaussian KL to the prior N(0, I), summed over latent dimensions). All in nats per image,
+averaged over the images since the last logged step (train) or over the test set (test).
+Training minimises reconstruction + β·KL; the ELBO shown always uses β = 1.
+
+**ELBO gap**: the IWAE bound with k importance samples (Burda et al. 2015) lies between the
+ELBO and log p(x); the gap between them estimates KL(q(z|x) ‖ p(z|x)). Bits/dim = nats ÷
+(pixel values per image × ln 2).
+
+**KL per dimension** (bars): each dimension's KL, averaged over images. Near 0 the dimension
+is inactive (collapsed): q(z_d|x) is the prior whatever x is, so the decoder ignores it.
+Reconstructions decode the posterior mean μ(x) and show Bernoulli probabilities
+(Gaussian means for colour data).
+"""
 
 
 def render(run: RunDir) -> None:
@@ -23,7 +46,11 @@ def render(run: RunDir) -> None:
     phase = _phase(run)
     st.session_state[state.TRAINING_LAST_STATE] = phase
     # A finished run needs no polling; the fragment reruns the app when the phase changes.
+    with st.popover("What am I looking at?", icon=":material/help:"):
+        st.markdown(WHAT)
     st.fragment(_panel, run_every=REFRESH_S if phase[0] else None)(str(run.path))
+    estimators.render(run)  # on demand, outside the fragment: never re-measured every second
+    _fork_newest(run)
 
 
 def _phase(run: RunDir) -> tuple[bool, bool]:
@@ -46,15 +73,73 @@ def _panel(run_path: str) -> None:
     if metrics.is_empty:
         st.info("Waiting for the first metrics… (the trainer logs every few steps)")
         return
+    model_config, train_config = run.read_config()
+    settings = health.settings_of(metrics, train_config)
+    alarms.render(run, status, health.check_view(metrics, settings, model_config.latent_dim))
     st.plotly_chart(charts.curves_figure(metrics), key="training.curves", width="stretch")
+    col_schedule, col_gap = st.columns(2)
+    col_schedule.plotly_chart(
+        charts.schedule_figure(metrics), key="training.schedule", width="stretch"
+    )
+    with col_gap:
+        _elbo_gap(metrics, model_config.num_pixels)
     col_kl, col_recon = st.columns([3, 2])
     kl = metrics.latest_kl_per_dim
     if kl is not None:
-        col_kl.plotly_chart(
-            charts.kl_bar_figure(kl, latent.active_dims(kl)), key="training.kl", width="stretch"
-        )
+        with col_kl:
+            _kl_bars(kl, settings.free_bits)
     with col_recon:
         _fixed_reconstructions(run)
+
+
+def _kl_bars(kl: tuple[float, ...], free_bits: float) -> None:
+    """KL per dimension, with the active threshold the user picks and the free-bits floor."""
+    threshold = st.number_input(
+        "Active dimension: KL above (nats)",
+        min_value=0.0,
+        max_value=10.0,
+        value=health.ACTIVE_KL_NATS,
+        step=0.01,
+        format="%.3f",
+        key=state.TRAINING_ACTIVE_THRESHOLD,
+        help="A dimension whose KL(q(z_d|x) || p(z_d)), averaged over the batch, is below "
+        "this carries (almost) no information about x: the decoder ignores it.",
+    )
+    figure = charts.kl_bar_figure(
+        kl, latent.active_dims(kl, threshold), threshold=threshold, free_bits=free_bits
+    )
+    st.plotly_chart(figure, key="training.kl", width="stretch")
+
+
+def _elbo_gap(metrics: MetricsView, num_pixels: int) -> None:
+    """Test ELBO and IWAE bound on fixed images over training, their gap, and the newest."""
+    if metrics.points("test", "iwae").steps.size == 0:
+        st.caption(
+            "The ELBO gap appears after the first evaluation (end of the first epoch), "
+            "when the run computes the IWAE bound (iwae_k > 0)."
+        )
+        return
+    units = st.segmented_control(
+        "Units", ("nats", "bits/dim"), default="nats", key=state.TRAINING_GAP_UNITS
+    )
+    figure = charts.elbo_gap_figure(metrics, num_pixels, units or "nats")
+    st.plotly_chart(figure, key="training.gap", width="stretch")
+    newest = metrics.newest("test")
+    if newest is not None and "iwae" in newest:
+        st.caption(_gap_line(newest, num_pixels))
+
+
+def _gap_line(row: Mapping[str, Any], num_pixels: int) -> str:
+    """The newest evaluation in nats and bits/dim, with what it cost."""
+    bpd = 1 / (num_pixels * math.log(2))  # nats per image -> bits per dimension
+    return (
+        f"Step {row['step']}: ELBO {row['iwae_elbo']:.2f} ≤ IWAE {row['iwae']:.2f} ≤ log p(x), "
+        f"nats (in bits/dim: {-row['iwae_elbo'] * bpd:.4f} ≥ {-row['iwae'] * bpd:.4f}). "
+        f"Gap {row['iwae_gap']:.2f} nats = {row['iwae_gap'] * bpd:.4f} bits/dim ≈ "
+        f"KL(q(z|x) ‖ p(z|x)). k = {row.get('iwae_k', '?')} samples on the first "
+        f"{row.get('iwae_n', '?')} test images: {row.get('iwae_seconds', 0.0):.2f} s per "
+        "evaluation."
+    )
 
 
 def _readouts(run: RunDir, status: Status) -> None:
@@ -146,3 +231,12 @@ def _fixed_reconstructions(run: RunDir) -> None:
         width="stretch",
         output_format="PNG",
     )
+
+
+def _fork_newest(run: RunDir) -> None:
+    """Offer "Fork from here" at the newest history point (the time-lapse: at any point)."""
+    points = history.list_points(run)
+    if not points:
+        return
+    with st.expander(f"Fork from here (step {points[-1].step})"):
+        fork.render(run, points[-1].step, points[-1].epoch, key="training.fork")

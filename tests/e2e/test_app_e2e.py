@@ -8,7 +8,6 @@ and every trainer it started are killed afterwards. Screenshots go to tests/e2e/
 from __future__ import annotations
 
 import re
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,6 @@ from pathlib import Path
 import pytest
 
 from explorer import devserver
-from vae_core.process import kill_trainer
-from vae_core.rundir import list_runs
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -25,14 +22,6 @@ pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = Path(__file__).with_name("screenshots")
 TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("runs")
-    yield root
-    for run in list_runs(root):  # trainers run in their own session: kill them by pid
-        kill_trainer(run, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")

@@ -375,3 +375,54 @@ def test_a_failed_run_is_offered_a_lower_lr_and_resumes_with_it(
     status = run.read_status()
     assert status.lr == pytest.approx(1e-4) and status.step > 0
     runs.reap_children()
+
+
+# -- "what am I looking at" and the gradient-variance panel --
+@pytest.mark.parametrize(
+    ("view", "phrases"),
+    [
+        ("Training", ("E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))", "summed over pixels", "nats")),
+        ("Latent sliders", ("N(0, I)", "Bernoulli probabilities", "nats, averaged")),
+        ("Scatter", ("posterior mean μ(x)", "PCA")),
+        ("Interpolation", ("slerp", "√D")),
+        ("Prior samples", ("N(0, T² I)", "β = 0")),
+    ],
+)
+def test_each_view_explains_its_quantity_in_a_popover(
+    app, runs_root, run_name, view, phrases
+) -> None:
+    at = app(run=run_name, view=view, live=False)
+    assert not at.exception
+    (popover,) = [p for p in at.get("popover") if p.proto.popover.label == "What am I looking at?"]
+    text = " ".join(m.value for m in popover.markdown)
+    assert all(phrase in text for phrase in phrases), text
+
+
+def test_gradient_variance_button_measures_the_current_snapshot(app, runs_root, run_name) -> None:
+    at = app(run=run_name)
+    version = RunDir(runs_root / run_name).snapshot_version()
+    _button(at, f"Measure on snapshot v{version}").click().run()
+    assert not at.exception
+    readouts = {m.label: m for m in at.metric}
+    variances = [
+        float(readouts[label].value)
+        for label in ("Reparameterisation", "Score function", "Score function + baseline")
+    ]
+    assert 0 < variances[0] < variances[1]
+    assert readouts["Score function"].proto.delta.endswith("× reparam.")
+    path, measured_version, summary = at.session_state[state.TRAINING_GRADVAR]
+    assert path == str(runs_root / run_name) and measured_version == version
+    assert summary["samples"] == 100
+    assert any(c.value.startswith("Why it matters") for c in at.caption)
+
+
+def test_the_run_picker_follows_a_run_opened_by_url_or_start(app, runs_root, run_name) -> None:
+    at = app(run=run_name)
+    (picker,) = [s for s in at.selectbox if s.key == "sidebar.run_select"]
+    assert picker.value == run_name
+    at.query_params[state.RUN_PARAM] = ""  # e.g. the run was closed elsewhere
+    at.run()
+    at.query_params[state.RUN_PARAM] = run_name
+    at.run()
+    (picker,) = [s for s in at.selectbox if s.key == "sidebar.run_select"]
+    assert picker.value == run_name and not at.exception and not at.warning

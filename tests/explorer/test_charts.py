@@ -84,3 +84,44 @@ def test_scatter_has_one_webgl_trace_per_class_with_dataset_indices() -> None:
     overlays = {t.name: t for t in fig.data if t.type == "scatter"}
     assert set(overlays) == {"slider point", "interpolation"}
     assert overlays["slider point"].customdata is None
+
+
+def test_a_control_label_names_what_the_change_set() -> None:
+    row = {"step": 5, "event": "control", "command": None, "changed": ["free_bits"]}
+    row |= {"beta": 4.0, "lr": 1e-3, "free_bits": 0.5, "beta_schedule": "linear"}
+    assert charts._control_label(row) == "free_bits=0.5"
+    row["changed"] = ["beta_schedule", "warmup_steps"]
+    assert charts._control_label(row | {"warmup_steps": 1000}) == (
+        "beta_schedule=linear, warmup_steps=1e+03"
+    )
+
+
+def test_schedule_panel_draws_effective_beta_and_the_free_bits_floor_compactly() -> None:
+    rows = [
+        {"step": s, "split": "train", "kl": 1.0, "beta": min(1.0, s / 100), "free_bits": 0.0}
+        for s in range(10, 1001, 10)
+    ]
+    rows += [{"step": 1000, "event": "control", "changed": ["free_bits"], "free_bits": 0.5}]
+    rows += [{"step": s, "split": "train", "beta": 1.0, "free_bits": 0.5} for s in (1010, 1020)]
+    beta, floor = charts.schedule_figure(summarize(rows)).data
+    assert list(beta.x[:3]) == [10, 20, 30] and beta.y[-1] == 1.0
+    assert list(beta.x[-2:]) == [100, 1020]  # a flat stretch is drawn by its two ends
+    assert list(floor.x) == [10, 1000, 1010, 1020] and list(floor.y) == [0, 0, 0.5, 0.5]
+    assert floor.yaxis == "y2"
+
+
+def test_elbo_gap_panel_in_nats_and_bits_per_dim() -> None:
+    row = {"step": 50, "split": "test", "elbo": -100.0, "iwae": -90.0, "iwae_elbo": -98.0}
+    view = summarize([row | {"iwae_gap": 8.0}])
+    elbo, iwae, gap = charts.elbo_gap_figure(view, num_pixels=784).data
+    assert (elbo.y[0], iwae.y[0], gap.y[0]) == (-98.0, -90.0, 8.0)
+    elbo, iwae, gap = charts.elbo_gap_figure(view, num_pixels=784, units="bits/dim").data
+    bpd = 1 / (784 * np.log(2))
+    np.testing.assert_allclose([elbo.y[0], iwae.y[0], gap.y[0]], [98 * bpd, 90 * bpd, 8 * bpd])
+    assert iwae.y[0] < elbo.y[0]  # in bits/dim the tighter bound is the lower one
+
+
+def test_kl_bars_mark_the_active_threshold_and_the_free_bits_floor() -> None:
+    fig = charts.kl_bar_figure([0.5, 0.001], [True, False], threshold=0.1, free_bits=0.25)
+    assert sorted(shape.y0 for shape in fig.layout.shapes) == [0.1, 0.25]
+    assert charts.kl_bar_figure([0.5], [True]).layout.shapes == ()

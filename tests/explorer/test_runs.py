@@ -150,3 +150,27 @@ def test_start_run_launches_a_trainer_that_finishes(tmp_path: Path) -> None:
         kill_trainer(run)
     runs.reap_children()
     assert run.snapshot_version() > 0
+
+
+def test_new_run_choices_carry_the_kl_schedule_and_free_bits_into_the_config() -> None:
+    choices = runs.RunChoices(
+        dataset="shapes",
+        image_size=28,
+        beta=4.0,
+        beta_schedule="cyclical",
+        warmup_steps=400,
+        free_bits=0.25,
+    )
+    _, train_config = runs.configs_from_choices(choices)
+    assert (train_config.beta_schedule, train_config.warmup_steps) == ("cyclical", 400)
+    assert train_config.free_bits == 0.25 and train_config.beta == 4.0
+    with pytest.raises(ValueError, match="free_bits"):
+        runs.configs_from_choices(runs.RunChoices(dataset="shapes", free_bits=-1.0))
+
+
+def test_apply_fix_sends_one_live_change(tmp_path) -> None:
+    run = RunDir(tmp_path / "run")
+    runs.apply_fix(run, {"beta_schedule": "linear", "warmup_steps": 1000})
+    assert run.read_control()["set"] == {"beta_schedule": "linear", "warmup_steps": 1000}
+    with pytest.raises(ValueError):
+        runs.apply_fix(run, {"epochs": 3})

@@ -100,12 +100,14 @@ def test_control_set_writes_a_sequenced_command(trained_run):
         (["eval", "--run-dir", "x", "--iwae-n", "-5"], "must be a positive integer, got -5"),
         (["control", "/nonexistent/run", "pause"], "not a run directory"),
         (["eval", "--checkpoint", "/nonexistent/model.pt"], "not a run directory"),
+        (["gradvar", "--run-dir", "x", "--samples", "0"], "must be a positive integer, got 0"),
     ],
 )
 def test_bad_input_exits_2_with_a_one_line_error(args, message):
     result = vae_core(*args, check=False)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_eval_refuses_a_pickle_checkpoint(trained_run, tmp_path):
@@ -172,3 +174,68 @@ def test_a_damaged_run_gives_one_line_from_every_command(trained_run, tmp_path):
             "error: run damaged is damaged: config.json: is not UTF-8 text "
             "(fix or remove that file, or move the run folder away)"
         ]
+
+
+def test_gradvar_prints_the_variance_of_each_estimator_and_the_ratios(trained_run):
+    result = vae_core(
+        "gradvar", "--run-dir", str(trained_run.path), "--samples", "30", "--batch-size", "16"
+    )
+    out = last_json(result.stdout)
+    assert out["samples"] == 30 and out["batch_size"] == 16 and out["kl_included"] is True
+    assert 0 < out["var_reparam"] < out["var_score"]
+    assert out["ratio_score"] == pytest.approx(out["var_score"] / out["var_reparam"])
+    assert out["ratio_score_baseline"] == pytest.approx(
+        out["var_score_baseline"] / out["var_reparam"]
+    )
+
+
+def test_gradvar_needs_two_samples_and_a_run(trained_run, tmp_path):
+    for args, message in (
+        (["--run-dir", str(trained_run.path), "--samples", "1"], "samples must be >= 2"),
+        (["--run-dir", str(tmp_path / "nothing")], "nothing"),
+    ):
+        result = vae_core("gradvar", *args, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+def test_history_lists_points_as_json_lines(trained_run):
+    lines = vae_core("history", "--run-dir", str(trained_run.path)).stdout.strip().splitlines()
+    points, summary = [json.loads(line) for line in lines[:-1]], json.loads(lines[-1])
+    assert points[0]["step"] == 0 and summary["points"] == len(points) >= 2
+    assert summary["disk_bytes"] > 0 and all(p["test_elbo"] < 0 for p in points)
+
+
+def test_fork_trains_a_branch_and_refuses_bad_input_creating_nothing(trained_run, tmp_path):
+    new = tmp_path / "fork"
+    out = last_json(
+        vae_core(
+            *("fork", "--from", str(trained_run.path), "--step", "0", "--run-dir", str(new)),
+            *("--beta", "0", "--epochs", "1", "--seed", "3"),
+        ).stdout
+    )
+    assert out["epoch"] == 1 and out["step"] > 0
+    parent = json.loads((new / "config.json").read_text())["parent"]
+    assert parent == {"run": str(trained_run.path), "step": 0}
+    for args, message in (
+        (["--step", "3"], "step 3 is in neither the history nor the checkpoints"),
+        (["--lr", "nan"], "must be a finite number"),
+    ):
+        result = vae_core(
+            "fork",
+            "--from",
+            str(trained_run.path),
+            "--run-dir",
+            str(tmp_path / "x"),
+            *args,
+            check=False,
+        )
+        assert result.returncode == 2 and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+    taken = vae_core("fork", "--from", str(trained_run.path), "--run-dir", str(new), check=False)
+    assert taken.returncode == 2 and "already exists" in taken.stderr
+    not_a_run = vae_core(
+        "fork", "--from", str(tmp_path), "--run-dir", str(tmp_path / "y"), check=False
+    )
+    assert not_a_run.returncode == 2 and "not a run directory" in not_a_run.stderr

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from vae_core import latent
 from vae_core.config import ModelConfig
 from vae_core.latent import (
     EncodedSet,
@@ -305,3 +306,35 @@ def test_active_dims_marks_dims_above_the_kl_threshold() -> None:
     np.testing.assert_array_equal(
         active_dims([0.5, 0.001, 0.02], threshold=0.01), [True, False, True]
     )
+
+
+def _random_rotation(D: int, seed: int) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(D, D)))
+    return q * np.sign(np.diag(r))  # (D, D) orthogonal
+
+
+@pytest.mark.parametrize("D", [2, 5])
+def test_procrustes_recovers_a_known_rotation(D: int) -> None:
+    reference = np.random.default_rng(0).normal(size=(200, D)).astype(np.float32)
+    Q = _random_rotation(D, seed=1)
+    rotated = reference @ Q
+    R = latent.procrustes_rotation(reference, rotated + 3.0)  # a shift does not change R
+    np.testing.assert_allclose(R, Q.T, atol=1e-5)
+    np.testing.assert_allclose(latent.procrustes_align(reference, rotated), reference, atol=1e-4)
+
+
+def test_time_lapse_undoes_a_rotation_between_frames() -> None:
+    rng = np.random.default_rng(0)
+    newest = rng.normal(size=(300, 6)) * np.array([3, 2, 1, 0.5, 0.2, 0.1])
+    earlier = 0.5 * newest @ _random_rotation(6, seed=2)  # rotated and shrunk towards 0
+    lapse = latent.time_lapse([earlier, newest])
+    assert lapse.frames.shape == (2, 300, 2)
+    shrunk = lapse.projection.transform(0.5 * newest)  # the same codes, unrotated
+    np.testing.assert_allclose(lapse.frames[0], shrunk, atol=1e-3)
+    np.testing.assert_allclose(lapse.transform(0, earlier[:3]), lapse.frames[0, :3], atol=1e-4)
+
+
+def test_time_lapse_shows_a_two_dim_latent_as_is() -> None:
+    codes = [np.full((4, 2), float(t), np.float32) for t in range(3)]
+    lapse = latent.time_lapse(codes)
+    np.testing.assert_array_equal(lapse.frames[2], codes[2])

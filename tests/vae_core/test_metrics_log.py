@@ -12,6 +12,7 @@ import pytest
 from vae_core.metrics_log import (
     MAX_EVENTS,
     NUM_LATEST_ROWS,
+    NUM_RECENT_TRAIN_ROWS,
     MetricsHistory,
     MetricsLog,
     MetricsReader,
@@ -226,3 +227,17 @@ def test_metrics_log_reads_only_new_bytes(tmp_path: Path) -> None:
     view = log.refresh()
     assert view.num_rows == 2 and [r["step"] for r in view.latest_rows] == [1, 2]
     assert log._reader.offset == path.stat().st_size
+
+
+def test_recent_train_rows_are_whole_bounded_and_purged_on_resume() -> None:
+    rows = [_train(s, kl_per_dim=[1.0], grad_norm=2.0, loss=3.0) for s in range(1, 101)]
+    rows += [{"step": 100, "split": "test", "elbo": -1.0, "iwae": -0.5, "iwae_gap": 0.5}]
+    view = summarize(rows)
+    assert [r["step"] for r in view.recent_train] == list(range(101 - NUM_RECENT_TRAIN_ROWS, 101))
+    assert view.recent_train[-1]["grad_norm"] == 2.0
+    assert all("kl_per_dim" not in r for r in view.recent_train)
+    assert view.points("train", "loss").values.tolist() == [3.0] * 100
+    assert view.points("train", "grad_norm").steps.size == 0  # in rows, not kept as a curve
+    assert view.points("test", "iwae_gap").values.tolist() == [0.5]
+    resumed = summarize([*rows, {"step": 90, "event": "resume"}, _train(91)])
+    assert [r["step"] for r in resumed.recent_train][-3:] == [89, 90, 91]

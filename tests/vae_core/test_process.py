@@ -131,7 +131,12 @@ def test_kill_9_at_random_moments_leaves_loadable_checkpoint_and_snapshot(tmp_pa
             assert run.read_status().display_state == "dead"
             last_step = ckpt.step
             process = resume_training(run)
-        wait_for(lambda: run.read_status().state == "running", what="the last resume")
+        wait_for(
+            lambda: any(
+                r.get("split") == "train" and r["step"] > last_step for r in run.read_metrics()
+            ),
+            what="the last resume to log past its checkpoint",
+        )
     finally:
         finish(process, run)
     steps = [r["step"] for r in run.read_metrics() if r.get("split") == "train"]

@@ -140,10 +140,13 @@ def test_each_evaluation_logs_the_iwae_bound_beside_the_elbo(tmp_path):
 
 
 def poison_from_step(monkeypatch, first_bad: int) -> None:
-    """From call `first_bad` on, every loss is NaN (until monkeypatch undoes it)."""
+    """From training step `first_bad` on, every loss is NaN (until monkeypatch undoes it);
+    evaluations (eval mode) are left alone."""
     real, calls = train_module.elbo_terms, {"n": 0}
 
     def poisoned(model, x):
+        if not model.training:
+            return real(model, x)
         calls["n"] += 1
         terms = real(model, x)
         if calls["n"] >= first_bad:

@@ -1,0 +1,105 @@
+"""The health alarms end to end in headless Chromium: start a Fashion-MNIST run at beta = 20
+from the sidebar (it collapses on purpose), see the collapse alarm, apply a fix with one
+click, and see the trainer take it: control.json, a labelled line on the curves, the alarm
+gone. Screenshots go to $VAE_E2E_SHOTS (default /tmp/vae-explorer-e2e).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from explorer import devserver
+from vae_core.catalog import is_available_offline
+from vae_core.rundir import RunDir, list_runs
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not is_available_offline("fashion-mnist"), reason="Fashion-MNIST is not on this machine"
+    ),
+]
+
+SHOTS = Path(os.environ.get("VAE_E2E_SHOTS", "/tmp/vae-explorer-e2e"))
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def page(runs_root: Path) -> Iterator[object]:
+    if not Path(devserver.CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {devserver.CHROMIUM}")
+    env = {"VAE_EXPLORER_RUNS": str(runs_root)}
+    with devserver.serve("explorer/app.py", env=env) as url:
+        with playwright_api.sync_playwright() as p:
+            browser = devserver.launch_chromium(p)
+            # Tall: Streamlit scrolls inside its main block, and the shots show the whole view.
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            yield page
+            browser.close()
+
+
+def _shot(page, name: str) -> None:
+    """A screenshot once every chart on the page has drawn (a rerun that moves a chart
+    redraws it: a shot taken then shows a blank space)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(1000)
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+            .filter(chart => chart.offsetParent !== null)
+            .every(chart => [...chart.querySelectorAll('.js-plotly-plot .main-svg')]
+                .some(svg => svg.getBoundingClientRect().height > 100))"""
+    )
+    page.screenshot(path=str(SHOTS / f"health_{name}.png"))
+
+
+def _start_collapsing_run(page) -> None:
+    page.get_by_text("Pick a dataset and a model").wait_for()
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
+    page.get_by_role("option", name="Fashion-MNIST").click()
+    for label, value in (("beta", "20"), ("Epochs", "50"), ("Latent size", "10")):
+        field = sidebar.get_by_role("spinbutton", name=label, exact=True)
+        field.fill(value)
+        field.press("Tab")
+    sidebar.get_by_role("button", name="Start", exact=True).click()
+
+
+def _the_run(runs_root: Path) -> RunDir:
+    (run,) = list_runs(runs_root)
+    return run
+
+
+def test_a_collapsing_run_raises_the_alarm_and_a_fix_is_applied_live(page, runs_root) -> None:
+    _start_collapsing_run(page)
+    main = page.get_by_test_id("stMain")
+    alarm = main.get_by_test_id("stAlert").filter(has_text="Posterior collapse")
+    alarm.wait_for(timeout=TIMEOUT_MS)
+    fix = main.get_by_role("button", name="Lower beta to 1")
+    assert fix.is_enabled()
+    _shot(page, "alarm")
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+    fix.click()
+    run = _the_run(runs_root)
+    deadline = time.monotonic() + 30
+    while run.read_control().get("set") != {"beta": 1.0}:
+        assert time.monotonic() < deadline, f"control.json: {run.read_control()}"
+        time.sleep(0.2)
+    main.get_by_text("Sent at").wait_for()
+    # The trainer logs the change; the curves label its line, and the evidence restarts.
+    page.locator(".js-plotly-plot text", has_text="beta=1").first.wait_for(timeout=60_000)
+    alarm.wait_for(state="detached", timeout=60_000)
+    events = [r for r in run.read_metrics() if r.get("event") == "control"]
+    assert events and events[-1]["changed"] == ["beta"] and events[-1]["beta"] == 1.0
+    sidebar_beta = page.get_by_test_id("stSidebar").get_by_role("spinbutton", name="beta")
+    assert float(sidebar_beta.input_value()) == 1.0  # Apply live would not send 20 back
+    _shot(page, "fixed")
+    assert page.locator('[data-testid="stException"]').count() == 0

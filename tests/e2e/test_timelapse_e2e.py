@@ -1,0 +1,111 @@
+"""The time-lapse, "Fork from here" and Compare end to end in headless Chromium, on a small
+shapes run trained in-process. Screenshots go to $VAE_E2E_SHOTS (default /tmp/vae-explorer-e2e).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from explorer import devserver
+from vae_core.config import ModelConfig, TrainConfig
+from vae_core.process import kill_trainer
+from vae_core.rundir import RunDir, list_runs
+from vae_core.train import train
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.e2e
+
+SHOTS = Path(os.environ.get("VAE_E2E_SHOTS", "/tmp/vae-explorer-e2e"))
+TIMEOUT_MS = 90_000
+RUN = "shapes-run"
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("runs")
+    model_config = ModelConfig(image_shape=(1, 28, 28), latent_dim=4, hidden_dim=64)
+    train_config = TrainConfig(
+        dataset="shapes",
+        dataset_options={"image_size": 28, "num_samples": 2048},
+        epochs=2,
+        batch_size=64,
+        num_threads=1,
+    )
+    train(model_config, train_config, RunDir(root / RUN))
+    shutil.copytree(root / RUN, root / "twin", ignore=lambda _d, n: [x for x in n if x == "lock"])
+    yield root
+    for run in list_runs(root):  # trainers run in their own session: kill them by pid
+        kill_trainer(run, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser_url(runs_root: Path) -> Iterator[tuple[object, str]]:
+    if not Path(devserver.CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {devserver.CHROMIUM}")
+    with devserver.serve("explorer/app.py", env={"VAE_EXPLORER_RUNS": str(runs_root)}) as url:
+        with playwright_api.sync_playwright() as p:
+            browser = devserver.launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page, url
+            browser.close()
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / f"timelapse_{name}.png"))
+
+
+def test_timelapse_plays_and_forks(browser_url, runs_root) -> None:
+    page, url = browser_url
+    started = time.perf_counter()
+    page.goto(f"{url}/?run={RUN}&view=Scatter")
+    page.get_by_text("Time-lapse", exact=True).click()
+    chart = page.locator(".js-plotly-plot").filter(has=page.locator(".slider-container"))
+    chart.wait_for()
+    print(f"time-lapse first display: {time.perf_counter() - started:.1f} s")
+    _shot(page, "newest")
+    chart.get_by_text("▶ Play").click()
+    page.wait_for_timeout(700)
+    _shot(page, "playing")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    expander = page.get_by_test_id("stExpander").filter(has_text="Fork from a history point")
+    expander.get_by_text("Fork from a history point").click()
+    option = page.get_by_role("option").filter(has_text="plain autoencoder")
+    for _ in range(5):  # a rerun in flight can close the dropdown as it opens: try again
+        expander.get_by_test_id("stSelectbox").click()
+        try:
+            option.wait_for(timeout=5000)
+            break
+        except playwright_api.TimeoutError:
+            page.keyboard.press("Escape")
+    option.click()
+    page.get_by_role("button", name="Fork from here").click()
+    page.get_by_text("Forked shapes-run-fork-").wait_for()
+    forks = [r for r in list_runs(runs_root) if r.read_parent()]
+    assert len(forks) == 1 and forks[0].read_config()[1].beta == 0.0
+    _shot(page, "forked")
+
+
+def test_compare_view_shows_two_runs(browser_url) -> None:
+    page, url = browser_url
+    page.goto(f"{url}/?run={RUN}&view=Compare")
+    page.get_by_text("Pick at least two runs").wait_for()
+    page.get_by_test_id("stMultiSelect").click()
+    page.get_by_role("option", name="twin").click()
+    page.keyboard.press("Escape")
+    page.get_by_text("One projection for all").wait_for()
+    page.get_by_text("twin: T = 1.00, seed 0").wait_for()
+    page.wait_for_timeout(1000)
+    page.set_viewport_size({"width": 1400, "height": 2200})
+    _shot(page, "compare")
+    assert page.locator('[data-testid="stException"]').count() == 0

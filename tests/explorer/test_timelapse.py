@@ -1,0 +1,121 @@
+"""The time-lapse, "Fork from here" and the Compare view under AppTest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer import charts, images, runs, state
+from explorer.views import fork
+from vae_core import history
+from vae_core.process import kill_trainer
+from vae_core.rundir import RunDir
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture
+def own_root(finished_run_root: Path, run_name: str, tmp_path: Path, monkeypatch) -> Path:
+    """A runs root of this test's own: the finished run and a copy named "twin"."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    for name in (run_name, "twin"):
+        shutil.copytree(finished_run_root / run_name, root / name, ignore=_no_lock)
+    monkeypatch.setenv(runs.RUNS_ROOT_ENV, str(root))
+    yield root
+    for child in root.iterdir():
+        kill_trainer(RunDir(child))
+    for process in list(runs._children):
+        process.kill()
+        process.wait(timeout=30)
+    runs.reap_children()
+
+
+def _no_lock(_folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if n == "lock"]
+
+
+def _app(app_path: str, run: str, view: str, **session) -> AppTest:
+    at = AppTest.from_file(app_path, default_timeout=60)
+    at.query_params[state.RUN_PARAM] = run
+    at.session_state[state.APP_VIEW] = view
+    for key, value in session.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def _figure(at: AppTest, key_part: str) -> dict:
+    charts_ = [c for c in at.get("plotly_chart") if key_part in c.proto.id]
+    assert charts_, f"no chart with {key_part!r}"
+    return json.loads(charts_[0].proto.spec)
+
+
+def test_timelapse_has_one_titled_frame_per_history_point(app_path, own_root, run_name) -> None:
+    at = _app(app_path, run_name, "Scatter", **{state.SCATTER_TIMELAPSE: "Time-lapse"})
+    assert not at.exception
+    points = history.list_points(RunDir(own_root / run_name))
+    spec = _figure(at, "timelapse")
+    assert len(spec["frames"]) == len(points) >= 2
+    first, last = points[0], points[-1]
+    assert spec["frames"][0]["layout"]["title"]["text"].startswith(f"step {first.step} ·")
+    assert f"test ELBO {last.test_elbo:.1f}" in spec["layout"]["title"]["text"]
+    assert spec["layout"]["xaxis"]["autorange"] is False  # fixed axes across frames
+    assert [s["label"] for s in spec["layout"]["sliders"][0]["steps"]] == [
+        str(p.step) for p in points
+    ]
+
+
+def test_timelapse_follows_the_clicked_point(app_path, own_root, run_name) -> None:
+    session = {state.SCATTER_TIMELAPSE: "Time-lapse", state.SCATTER_SELECTED: 3}
+    spec = _figure(_app(app_path, run_name, "Scatter", **session), "timelapse")
+    assert all(any(t.get("name") == "test image #3" for t in f["data"]) for f in spec["frames"])
+
+
+def test_fork_from_here_creates_a_run_that_names_its_parent(app_path, own_root, run_name) -> None:
+    at = _app(app_path, run_name, "Scatter", **{state.SCATTER_TIMELAPSE: "Time-lapse"})
+    step = history.list_points(RunDir(own_root / run_name))[-1].step
+    at.selectbox(key="scatter.fork.preset").set_value(fork.PLAIN_AE)
+    at = at.run()
+    next(b for b in at.button if b.label == "Fork from here").click()
+    at = at.run()
+    assert not at.exception, at.exception
+    forked = own_root / f"{run_name}-fork-{step}"
+    config = json.loads((forked / "config.json").read_text())
+    assert config["parent"] == {"run": str(own_root / run_name), "step": step}
+    assert RunDir(forked).read_config()[1].beta == 0.0
+    assert at.query_params[state.RUN_PARAM] == forked.name
+
+
+def test_compare_view_draws_curves_table_maps_and_samples(app_path, own_root, run_name) -> None:
+    at = _app(app_path, run_name, "Compare", **{state.COMPARE_RUNS: [run_name, "twin"]})
+    assert not at.exception, at.exception
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 2
+    assert len(at.get("plotly_chart")) == 3  # curves + two latent maps
+    assert any("One projection for all" in c.value for c in at.caption)
+    captions = [i.caption for e in at.get("image") for i in e.proto.imgs]
+    assert sum("seed 0" in c for c in captions) == 2
+
+
+def test_scatter_gif_has_one_frame_per_point() -> None:
+    from PIL import Image
+
+    frames = np.random.default_rng(0).normal(size=(5, 50, 2)).astype(np.float32)
+    gif = images.scatter_gif(
+        frames, np.arange(50) % 3, [f"f{t}" for t in range(5)], charts.fixed_ranges(frames),
+        charts.CLASS_COLORS,
+    )  # fmt: skip
+    with Image.open(__import__("io").BytesIO(gif)) as picture:
+        assert picture.n_frames == 5
+
+
+def test_training_view_offers_a_fork_of_the_newest_point(app_path, own_root, run_name) -> None:
+    at = _app(app_path, run_name, "Training")
+    assert not at.exception
+    step = history.list_points(RunDir(own_root / run_name))[-1].step
+    assert any(e.label == f"Fork from here (step {step})" for e in at.expander)
+    assert at.selectbox(key="training.fork.preset").options == list(fork.PRESETS)

@@ -1,0 +1,75 @@
+"""vae_core.fork: branch a run at a step; same weights at the branch, steps continue."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vae_core import history
+from vae_core.checkpoint import load_checkpoint
+from vae_core.fork import fork_run
+from vae_core.process import RunFolderTaken
+from vae_core.rundir import RunDir
+from vae_core.train import train
+
+from .test_history import tiny_configs
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> RunDir:
+    run = RunDir(tmp_path_factory.mktemp("fork") / "parent")
+    train(*tiny_configs(epochs=2), run)
+    return run
+
+
+def test_a_fork_starts_from_the_parents_weights_and_continues_its_steps(parent, tmp_path):
+    point = history.list_points(parent)[3]  # a mid-run history point
+    fork = fork_run(parent, tmp_path / "fork", point.step, beta=0.0, epochs=3)
+    start = load_checkpoint(fork.latest_checkpoint())
+    weights = history.load_weights(point)
+    assert start.step == point.step
+    assert all(torch.equal(start.model_state[k], weights[k]) for k in weights)
+    config = json.loads(fork.config_path.read_text())
+    assert config["parent"] == {"run": str(parent.path), "step": point.step}
+    model_config, train_config = fork.read_config()
+    assert train_config.beta == 0.0 and model_config == parent.read_config()[0]
+    summary = train(model_config, train_config, fork, resume=True)
+    steps = [r["step"] for r in fork.read_metrics() if r.get("split") == "train"]
+    assert min(steps) > point.step and summary["step"] > point.step
+    assert fork.read_parent() == config["parent"]  # kept when the trainer rewrites config
+
+
+def test_a_fork_of_a_checkpoint_with_unchanged_settings_reproduces_the_parent(parent, tmp_path):
+    fork = fork_run(parent, tmp_path / "same", step=32)  # the checkpoint at epoch 1's end
+    a = load_checkpoint(parent.checkpoint_dir / "step-000000032.safetensors")
+    b = load_checkpoint(fork.latest_checkpoint())
+    assert a.step == b.step
+    for name in a.model_state:
+        torch.testing.assert_close(a.model_state[name], b.model_state[name], rtol=0, atol=0)
+    assert b.optimizer_state["state"].keys() == a.optimizer_state["state"].keys()
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ({"step": 7}, ValueError, "step 7 is in neither the history nor the checkpoints"),
+        ({"step": None, "lr": float("nan")}, ValueError, "lr must be a finite number"),
+        ({"step": None, "hidden_dim": 3}, ValueError, "a fork can change"),
+        ({"step": None}, ValueError, "the fork starts in epoch 2: give it --epochs above"),
+    ],
+)
+def test_bad_fork_input_creates_nothing(parent, tmp_path, args, error, message):
+    with pytest.raises(error, match=message):
+        fork_run(parent, tmp_path / "new", **args)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_fork_into_an_existing_folder_or_from_a_non_run_is_refused(parent, tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(RunFolderTaken, match="already exists"):
+        fork_run(parent, tmp_path / "taken")
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        fork_run(RunDir(tmp_path / "taken"), tmp_path / "new")
+    assert not (tmp_path / "new").exists() and list((tmp_path / "taken").iterdir()) == []
