@@ -80,8 +80,12 @@ def torchvision_root() -> Path:
     return root
 
 
-def run_reference(epochs: int, seed: int = 1) -> dict:
-    """The pytorch/examples loop: torchvision dataset + DataLoader + ToTensor."""
+def run_plain_loop(make_model, train_loss, test_loss_sum, epochs: int, seed: int) -> dict:
+    """A plain loop: torchvision dataset + DataLoader + ToTensor, Adam 1e-3, batch 128.
+
+    train_loss(model, x) is what Adam minimises; test_loss_sum(model, x) the batch's summed
+    negative ELBO, averaged over the test set after the last epoch.
+    """
     torch.manual_seed(seed)
     root = torchvision_root()
     tf = transforms.ToTensor()
@@ -91,7 +95,7 @@ def run_reference(epochs: int, seed: int = 1) -> dict:
     test_loader = DataLoader(
         datasets.FashionMNIST(root, train=False, transform=tf), batch_size=128, shuffle=False
     )
-    model = ReferenceVAE()
+    model = make_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train_time, seen = 0.0, 0
     for _ in range(epochs):
@@ -99,53 +103,38 @@ def run_reference(epochs: int, seed: int = 1) -> dict:
         t0 = time.perf_counter()
         for data, _ in train_loader:
             optimizer.zero_grad()
-            recon, mu, logvar = model(data)
-            loss = reference_loss(recon, data, mu, logvar)
+            loss = train_loss(model, data)
             loss.backward()
             optimizer.step()
             seen += data.shape[0]
         train_time += time.perf_counter() - t0
         model.eval()
-        test_loss = 0.0
         with torch.no_grad():
-            for data, _ in test_loader:
-                recon, mu, logvar = model(data)
-                test_loss += reference_loss(recon, data, mu, logvar).item()
+            test_loss = sum(test_loss_sum(model, data).item() for data, _ in test_loader)
         test_loss /= len(test_loader.dataset)
     shutil.rmtree(root)
     return {"samples_per_s": seen / train_time, "test_loss": test_loss}
+
+
+def run_reference(epochs: int, seed: int = 1) -> dict:
+    """The pytorch/examples model and loss (summed over the batch) in the plain loop."""
+
+    def loss(model: ReferenceVAE, data: torch.Tensor) -> torch.Tensor:
+        recon, mu, logvar = model(data)
+        return reference_loss(recon, data, mu, logvar)
+
+    return run_plain_loop(ReferenceVAE, loss, loss, epochs, seed)
 
 
 def run_reference_conv(epochs: int, seed: int = 1) -> dict:
-    """vae_core's conv VAE in the plain loop: DataLoader + ToTensor, Adam, no run dir."""
-    torch.manual_seed(seed)
-    root = torchvision_root()
-    tf = transforms.ToTensor()
-    train_loader = DataLoader(
-        datasets.FashionMNIST(root, train=True, transform=tf), batch_size=128, shuffle=True
+    """vae_core's conv VAE in the plain loop: the same model, none of vae_core's loop."""
+    return run_plain_loop(
+        lambda: VAE(model_config("conv")),
+        lambda model, data: elbo_terms(model, data).loss(),
+        lambda model, data: -elbo_terms(model, data).elbo.sum(),
+        epochs,
+        seed,
     )
-    test_loader = DataLoader(
-        datasets.FashionMNIST(root, train=False, transform=tf), batch_size=128, shuffle=False
-    )
-    model = VAE(model_config("conv"))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    train_time, seen = 0.0, 0
-    for _ in range(epochs):
-        model.train()
-        t0 = time.perf_counter()
-        for data, _ in train_loader:
-            optimizer.zero_grad()
-            loss = elbo_terms(model, data).loss()
-            loss.backward()
-            optimizer.step()
-            seen += data.shape[0]
-        train_time += time.perf_counter() - t0
-        model.eval()
-        with torch.no_grad():
-            test_loss = sum(-elbo_terms(model, data).elbo.sum().item() for data, _ in test_loader)
-        test_loss /= len(test_loader.dataset)
-    shutil.rmtree(root)
-    return {"samples_per_s": seen / train_time, "test_loss": test_loss}
 
 
 def model_config(architecture: str) -> ModelConfig:
