@@ -22,6 +22,8 @@ VIEWS = {  # label -> module in explorer.views, imported when first shown
     "Latent sliders": "sliders",
     "Scatter": "scatter",
     "Interpolation": "interpolation",
+    "Inspect image": "inspector",
+    "Disentanglement": "disentanglement",
     "Prior samples": "samples",
     "Compare": "compare",
 }

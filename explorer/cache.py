@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from vae_core import gradvar, history, latent
+from vae_core import aggregate, gradvar, history, inspect_image, latent
 from vae_core.checkpoint import snapshot_model
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.export import decoder_payload as _decoder_payload
 from vae_core.latent import EncodedSet, Projection
+from vae_core.metrics import MIGResult, mig_on_shapes
 from vae_core.metrics_log import MetricsLog
 from vae_core.models import VAE
 from vae_core.rundir import RunDir
@@ -105,3 +106,93 @@ def time_lapse(
 ) -> latent.TimeLapse:
     """The stable 2D view of the time-lapse subset at the history `_points` (at `steps`)."""
     return latent.time_lapse([history_codes(run_path, p.step, p) for p in _points])
+
+
+# -- one image inspected, the user's own image, disentanglement (issue 10) --
+DISENTANGLEMENT_IMAGES = 2000  # the fixed subsample (the first test images) MIG is measured on
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def inspection(run_path: str, version: int, pixels: np.ndarray) -> inspect_image.Inspection:
+    """Posterior and ELBO terms (z = mu) of one uint8 (C, H, W) image at this version."""
+    return inspect_image.inspect(model(run_path, version), pixels)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def posterior_samples(
+    run_path: str, version: int, pixels: np.ndarray, k: int, seed: int
+) -> inspect_image.PosteriorSamples:
+    """K decoded draws from q(z|x) of one image, and their pixel-wise standard deviation."""
+    return inspect_image.posterior_samples(model(run_path, version), pixels, k, seed)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def test_kl_per_dim(run_path: str, version: int) -> np.ndarray:
+    """KL per dimension (D,) averaged over the scatter's test images: what "collapsed" means."""
+    codes, _ = encoded(run_path, version)
+    return inspect_image.mean_kl_per_dim(codes.mu, codes.logvar)
+
+
+@st.cache_data(max_entries=8, show_spinner="Measuring the mutual information gap…")
+def disentanglement(run_path: str, version: int) -> MIGResult:
+    """MIG and I(z_d; v_k) on the first DISENTANGLEMENT_IMAGES test images at this version."""
+    net = model(run_path, version)
+    return mig_on_shapes(net, test_data(run_path), max_items=DISENTANGLEMENT_IMAGES)
+
+
+# --- the aggregate posterior: where the encoded test set lives (vae_core.aggregate) ---
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def slider_histograms(
+    run_path: str,
+    version: int,
+    preset: str,
+    directions: tuple[tuple[float, ...], ...] | None = None,
+) -> dict[str, list]:
+    """Slider ranges and q / prior histograms along each latent dim (or `directions`), as
+    plain lists: computed once per snapshot version, preset and set of directions."""
+    codes, _ = encoded(run_path, version)
+    V = None if directions is None else np.asarray(directions)
+    return aggregate.slider_histograms(codes.mu, codes.logvar, V, preset).to_lists()
+
+
+@st.cache_data(max_entries=4, show_spinner="Mapping where the data lives…")
+def hole_map(run_path: str, version: int) -> aggregate.HoleMap | None:
+    """log q_agg - log p on the scatter's plane; None for a view with no linear plane."""
+    codes, projection = encoded(run_path, version)
+    plane = aggregate.plane_for(
+        projection.method, codes.mu.shape[1], projection.components, projection.mean
+    )
+    return None if plane is None else aggregate.hole_map(codes.mu, codes.logvar, plane)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def manifold_threshold(run_path: str, version: int) -> float:
+    codes, _ = encoded(run_path, version)
+    return aggregate.manifold_threshold(codes.mu, codes.logvar)
+
+
+def on_manifold(run_path: str, version: int, z: np.ndarray) -> bool:
+    """Whether z is where the encoded test set's codes go (vae_core.aggregate.on_manifold)."""
+    codes, _ = encoded(run_path, version)
+    return aggregate.on_manifold(z, codes.mu, codes.logvar, manifold_threshold(run_path, version))
+
+
+@st.cache_data(max_entries=4, show_spinner="Fitting a mixture to the codes…")
+def posterior_gmm(run_path: str, version: int, k: int) -> aggregate.DiagonalGMM:
+    """A k-component diagonal GMM fitted to one sample of q(z|x) per encoded test image."""
+    codes, _ = encoded(run_path, version)
+    return aggregate.fit_gmm(aggregate.sample_posterior(codes.mu, codes.logvar), k)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def aggregate_samples(
+    run_path: str, version: int, n: int, temperature: float, seed: int, k: int
+) -> np.ndarray:
+    """n decoded draws from the GMM of the aggregate posterior, uint8 (n, H, W, C); with the
+    same noise as prior_samples(run_path, version, n, temperature, seed)."""
+    net = model(run_path, version)
+    eps = latent.sample_prior(n, net.config.latent_dim, temperature, seed)  # (n, D) T * eps
+    z = posterior_gmm(run_path, version, k).sample_from_noise(eps, seed)
+    return latent.decode_latents(net, z)

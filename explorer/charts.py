@@ -554,3 +554,195 @@ def _branch_marker(name: str, branch: int, x: float, y: float, color: str) -> go
         marker={"symbol": "diamond", "size": 11, "color": color, "line": {"width": 1}},
         hovertemplate=f"forked from its parent at step {branch}<extra></extra>",
     )
+
+
+# -- one image inspected, the user's own image, disentanglement (issue 10) --
+OWN_IMAGE_COLOR, INSPECTED_COLOR = "#e4007c", "#000"
+# Plotly's Inferno starts at "#000004", one of the placeholder colours Streamlit's frontend
+# swaps for a theme colour (it drew zero error pink); true black instead.
+_INFERNO = ["#000000", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925",
+            "#fb9b06", "#f7d13d", "#fcffa4"]  # fmt: skip
+
+
+def add_own_image(fig: go.Figure, point: np.ndarray, ellipse: np.ndarray | None) -> go.Figure:
+    """The user's image on a scatter: its posterior mean (2,) as a cross and, for a linear
+    projection, the 1-sigma ellipse (P, 2) of q(z|x) around it."""
+    if ellipse is not None:
+        outline = _overlay(
+            np.asarray(ellipse), "your image: 1σ", "lines", OWN_IMAGE_COLOR, "circle"
+        )
+        outline.line.dash = "dot"
+        fig.add_trace(outline)
+    mean = _overlay(np.asarray(point).reshape(1, 2), "your image", "markers", OWN_IMAGE_COLOR, "x")
+    mean.marker.size = 14
+    fig.add_trace(mean)
+    return fig
+
+
+def add_inspected(fig: go.Figure, point: np.ndarray, index: int) -> go.Figure:
+    """A ring around the inspected (selected) test image's point (2,)."""
+    ring = _overlay(
+        np.asarray(point).reshape(1, 2), f"inspected #{index}", "markers", INSPECTED_COLOR, "circle"
+    )
+    ring.marker.update(size=18, color="rgba(0,0,0,0)", line={"width": 2.5, "color": "#000"})
+    fig.add_trace(ring)
+    return fig
+
+
+def pixel_heatmap(values: np.ndarray, title: str, zmax: float | None = None, height: int = 260):
+    """A (H, W) map of per-pixel values (absolute error, standard deviation) as a heat map,
+    row 0 at the top like the image it describes; hover gives the value of one pixel."""
+    values = np.asarray(values, dtype=np.float32)
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            zmin=0.0,
+            zmax=zmax if zmax is not None else max(float(values.max()), 1e-6),
+            colorscale=_INFERNO,
+            colorbar={"thickness": 10},
+            hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_layout(
+        title={"text": title, "font": {"size": 13}},
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        template="plotly_white",
+    )
+    return fig
+
+
+def mi_heatmap(
+    mi: np.ndarray,
+    factor_names: Sequence[str],
+    gaps: dict[str, float],
+    focus_dim: int | None = None,
+    height: int | None = None,
+) -> go.Figure:
+    """I(z_d; v_k) in nats as factors (rows) x latent dims (columns), clickable per cell.
+
+    Plotly heat maps cannot be selected, so an invisible marker sits on every cell; its
+    customdata is the latent dimension, which a click selects. Row labels carry each
+    factor's normalised gap (its share of MIG).
+    """
+    mi = np.asarray(mi, dtype=np.float64)  # (K, D)
+    K, D = mi.shape
+    rows = [f"{name} (gap {gaps[name]:.2f})" if name in gaps else name for name in factor_names]
+    cols = [f"z{d}" for d in range(D)]
+    fig = go.Figure(
+        go.Heatmap(
+            z=mi,
+            x=cols,
+            y=rows,
+            colorscale="Viridis",
+            zmin=0.0,  # plotly honours zmin only with zmax set too
+            zmax=max(float(mi.max()), 1e-6) if mi.size else 1.0,
+            colorbar={"title": {"text": "nats"}, "thickness": 12},
+            hoverinfo="skip",
+        )
+    )
+    dims, factors = np.meshgrid(np.arange(D), np.arange(K))  # (K, D) each
+    fig.add_trace(
+        go.Scatter(
+            x=[cols[d] for d in dims.ravel()],
+            y=[rows[k] for k in factors.ravel()],
+            mode="markers",
+            customdata=dims.ravel(),
+            marker={"size": 30, "symbol": "square", "opacity": 0.0},
+            selected={"marker": {"opacity": 0.0}},
+            unselected={"marker": {"opacity": 0.0}},
+            text=[f"{v:.3f}" for v in mi.ravel()],
+            hovertemplate="%{x} · %{y}<br>I = %{text} nats<br>click: open in the sliders"
+            "<extra></extra>",
+            showlegend=False,
+        )
+    )
+    if focus_dim is not None and 0 <= focus_dim < D:
+        fig.add_vrect(x0=focus_dim - 0.5, x1=focus_dim + 0.5, line={"color": "#e4007c", "width": 2})
+    fig.update_layout(
+        height=height or 120 + 36 * K,
+        xaxis={"title": "latent dimension", "type": "category"},
+        yaxis={"autorange": "reversed", "type": "category"},
+        margin={"l": 10, "r": 10, "t": 10, "b": 40},
+        template="plotly_white",
+        dragmode=False,
+        clickmode="event+select",
+    )
+    return fig
+
+
+# --- the aggregate posterior: histograms on slider tracks, the prior-hole map, loadings ---
+
+HOLE_COLORSCALE = "RdBu"  # red: prior holes (log q < log p), blue: where the data lives
+
+
+def histogram_svg(
+    q: Sequence[float], p: Sequence[float], width: int = 320, height: int = 22
+) -> str:
+    """A tiny SVG of bars (the aggregate posterior's density q over a slider's bins) with the
+    prior's density p as a line, scaled together; the look of the live sliders' tracks."""
+    q, p = np.asarray(q, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    top = max(float(q.max(initial=0.0)), float(p.max(initial=0.0)), 1e-9)
+    bins = len(q)
+    bars = "".join(f"M{i} 1V{1 - v / top:.3f}H{i + 1}V1Z" for i, v in enumerate(q))
+    line = " ".join(f"{i + 0.5},{1 - v / top:.3f}" for i, v in enumerate(p))
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {bins} 1" preserveAspectRatio="none">'
+        f'<path d="{bars}" fill="#ff4b4b" fill-opacity="0.45"/>'
+        f'<polyline points="{line}" fill="none" stroke="#31333f" stroke-width="1.2" '
+        'vector-effect="non-scaling-stroke"/></svg>'
+    )
+
+
+def with_hole_map(
+    fig: go.Figure, xs: np.ndarray, ys: np.ndarray, log_ratio: np.ndarray, clip: float = 10.0
+) -> go.Figure:
+    """`fig` (a scatter) with log q_agg - log p shaded behind its points, 0 in white."""
+    heatmap = go.Heatmap(
+        x=xs,
+        y=ys,
+        z=log_ratio,
+        zmin=-clip,
+        zmax=clip,
+        zmid=0.0,
+        colorscale=HOLE_COLORSCALE,
+        opacity=0.55,
+        hoverinfo="skip",  # clicks and selections stay with the test images
+        showlegend=False,
+        colorbar={
+            "title": {"text": "log q − log p", "side": "right"},
+            "orientation": "h",
+            "x": 0,
+            "xanchor": "left",
+            "y": 1.0,
+            "yanchor": "bottom",
+            "len": 0.4,
+            "thickness": 8,
+        },
+    )
+    fig.add_trace(heatmap)
+    fig.data = (fig.data[-1], *fig.data[:-1])  # first trace = drawn underneath
+    return fig
+
+
+def loadings_figure(direction: Sequence[float], height: int = 200) -> go.Figure:
+    """Bar chart of a unit attribute vector's components: which latent dims it moves."""
+    v = np.asarray(direction, dtype=np.float64)
+    colors = np.where(v >= 0, ACTIVE_COLOR, "#d62728").tolist()
+    bar = go.Bar(
+        x=[f"z{d}" for d in range(len(v))],
+        y=v,
+        marker_color=colors,
+        hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+    )
+    layout = _live_layout(
+        height=height,
+        xaxis={"type": "category", "title": "latent dimension"},
+        yaxis={"title": "component", "range": [-1, 1]},
+        margin={"l": 40, "r": 10, "t": 10, "b": 40},
+        showlegend=False,
+    )
+    return go.Figure(data=[bar], layout=layout)

@@ -103,6 +103,22 @@ def launch_chromium(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
 
 
+@contextmanager
+def chromium_page(url: str, height: int = 1000, timeout_ms: int = 60_000) -> Iterator[Page]:
+    """A 1400-px-wide headless Chromium page opened at `url`; closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
 def live_decoder_frame(page: Page, timeout_s: float = 30) -> Frame:
     """The live-drag component's iframe on a Playwright `page`, once its decoder has drawn."""
     deadline = time.monotonic() + timeout_s

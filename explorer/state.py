@@ -33,6 +33,12 @@ SLIDERS_ORDER = "sliders.order"  # the dimensions in display order (KL order at 
 SLIDERS_RESORT = "sliders.resort"  # set by a full script run: sort by KL again
 SLIDERS_LIVE = "sliders.live"  # toggle: in-browser live-drag sliders vs st.slider grid
 SLIDERS_LIVE_WIDGET = "sliders.live_widget"  # the live-drag component's widget key
+SLIDERS_RANGE = "sliders.range"  # slider range preset: "Prior ±3σ" or "Data 1–99 %"
+SLIDERS_ATTRIBUTES = "sliders.attributes"  # (run path, {name: Attribute}) unsaved vectors
+ATTRIBUTES_GROUPS = "attributes.groups"  # (run path, {"A": indices, "B": indices}) from the scatter
+ATTRIBUTES_NOTICE = "attributes.notice"  # (kind, one line) after an add / save / delete
+SCATTER_GROUP = "scatter.group"  # (run path, dataset indices) of the last box / lasso selection
+SCATTER_HOLES = "scatter.holes"  # toggle: shade the scatter by log q_agg - log p
 SCATTER_SELECTED = "scatter.selected"  # dataset index of the selected test image, or None
 SCATTER_CHART = "scatter.chart"  # the plotly chart's widget key (selection state)
 SCATTER_PROJECTION = "scatter.projection"  # "PCA" or "t-SNE" (segmented control)
@@ -77,6 +83,11 @@ def set_live_setting(setting: str, run_name: str, value: float) -> None:
 def slider_key(dim: int) -> str:
     """Widget key of the slider for latent dimension `dim`."""
     return f"sliders.dim.{dim}"
+
+
+def attribute_slider_key(name: str) -> str:
+    """Widget key of the st.slider for the attribute vector called `name`."""
+    return f"sliders.attr.{name}"
 
 
 # -- the open run (in the URL) --
@@ -140,3 +151,52 @@ def selected_index() -> int | None:
 
 def set_selected_index(index: int | None) -> None:
     st.session_state[SCATTER_SELECTED] = index
+
+
+# -- one image inspected, the user's own image, disentanglement (issue 10) --
+INSPECT_MODE = "inspector.mode"  # "A test image" or "Your own image" (segmented control)
+INSPECT_INDEX = "inspector.index"  # the index input's widget key; mirrors SCATTER_SELECTED
+INSPECT_SEED = "inspector.seed"  # draws of "Random test image" so far
+OWN_IMAGE = "inspector.own_image"  # the user's image: see own_image(); None when there is none
+OWN_IMAGE_ERROR = "inspector.own_image_error"  # why the last upload / drawing was refused
+OWN_UPLOAD = "inspector.upload"  # the file uploader's widget key
+OWN_UPLOAD_SEEN = "inspector.upload_seen"  # file_id of the upload already taken in
+OWN_CANVAS = "inspector.canvas"  # the drawing canvas's widget key
+OWN_SAMPLES_SEED = "inspector.samples_seed"  # seed of the posterior samples shown
+OWN_SOURCE = "Your image"  # the interpolation endpoint source that uses it
+DISENT_REQUEST = "disentanglement.request"  # (run path, snapshot version) MIG was asked for
+DISENT_CHART = "disentanglement.chart"  # the MI heat map's widget key (selection state)
+SLIDERS_FOCUS_DIM = "sliders.focus_dim"  # (run path, dim) picked on the MI heat map
+SLIDERS_TRAVERSAL = "sliders.traversal"  # the sliders view's "Traversal grid" toggle
+SLIDERS_TRAVERSAL_DIMS = "sliders.traversal_dims"  # its dimensions (rows) multiselect
+
+
+def own_image(run_key: str, image_shape: tuple[int, ...]) -> dict | None:
+    """The user's image for this run: {"pixels": uint8 (C, H, W), "notes": [...], "source":
+    "upload" | "drawing"}; None when there is none, or it was made for another run's shape."""
+    own = st.session_state.get(OWN_IMAGE)
+    if not own or own["run"] != run_key or tuple(own["pixels"].shape) != tuple(image_shape):
+        return None
+    return own
+
+
+def set_own_image(run_key: str, pixels, notes: Sequence[str], source: str) -> None:
+    """Keep the preprocessed input (a small uint8 numpy array, never a tensor)."""
+    st.session_state[OWN_IMAGE] = {
+        "run": run_key,
+        "pixels": pixels,
+        "notes": list(notes),
+        "source": source,
+    }
+    st.session_state[OWN_IMAGE_ERROR] = None
+
+
+def refuse_own_image(message: str) -> None:
+    """A bad upload: show only its message, and no stale image under it."""
+    st.session_state[OWN_IMAGE] = None
+    st.session_state[OWN_IMAGE_ERROR] = message
+
+
+def open_view(label: str) -> None:
+    """Switch to another view (a label of app.VIEWS); call from a widget callback."""
+    st.session_state[APP_VIEW] = label

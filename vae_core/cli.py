@@ -19,8 +19,9 @@ import torch
 
 from vae_core import history
 from vae_core.checkpoint import load_run_model
-from vae_core.config import BETA_SCHEDULES, ModelConfig, TrainConfig, build_configs
-from vae_core.data import DATASETS, DatasetUnavailable, load_dataset
+from vae_core.config import BETA_SCHEDULES, PRECISIONS, ModelConfig, TrainConfig, build_configs
+from vae_core.data import DATASETS, DatasetUnavailable, ImageDataset, load_dataset
+from vae_core.distributed import RankLost, Terminated, close_ranks, init_ranks, raise_on_sigterm
 from vae_core.fork import fork_run
 from vae_core.rundir import RunDir, RunLocked
 from vae_core.train import TrainingDiverged, train
@@ -63,6 +64,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--image-size", type=int, default=None, help="shapes / folder image size (28, 32, 64)"
     )
+    p.add_argument(
+        "--num-samples", type=positive_int, default=None, help="shapes: training images (20000)"
+    )
     p.add_argument("--model", default="mlp", choices=("mlp", "conv"))
     p.add_argument("--latent-dim", type=positive_int, default=20)
     p.add_argument("--hidden-dim", type=positive_int, default=400)
@@ -93,6 +97,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--eval-batches", type=positive_int, default=None, help="cap test batches per eval"
     )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="forward pass in fp32, or mixed bf16 / fp16 (fp16: CUDA only)",
+    )
+    p.add_argument(
+        "--dist-timeout",
+        type=finite_float,
+        default=120.0,
+        help="under torchrun: seconds a collective may wait before the run fails (rank lost)",
+    )
 
 
 def _add_eval_sample_control(sub: argparse._SubParsersAction) -> None:
@@ -104,6 +120,11 @@ def _add_eval_sample_control(sub: argparse._SubParsersAction) -> None:
         "--iwae-k", type=positive_int, default=None, help="also estimate log p(x), K samples"
     )
     p.add_argument("--iwae-n", type=positive_int, default=None, help="test images for IWAE (all)")
+    p.add_argument(
+        "--disentanglement",
+        action="store_true",
+        help="also MIG and the factors x dims mutual information (datasets with factors: shapes)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
     p = sub.add_parser("sample", help="decode samples from the prior into a PNG grid")
@@ -144,6 +165,10 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         options["path"] = args.folder
     if args.image_size is not None and args.dataset in ("shapes", "folder"):
         options["image_size"] = args.image_size
+    if args.num_samples is not None:
+        if args.dataset != "shapes":
+            raise ValueError("--num-samples applies to --dataset shapes only")
+        options["num_samples"] = args.num_samples
     live = {k: v for k, v in (("lr", args.lr), ("beta", args.beta)) if v is not None}
     return build_configs(
         args.dataset,
@@ -161,6 +186,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         device=args.device,
         num_threads=args.threads,
         eval_batches=args.eval_batches,
+        precision=args.precision,
+        dist_timeout_s=args.dist_timeout,
         **live,
     )
 
@@ -169,15 +196,27 @@ def _cmd_train(args: argparse.Namespace) -> dict:
     run = RunDir(args.run_dir)
     if run.path.exists() and not run.path.is_dir():
         raise ValueError(f"--run-dir {run.path} is a file; give a folder for the run")
+    if args.resume:
+        model_config, train_config = run.read_config()
+        overrides = {k: v for k, v in (("lr", args.lr), ("beta", args.beta)) if v is not None}
+    else:
+        (model_config, train_config), overrides = configs_from_args(args), {}
+    raise_on_sigterm()
+    ranks = init_ranks(train_config.device, train_config.dist_timeout_s)  # torchrun, or one
     # A progress bar only on a terminal: in trainer.log its redraws would grow without end.
-    progress = sys.stderr.isatty()
-    if not args.resume:
-        return train(*configs_from_args(args), run, progress=progress)
-    model_config, train_config = run.read_config()
-    overrides = {k: v for k, v in (("lr", args.lr), ("beta", args.beta)) if v is not None}
-    return train(
-        model_config, train_config, run, resume=True, progress=progress, live_overrides=overrides
-    )
+    progress = sys.stderr.isatty() and ranks.is_main
+    try:
+        return train(
+            model_config,
+            train_config,
+            run,
+            resume=args.resume,
+            progress=progress,
+            live_overrides=overrides,
+            ranks=ranks,
+        )
+    finally:
+        close_ranks(ranks)
 
 
 def _cmd_eval(args: argparse.Namespace) -> dict:
@@ -185,6 +224,8 @@ def _cmd_eval(args: argparse.Namespace) -> dict:
     from vae_core.train import evaluate
 
     run = RunDir(args.run_dir or Path(args.checkpoint).resolve().parent.parent)
+    if args.disentanglement:
+        _check_has_factors(run)  # refuse before any weights or data are loaded
     model = load_run_model(run, args.checkpoint, args.device)
     device = next(model.parameters()).device
     _, cfg = run.read_config()
@@ -199,7 +240,33 @@ def _cmd_eval(args: argparse.Namespace) -> dict:
             x = test.batch(slice(start, min(start + 100, n)), device)
             total += log_likelihood_iwae(model, x, args.iwae_k).sum().item()
         out.update(nll_iwae=-total / n, iwae_k=args.iwae_k, iwae_n=n)
+    if args.disentanglement:
+        out.update(_disentanglement(model, test))
     return out
+
+
+def _check_has_factors(run: RunDir) -> None:
+    from vae_core.data import dataset_info
+
+    _, cfg = run.read_config()
+    if not dataset_info(cfg.dataset, **cfg.dataset_options).factor_names:
+        raise ValueError(
+            f"--disentanglement needs a dataset with ground-truth factors (shapes); "
+            f"this run's dataset {cfg.dataset!r} has none"
+        )
+
+
+def _disentanglement(model: torch.nn.Module, test: ImageDataset) -> dict:
+    """MIG on the first test images, and I(z_d; v_k) in nats as factors x dims lists."""
+    from vae_core.metrics import mig_on_shapes
+
+    result = mig_on_shapes(model, test)
+    return {
+        "mig": result.mig,
+        "mig_per_factor": result.per_factor,
+        "mi_factors": list(test.info.factor_names),
+        "mi_matrix": result.mutual_information.T.tolist(),  # (K, D)
+    }
 
 
 def _cmd_sample(args: argparse.Namespace) -> dict:
@@ -305,12 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = COMMANDS[args.command_name](args)
-    except TrainingDiverged as e:
+    except (TrainingDiverged, RankLost, Terminated) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
     except (ValueError, OSError, DatasetUnavailable, RunLocked) as e:
         # One line, no traceback: bad input, a damaged or locked run, a missing file.
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
-    print(json.dumps(result, default=str))
+    if result.get("rank", 0) == 0:  # under torchrun, one summary: rank 0's
+        print(json.dumps(result, default=str))
     return 0

@@ -18,6 +18,7 @@ DeviceChoice = Literal["auto", "cpu", "cuda"]
 ARCHITECTURES: tuple[str, ...] = ("mlp", "conv")
 LIKELIHOODS: tuple[str, ...] = ("bernoulli", "gaussian")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")  # fp16 needs CUDA (checked at start)
 MAX_LATENT_DIM = 256
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
@@ -159,6 +160,8 @@ class TrainConfig(_JsonMixin):
     seed: int = 1
     device: DeviceChoice = "auto"  # auto = CUDA when available, else CPU
     num_threads: int | None = None  # torch CPU threads; None = all cores
+    precision: str = "fp32"  # forward pass under autocast: fp32 | bf16 | fp16 (CUDA only)
+    dist_timeout_s: float = 120.0  # torchrun: a collective waiting longer means a rank is lost
     log_every: int = 20  # steps between train rows in metrics.jsonl
     snapshot_every_s: float = 2.0  # seconds between published snapshots
     checkpoint_every_s: float = 60.0  # seconds between checkpoints (also at epoch end and stop)
@@ -183,6 +186,14 @@ class TrainConfig(_JsonMixin):
         _check(0 < self.cycle_ratio <= 1, f"cycle_ratio must be in (0, 1], got {self.cycle_ratio}")
         _check(self.iwae_k >= 0 and self.iwae_n >= 0, "iwae_k and iwae_n must be >= 0")
         _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
+        _check(
+            self.precision in PRECISIONS,
+            f"precision must be one of {PRECISIONS}, got {self.precision!r}",
+        )
+        _check(
+            math.isfinite(self.dist_timeout_s) and self.dist_timeout_s >= 1,
+            f"dist_timeout_s must be >= 1 second, got {self.dist_timeout_s}",
+        )
         _check(
             self.num_threads is None or self.num_threads >= 1,
             f"num_threads must be >= 1 or None, got {self.num_threads}",

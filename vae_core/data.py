@@ -1,8 +1,10 @@
 """Dataset registry: mnist, fashion-mnist, shapes and a folder of the user's own images.
 
-Every split is loaded once into one uint8 tensor (N, C, H, W) and batched by slicing, so the
-training loop does no per-sample work. Missing data raises DatasetUnavailable with a message
-that says what to do, never a stack trace.
+Every split is one uint8 array (N, C, H, W) batched by slicing, so the training loop does no
+per-sample work. Small sets live in memory; folder datasets and large shapes sets live in a
+disk cache (vae_core.memmap_cache) read a batch at a time, so memory stays bounded whatever
+the dataset's size. Missing data raises DatasetUnavailable with a message that says what to
+do, never a stack trace.
 """
 
 from __future__ import annotations
@@ -14,20 +16,19 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import socket
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from vae_core import shapes
-from vae_core.atomic import atomic_save_tensors
+from vae_core import memmap_cache, shapes
 from vae_core.catalog import (  # re-exported: the names and lookups live there, torch-free
     DATASETS,
     IDX_FILES,
@@ -36,6 +37,7 @@ from vae_core.catalog import (  # re-exported: the names and lookups live there,
     default_data_dir,
     find_local_idx,
 )
+from vae_core.memmap_cache import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +47,26 @@ DOWNLOAD_TIMEOUT_S = 60.0  # torchvision's urllib calls have none; a dead networ
 SHAPES_TRAIN_SAMPLES = 20_000
 # Limits on every input, so no folder or option can exhaust memory, disk or time. Module
 # constants, so the UI can use them as widget bounds and tests can lower them (monkeypatch).
-MAX_FOLDER_IMAGES = 100_000  # image files in a folder dataset: 1.2 GB decoded at 64 x 64 RGB
+# Image files in a folder dataset: 6 GB of disk cache at 64 x 64 RGB (RAM use does not grow
+# with it); the limit bounds the scan, the cache's disk use and the caching time.
+MAX_FOLDER_IMAGES = 500_000
 MAX_FOLDER_DEPTH = 3  # subfolder levels below the folder's root that are scanned
 MAX_IMAGE_PIXELS = 40_000_000  # per file, read from the header; below Pillow's bomb limit
 FOLDER_CACHE_ENTRIES = 8  # decoded folder caches kept, least recently used evicted first
-FOLDER_CACHE_BYTES = 4 * 1024**3  # and their total size; the newest entry is always kept
-_STALE_TEMP_S = 3600.0  # a cache temp file this old was left by a killed writer
-_FOLDER_CACHE_VERSION = 1  # bump when the cached pixels would change for the same inputs
+# And their total size; the newest entry is always kept. A 200,000-image 64 x 64 RGB folder
+# is 2.5 GB: 8 GiB keeps three such sets, so switching between big folders (or channel counts)
+# does not re-decode each time, while staying well below a typical free disk.
+FOLDER_CACHE_BYTES = 8 * 1024**3
+# Shapes splits above this many images are rendered into a disk cache instead of memory:
+# 50,000 images are 200 MB at 64 x 64, so no shapes split takes more RAM than that.
+SHAPES_IN_MEMORY_MAX = 50_000
+SHAPES_CACHE_ENTRIES = 4  # rendered shapes caches kept (200,000 at 64 x 64: 0.8 GB each)
+SHAPES_CACHE_BYTES = 4 * 1024**3
+_STALE_TEMP_S = 3600.0  # a cache temp directory this old was left by a killed builder
+_FOLDER_CACHE_VERSION = 2  # bump when the cached pixels would change for the same inputs
+_SHAPES_CACHE_VERSION = 1
+_RENDER_CHUNK = 4096  # shapes rendered (and written) per step while filling a cache: 16 MB
+_DECODE_CHUNK = 256  # folder images decoded per write: 3 MB at 64 x 64 RGB
 _OPTIONS = {  # dataset -> option names load_dataset / dataset_info accept
     "mnist": (),
     "fashion-mnist": (),
@@ -73,7 +88,13 @@ class DatasetInfo:
 
 @dataclass
 class ImageDataset:
-    """One split held in memory as uint8; `batch` converts only the rows it is asked for."""
+    """One split as uint8; `batch` converts only the rows it is asked for.
+
+    `images` is an ordinary tensor, held in memory or (disk-cached sets) wrapping a
+    copy-on-write memory map of the cache file. Disk-backed sets also carry `rows`, which
+    `batch` reads with pread instead of touching the map, so RSS stays bounded however many
+    batches are drawn; index `images` directly only for a few rows.
+    """
 
     images: torch.Tensor  # (N, C, H, W) uint8
     labels: torch.Tensor  # (N,) int64 class index (shapes: the shape index)
@@ -81,6 +102,7 @@ class ImageDataset:
     factors: torch.Tensor | None = None  # shapes only: (N, 5) float32 factor values
     factor_idx: torch.Tensor | None = None  # shapes only: (N, 5) int64 factor class indices
     skipped: int = 0  # folder only: files that could not be decoded
+    rows: memmap_cache.RowReader | None = field(default=None, repr=False)  # disk-backed only
 
     def __post_init__(self) -> None:
         shape = tuple(self.images.shape)
@@ -88,20 +110,39 @@ class ImageDataset:
             raise ValueError(f"images must be (N, C, H, W) uint8, got {self.images.dtype} {shape}")
         if tuple(self.labels.shape) != shape[:1]:
             raise ValueError(f"labels must be ({shape[0]},), got {tuple(self.labels.shape)}")
-        self.images = self.images.contiguous()
+        if self.rows is not None and len(self.rows) != shape[0]:
+            raise ValueError(f"rows must cover the {shape[0]} images, got {len(self.rows)}")
+        self.images = self.images.contiguous()  # a no-op for a slice of a memory map
         self.labels = self.labels.long()
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @property
+    def on_disk(self) -> bool:
+        return self.rows is not None
+
     def batch(
         self, index: torch.Tensor | slice, device: torch.device | str | None = None
     ) -> torch.Tensor:
         """Rows `index` as float32 in [0, 1], (B, C, H, W), on `device` if given."""
-        x = self.images[index]
+        x = self._read(index)
         if device is not None:
             x = x.to(device, non_blocking=True)  # move uint8, a quarter of the bytes
         return x.float().div_(255)
+
+    def _read(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """Rows `index` as uint8; from disk by pread when the set is disk-backed."""
+        if self.rows is not None:
+            if isinstance(index, slice):
+                start, stop, step = index.indices(len(self))
+                if step == 1:
+                    return torch.from_numpy(self.rows.read_slice(start, stop))
+                index = torch.arange(start, stop, step)
+            as_array = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
+            if as_array.ndim == 1 and as_array.dtype.kind in "iu":
+                return torch.from_numpy(self.rows.read_rows(as_array))
+        return self.images[index]  # masks, scalars, in-memory sets: plain tensor indexing
 
 
 class DatasetUnavailable(RuntimeError):
@@ -112,15 +153,20 @@ def load_dataset(
     name: str,
     split: Literal["train", "test"] = "train",
     data_dir: str | Path | None = None,
+    *,
+    progress: Progress | None = None,
     **options: Any,
 ) -> ImageDataset:
-    """Load one split of a dataset in DATASETS into memory.
+    """Load one split of a dataset in DATASETS.
 
     Options: shapes takes image_size (28|32|64, default 64), num_samples (train size, default
     20000, at most MAX_SHAPES_IMAGES; test gets a quarter) and seed; folder takes path,
-    image_size (default 64) and channels (1|3, default 3). Raises ValueError for bad arguments
-    or a folder past MAX_FOLDER_IMAGES / MAX_FOLDER_DEPTH, DatasetUnavailable when the data is
-    missing and cannot be fetched.
+    image_size (default 64) and channels (1|3, default 3). Folder sets and shapes splits over
+    SHAPES_IN_MEMORY_MAX images are cached on disk under data_dir and read from there; while
+    such a cache is built, `progress(done, total)` (if given) is called about every 1 % or
+    0.5 s, first with done = 0 and last with done = total (files decoded or images rendered).
+    Raises ValueError for bad arguments or a folder past MAX_FOLDER_IMAGES / MAX_FOLDER_DEPTH,
+    DatasetUnavailable when the data is missing and cannot be fetched.
     """
     _check_name_and_options(name, options)
     if split not in SPLITS:
@@ -128,8 +174,8 @@ def load_dataset(
     if name in ("mnist", "fashion-mnist"):
         return _load_idx_dataset(name, split, data_dir)
     if name == "shapes":
-        return _load_shapes(split, **options)
-    return _load_folder(split, data_dir, **options)
+        return _load_shapes(split, data_dir, progress, **options)
+    return _load_folder(split, data_dir, progress, **options)
 
 
 def dataset_info(name: str, **options: Any) -> DatasetInfo:
@@ -259,8 +305,8 @@ def _shapes_options(
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
     if num_samples > MAX_SHAPES_IMAGES:
         raise ValueError(
-            f"num_samples must be at most {MAX_SHAPES_IMAGES:,} (every image is held in "
-            f"memory), got {num_samples:,}; ask for fewer shapes images"
+            f"num_samples must be at most {MAX_SHAPES_IMAGES:,} (the bound on rendering time "
+            f"and cache size), got {num_samples:,}; ask for fewer shapes images"
         )
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -280,13 +326,16 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)  # True is no image count
 
 
-def _load_shapes(split: str, **options: Any) -> ImageDataset:
+def _load_shapes(
+    split: str, data_dir: str | Path | None, progress: Progress | None, **options: Any
+) -> ImageDataset:
     size, num_samples, seed = _shapes_options(**options)
     # Even seeds for train, odd for test: the two splits never share a random stream.
     count = num_samples if split == "train" else max(1, num_samples // 4)
-    images, factors, factor_idx = shapes.generate_shapes(
-        count, image_size=size, seed=2 * seed + (split == "test")
-    )
+    split_seed = 2 * seed + (split == "test")
+    if count > SHAPES_IN_MEMORY_MAX:
+        return _load_shapes_from_disk(count, size, split_seed, data_dir, progress)
+    images, factors, factor_idx = shapes.generate_shapes(count, image_size=size, seed=split_seed)
     return ImageDataset(
         images=images,
         labels=factor_idx[:, 0].clone(),
@@ -294,6 +343,48 @@ def _load_shapes(split: str, **options: Any) -> ImageDataset:
         factors=factors,
         factor_idx=factor_idx,
     )
+
+
+def _load_shapes_from_disk(
+    count: int, size: int, seed: int, data_dir: str | Path | None, progress: Progress | None
+) -> ImageDataset:
+    """A large shapes split, rendered once into the disk cache; the same pixels and factors
+    as shapes.generate_shapes(count, size, seed), since each image depends on its row only."""
+    key = _digest([_SHAPES_CACHE_VERSION, count, size, seed])
+    path = _cache_base(data_dir) / "shapes-cache" / key
+
+    def build(final: Path) -> memmap_cache.Entry:
+        return _render_shapes_entry(final, count, size, seed, progress)
+
+    entry = _open_or_build(path, build, SHAPES_CACHE_ENTRIES, SHAPES_CACHE_BYTES)
+    try:
+        factor_idx = torch.from_numpy(entry.arrays["factor_idx"])
+        return _disk_dataset(
+            entry,
+            (0, entry.rows),
+            _shapes_info(size),
+            labels=factor_idx[:, 0].clone(),
+            factors=torch.from_numpy(entry.arrays["factors"]),
+            factor_idx=factor_idx,
+        )
+    finally:
+        _forget_private(entry)
+
+
+def _render_shapes_entry(
+    final: Path, count: int, size: int, seed: int, progress: Progress | None
+) -> memmap_cache.Entry:
+    factor_idx = shapes.factor_indices(count, seed)  # (N, 5): 8 MB at 200,000, kept in memory
+    factors = shapes.indices_to_factors(factor_idx)
+    report = memmap_cache.ProgressReport(progress, count, "rendering shapes")
+    with memmap_cache.EntryBuilder(final, (1, size, size)) as builder:
+        for start in range(0, count, _RENDER_CHUNK):
+            part = factors[start : start + _RENDER_CHUNK]
+            builder.append(shapes.render_shapes(*part.unbind(dim=1), image_size=size).numpy())
+            report.update(builder.rows)
+        report.close()
+        arrays = {"factor_idx": factor_idx.numpy(), "factors": factors.numpy()}
+        return builder.finish(arrays, {"all": (0, count)})
 
 
 # ---- folder ----
@@ -385,43 +476,50 @@ def _folder_info(size: int, channels: int, class_names: tuple[str, ...]) -> Data
     )
 
 
-def _load_folder(split: str, data_dir: str | Path | None, **options: Any) -> ImageDataset:
-    """Decode (or read from cache) every image, then keep this split: test = every 10th file."""
+def _load_folder(
+    split: str, data_dir: str | Path | None, progress: Progress | None, **options: Any
+) -> ImageDataset:
+    """Decode every image into the disk cache (or find it there), then keep this split:
+    test = every 10th file. The cache holds the train rows first, so a split is a slice."""
     root, size, channels = _folder_options(**options)
     files = _image_files(root)
     class_names = _class_names(root, files)
-    cache = _folder_cache_path(root, files, size, channels, data_dir)
-    tensors = _read_cache(cache)
-    if tensors is None:
-        tensors = _decode_folder(root, files, class_names, size, channels)
-        _write_cache(cache, tensors)
-    images, labels, file_index = tensors["images"], tensors["labels"], tensors["file_index"]
-    skipped = len(files) - len(images)
-    if len(images) == 0:
-        raise DatasetUnavailable(f"none of the {len(files)} image files in {root} could be read")
-    if skipped:
-        logger.warning(
-            "folder %s: skipped %d file(s) that could not be decoded or have more than %s pixels",
-            root,
-            skipped,
-            f"{MAX_IMAGE_PIXELS:,}",
-        )
-    if len(images) >= 10:  # below that, both splits get everything rather than an empty test
-        keep = (file_index % 10 == 9) == (split == "test")
-        images, labels = images[keep], labels[keep]
-    info = _folder_info(size, channels, class_names)
-    return ImageDataset(images=images, labels=labels, info=info, skipped=skipped)
+    path = _folder_cache_path(root, files, size, channels, data_dir)
+
+    def build(final: Path) -> memmap_cache.Entry:
+        return _decode_folder(final, root, files, class_names, size, channels, progress)
+
+    entry = _open_or_build(path, build, FOLDER_CACHE_ENTRIES, FOLDER_CACHE_BYTES)
+    try:
+        skipped = len(files) - entry.rows
+        if entry.rows == 0:
+            raise DatasetUnavailable(
+                f"none of the {len(files)} image files in {root} could be read"
+            )
+        if skipped:
+            logger.warning(
+                "folder %s: skipped %d file(s) that could not be decoded or have more than %s "
+                "pixels",
+                root,
+                skipped,
+                f"{MAX_IMAGE_PIXELS:,}",
+            )
+        # Below 10 images both splits get everything rather than an empty test split.
+        start, stop = entry.splits[split] if entry.rows >= 10 else (0, entry.rows)
+        labels = torch.from_numpy(entry.arrays["labels"][start:stop])
+        info = _folder_info(size, channels, class_names)
+        return _disk_dataset(entry, (start, stop), info, labels=labels, skipped=skipped)
+    finally:
+        _forget_private(entry)
 
 
 def _folder_cache_path(
     root: Path, files: list[Path], size: int, channels: int, data_dir: str | Path | None
 ) -> Path:
-    """Cache file named by a hash of everything the pixels depend on, so edits invalidate it."""
+    """Cache entry named by a hash of everything the pixels depend on, so edits invalidate it."""
     listing = [(p.relative_to(root).as_posix(), *_mtime_and_size(p)) for p in files]
-    key = json.dumps([_FOLDER_CACHE_VERSION, str(root), listing, size, channels])
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    base = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    return base / "folder-cache" / f"{digest}.safetensors"
+    key = _digest([_FOLDER_CACHE_VERSION, str(root), listing, size, channels])
+    return _cache_base(data_dir) / "folder-cache" / key
 
 
 def _mtime_and_size(path: Path) -> tuple[int, int]:
@@ -430,27 +528,52 @@ def _mtime_and_size(path: Path) -> tuple[int, int]:
 
 
 def _decode_folder(
-    root: Path, files: list[Path], class_names: tuple[str, ...], size: int, channels: int
-) -> dict[str, torch.Tensor]:
-    """Decode each file, centre-cropped to a square and resized to size x size; skip bad ones."""
+    final: Path,
+    root: Path,
+    files: list[Path],
+    class_names: tuple[str, ...],
+    size: int,
+    channels: int,
+    progress: Progress | None,
+) -> memmap_cache.Entry:
+    """Decode each file into a new cache entry at `final`, centre-cropped to a square and
+    resized to size x size; skip bad ones. Train files go first, then the test files (every
+    10th), so that each split is one range of rows. Memory held: one chunk of images."""
     label_of = {"": 0} if class_names == ("images",) else {n: i for i, n in enumerate(class_names)}
-    images, labels, file_index = [], [], []
-    for i, path in enumerate(files):
-        image = _decode_image(path, size, channels)
-        if image is None:
-            continue
-        images.append(image)
-        labels.append(label_of[_class_of(root, path)])
-        file_index.append(i)
-    stacked = torch.stack(images) if images else torch.empty(0, channels, size, size)
-    return {
-        "images": stacked.to(torch.uint8).contiguous(),  # (N, C, H, W)
-        "labels": torch.tensor(labels, dtype=torch.int64),
-        "file_index": torch.tensor(file_index, dtype=torch.int64),
-    }
+    report = memmap_cache.ProgressReport(progress, len(files), "caching images")
+    labels: list[int] = []
+    file_index: list[int] = []
+    split_ends: list[int] = []
+    done = 0
+    with memmap_cache.EntryBuilder(final, (channels, size, size)) as builder:
+        for in_test in (False, True):
+            pending: list[np.ndarray] = []
+            for i in range(len(files)):
+                if (i % 10 == 9) != in_test:
+                    continue
+                image = _decode_image(files[i], size, channels)
+                if image is not None:
+                    pending.append(image)
+                    labels.append(label_of[_class_of(root, files[i])])
+                    file_index.append(i)
+                if len(pending) == _DECODE_CHUNK:
+                    builder.append(np.stack(pending))
+                    pending.clear()
+                done += 1
+                report.update(done)
+            if pending:
+                builder.append(np.stack(pending))
+            split_ends.append(builder.rows)
+        report.close()
+        arrays = {
+            "labels": np.array(labels, dtype=np.int64),
+            "file_index": np.array(file_index, dtype=np.int64),
+        }
+        splits = {"train": (0, split_ends[0]), "test": (split_ends[0], split_ends[1])}
+        return builder.finish(arrays, splits, extra={"files": len(files)})
 
 
-def _decode_image(path: Path, size: int, channels: int) -> torch.Tensor | None:
+def _decode_image(path: Path, size: int, channels: int) -> np.ndarray | None:
     """One file as (C, size, size) uint8, or None when it is unreadable or too large."""
     mode = "RGB" if channels == 3 else "L"
     try:
@@ -470,57 +593,81 @@ def _decode_image(path: Path, size: int, channels: int) -> torch.Tensor | None:
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         logger.debug("skipping %s: %s", path, err)
         return None
-    pixels = torch.frombuffer(bytearray(square.tobytes()), dtype=torch.uint8)
-    return pixels.view(size, size, channels).permute(2, 0, 1)  # (C, H, W)
+    pixels = np.frombuffer(square.tobytes(), dtype=np.uint8)
+    return pixels.reshape(size, size, channels).transpose(2, 0, 1)  # (C, H, W)
 
 
-def _read_cache(path: Path) -> dict[str, torch.Tensor] | None:
-    if not path.is_file():
-        return None
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError) as err:
-        logger.warning("ignoring unreadable cache %s: %s", path, err)
-        return None
-    with contextlib.suppress(OSError):  # a hit makes it the most recently used; best effort
-        os.utime(path)
-    return tensors
+# ---- the disk cache, shared by folder and large shapes sets ----
 
 
-def _write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write atomically, so a reader never sees half a cache file, then evict old entries."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        metadata = {"vae_explorer": "folder-cache", "version": str(_FOLDER_CACHE_VERSION)}
-        atomic_save_tensors(path, tensors, metadata)
-    except OSError as err:  # a read-only cache dir costs speed next time, not correctness
-        logger.warning("could not cache folder images at %s: %s", path, err)
-        return
-    _evict_cache(path)
+def _cache_base(data_dir: str | Path | None) -> Path:
+    return Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
 
 
-def _evict_cache(newest: Path) -> None:
-    """Delete the least recently used entries beyond FOLDER_CACHE_ENTRIES / FOLDER_CACHE_BYTES,
-    and temp files left by killed writers; `newest` always stays."""
-    try:
-        others = [(p, p.stat()) for p in newest.parent.glob("*.safetensors") if p != newest]
-        stale = [p for p in newest.parent.glob(".*.tmp") if _age_s(p) > _STALE_TEMP_S]
-        kept_bytes = newest.stat().st_size
-    except OSError as err:  # another process evicting at the same time; it will finish the job
-        logger.debug("folder cache eviction skipped: %s", err)
-        return
-    others.sort(key=lambda entry: entry[1].st_mtime_ns, reverse=True)  # most recent first
-    kept = 1
-    for path, stat in others:
-        if kept < FOLDER_CACHE_ENTRIES and kept_bytes + stat.st_size <= FOLDER_CACHE_BYTES:
-            kept, kept_bytes = kept + 1, kept_bytes + stat.st_size
-        else:
-            stale.append(path)
-    for path in stale:
+def _digest(key: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
+
+
+_PRIVATE_PREFIX = "vae-explorer-private-cache-"
+
+
+def _open_or_build(
+    path: Path,
+    build: Callable[[Path], memmap_cache.Entry],
+    max_entries: int,
+    max_bytes: int,
+) -> memmap_cache.Entry:
+    """The complete entry at `path`, built (or rebuilt, if interrupted) when missing.
+
+    A cache dir that cannot be written (read-only, full) costs a rebuild per load, not
+    correctness: the entry is built in a private temp folder, which the caller deletes with
+    `_forget_private` once the dataset has opened it (the open file outlives its name).
+    """
+    entry = memmap_cache.open_entry(path)
+    if entry is not None:
+        memmap_cache.touch(entry)  # a hit makes it the most recently used
+        return entry
+    if path.exists():
+        logger.warning("rebuilding the interrupted or damaged cache %s", path)
         with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
-            logger.info("evicted folder cache %s", path.name)
+            memmap_cache.discard(path)
+    try:
+        entry = build(path)
+    except OSError as err:
+        logger.warning("could not cache images at %s: %s; using a temporary copy", path, err)
+        try:
+            entry = build(Path(tempfile.mkdtemp(prefix=_PRIVATE_PREFIX)) / path.name)
+        except OSError as err2:
+            raise DatasetUnavailable(
+                f"cannot write the image cache in {path.parent} ({err.strerror}) nor in "
+                f"{tempfile.gettempdir()} ({err2.strerror}); free some disk space"
+            ) from err2
+        return entry
+    memmap_cache.evict(
+        path.parent, path, max_entries, max_bytes, _STALE_TEMP_S, legacy_glob="*.safetensors"
+    )
+    return entry
 
 
-def _age_s(path: Path) -> float:
-    return time.time() - path.stat().st_mtime
+def _forget_private(entry: memmap_cache.Entry) -> None:
+    """Delete an entry built in a private temp folder; datasets already opened keep reading."""
+    if entry.path.parent.name.startswith(_PRIVATE_PREFIX):
+        shutil.rmtree(entry.path.parent, ignore_errors=True)
+
+
+def _disk_dataset(
+    entry: memmap_cache.Entry,
+    rows: tuple[int, int],
+    info: DatasetInfo,
+    labels: torch.Tensor,
+    **fields: Any,
+) -> ImageDataset:
+    """A split that reads rows [start, stop) of the entry's images: nothing is loaded yet."""
+    start, stop = rows
+    return ImageDataset(
+        images=torch.from_numpy(memmap_cache.images_array(entry, start, stop)),
+        labels=labels,
+        info=info,
+        rows=memmap_cache.RowReader(entry, start, stop),
+        **fields,
+    )

@@ -159,10 +159,10 @@ class VAE(nn.Module):
         return self.decode_image(mu)
 
 
-def pick_device(choice: str = "auto") -> torch.device:
-    """CUDA when present (or asked for), else CPU."""
+def pick_device(choice: str = "auto", gpu: int | None = None) -> torch.device:
+    """CUDA when present (or asked for), else CPU; `gpu` picks one (a torchrun local rank)."""
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use auto")
-        return torch.device("cuda")
+        return torch.device("cuda", gpu) if gpu is not None else torch.device("cuda")
     return torch.device("cpu")

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from vae_core.models import VAE
+from vae_core.models import VAE, VAEOutput
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -82,9 +82,15 @@ def model_log_likelihood(model: VAE, x: torch.Tensor, decoded: torch.Tensor) -> 
 
 def elbo_terms(model: VAE, x: torch.Tensor) -> ElboTerms:
     """One-sample Monte Carlo ELBO terms for a batch x: (B, C, H, W) in [0, 1]."""
-    out = model(x)
-    recon = -model_log_likelihood(model, x, out.decoded)
-    return ElboTerms(recon=recon, kl_per_dim=gaussian_kl_per_dim(out.mu, out.logvar))
+    return terms_from_output(model, x, model(x))
+
+
+def terms_from_output(model: VAE, x: torch.Tensor, out: VAEOutput) -> ElboTerms:
+    """ELBO terms from a forward pass already made (e.g. by DDP, or under autocast): they are
+    computed in fp32, since a bf16 log-likelihood summed over pixels loses whole nats."""
+    decoded, mu, logvar = out.decoded.float(), out.mu.float(), out.logvar.float()
+    recon = -model_log_likelihood(model, x, decoded)
+    return ElboTerms(recon=recon, kl_per_dim=gaussian_kl_per_dim(mu, logvar))
 
 
 def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -92,9 +98,12 @@ def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
 
 
+DECODE_BUDGET = 2**22  # decoded values (pixels x images) held at once: 16 MB of float32
+
+
 @torch.no_grad()
 def log_likelihood_iwae(
-    model: VAE, x: torch.Tensor, k: int = 5000, max_decode_batch: int = 8192
+    model: VAE, x: torch.Tensor, k: int = 5000, max_decode_batch: int | None = None
 ) -> torch.Tensor:
     """Importance-weighted estimate of log p(x) with k samples: (B,).
 
@@ -104,6 +113,8 @@ def log_likelihood_iwae(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if max_decode_batch is None:  # 5,350 images at 28x28, 341 at 64x64 RGB
+        max_decode_batch = max(1, DECODE_BUDGET // x[0].numel())
     mu, logvar = model.encode(x)  # (B, D)
     group = max(1, max_decode_batch // k)  # images per decode
     chunk = min(k, max_decode_batch)  # samples per decode

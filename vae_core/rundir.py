@@ -79,15 +79,31 @@ def read_safetensors_metadata(path: Path) -> dict[str, str]:
     return meta
 
 
-def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Load tensors + metadata, refusing anything that is not a safetensors file."""
+def _pickled(path: Path) -> bool:
+    """A torch.save file under a .safetensors name: no safetensors header, and it starts as a
+    pickle (0x80, protocol 2+) or a zip ('PK') does. The header decides first: a valid one
+    may start with 0x80 too (its length's low byte)."""
+    try:
+        read_safetensors_metadata(path)
+        return False
+    except UnsafeCheckpointError:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        return magic == b"PK" or magic[:1] == b"\x80"
+
+
+def load_safetensors(
+    path: str | Path, device: str = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load tensors + metadata, refusing anything that is not a safetensors file.
+
+    The file records no device: a run trained on CUDA loads onto `device` (the map_location;
+    CPU by default), so it opens on a machine without a GPU.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    # Pickle protocol 2+ starts with 0x80; torch.save zips start with 'PK'.
-    if path.suffix not in SAFE_SUFFIXES or magic in (b"PK",) or magic[:1] == b"\x80":
+    if path.suffix not in SAFE_SUFFIXES or _pickled(path):
         raise UnsafeCheckpointError(
             f"refusing to load {path.name}: only .safetensors checkpoints are accepted "
             "(pickle-based .pt/.pth/.ckpt files can run code when loaded). Convert it with "
@@ -98,7 +114,7 @@ def load_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     from safetensors.torch import load_file  # imports torch (seconds); only loads need it
 
     try:
-        return load_file(path), meta
+        return load_file(path, device=device), meta
     except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UnsafeCheckpointError(f"{path.name} is not a valid safetensors file: {e}") from e
 
@@ -122,7 +138,11 @@ class Status:
     heartbeat: float = 0.0  # time.time() of the last write
     reason: str = ""  # why it failed / finished
     control_seq: int = 0  # the newest control.json the trainer has applied
-    world_size: int = 1
+    world_size: int = 1  # training processes (torchrun); rank 0 writes this file
+    backend: str = ""  # their collective backend: gloo (CPU) or nccl (CUDA); "" for one
+    device: str = ""  # where rank 0 trains: cpu, cuda:0, ...
+    precision: str = ""  # fp32, bf16 or fp16
+    caching: tuple[int, ...] = ()  # (done, total) images while a dataset cache is built
     locked: bool = False  # not in the file: a trainer on this host holds the run's lock
 
     @classmethod
@@ -140,6 +160,17 @@ class Status:
     def on_other_host(self) -> bool:
         """Written by a trainer on another machine (a shared folder): no lock or pid to check."""
         return bool(self.host) and self.host != socket.gethostname()
+
+    @property
+    def placement(self) -> str:
+        """Where it trains, for people: "2 processes (torchrun, gloo) on cpu, bf16"."""
+        who = (
+            f"{self.world_size} processes (torchrun, {self.backend or '?'})"
+            if self.world_size > 1
+            else "1 process"
+        )
+        on = f" on {self.device}" if self.device else ""
+        return who + on + (f", {self.precision}" if self.precision else "")
 
     @property
     def heartbeat_fresh(self) -> bool:
@@ -194,6 +225,10 @@ _STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "reason": (str,),
     "control_seq": (int,),
     "world_size": (int,),
+    "backend": (str,),
+    "device": (str,),
+    "precision": (str,),
+    "caching": (list,),
 }
 
 
@@ -202,6 +237,10 @@ def _field_value(name: str, value: Any) -> Any:
         raise ValueError(f"{name} has the wrong type ({type(value).__name__})")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{name} is not finite")
+    if isinstance(value, list):  # caching: [done, total]
+        if len(value) != 2 or not all(type(v) is int and v >= 0 for v in value):
+            raise ValueError(f"{name} must be [done, total], got {value!r}")
+        return tuple(value)
     return value
 
 
@@ -485,16 +524,38 @@ class RunDir:
     def send_control(self, command: str | None = None, **changes: float) -> dict[str, Any]:
         """Queue a command (pause/resume/stop) and/or live changes (beta, lr) for the trainer.
 
+        control.json holds one message; one the trainer has not applied yet is merged into the
+        new one (newer values win, a stop stays a stop), so two quick sends, e.g. set beta then
+        resume, both act.
         Values are checked against the same limits as the config (ValueError)."""
+        changes = check_control(command, changes)
+        pending = self._pending_control()
         control = {
             "seq": self._next_control_seq(),
-            "command": command,
-            "set": check_control(command, changes),
+            "command": "stop"
+            if pending.get("command") == "stop"
+            else command or pending.get("command"),
+            "set": {**pending.get("set", {}), **changes},
             "time": time.time(),
         }
         self.create()
         atomic_write_json(self.control_path, control)
         return control
+
+    def _pending_control(self) -> dict[str, Any]:
+        """control.json if the trainer has not applied it yet (and it is well formed), else {}."""
+        try:
+            current, status = self.read_control(), self.read_status()
+        except RunDamaged:
+            return {}
+        applied = status.control_seq if status is not None else 0
+        seq, changes = current.get("seq"), current.get("set")
+        if not isinstance(seq, int) or seq <= applied or not isinstance(changes, dict):
+            return {}
+        try:
+            return {"command": current.get("command"), "set": check_control(None, changes)}
+        except ValueError:
+            return {}
 
     def _next_control_seq(self) -> int:
         """Larger than any earlier command's, even if control.json was damaged or removed."""

@@ -8,6 +8,7 @@ and checkpoints through `RunDir` and reads live commands from control.json.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -21,10 +22,20 @@ from tqdm import tqdm
 
 from vae_core import history
 from vae_core.checkpoint import NonFiniteWeightsError, load_checkpoint, save_checkpoint
-from vae_core.config import ModelConfig, TrainConfig
+from vae_core.config import BETA_SCHEDULES, ModelConfig, TrainConfig
 from vae_core.data import ImageDataset, load_dataset
+from vae_core.distributed import (
+    RankLost,
+    Ranks,
+    Terminated,
+    autocast,
+    autocast_dtype,
+    is_collective_error,
+    rank_lost,
+    shard,
+)
 from vae_core.models import VAE, pick_device
-from vae_core.objectives import elbo_terms, log_likelihood_iwae
+from vae_core.objectives import elbo_terms, log_likelihood_iwae, terms_from_output
 from vae_core.rundir import STOPPED_BY_USER, RunDamaged, RunDir, check_control
 
 log = logging.getLogger(__name__)
@@ -100,6 +111,18 @@ class LiveSettings:
         """The fields a checkpoint keeps so that a resume continues the same schedules."""
         names = ("beta", "lr", "free_bits", "beta_schedule", "warmup_steps", "warmup_start")
         return {name: getattr(self, name) for name in names}
+
+    def as_vector(self) -> list[float]:
+        """Every field a rank needs, as numbers: rank 0 broadcasts them to the others."""
+        schedule = BETA_SCHEDULES.index(self.beta_schedule)
+        fields = (self.beta, self.lr, self.free_bits, schedule, self.warmup_steps)
+        return [*map(float, fields), self.warmup_start, self.paused, self.stop, self.seq]
+
+    def load_vector(self, v: list[float]) -> None:
+        self.beta, self.lr, self.free_bits = v[0], v[1], v[2]
+        self.beta_schedule = BETA_SCHEDULES[int(v[3])]
+        self.warmup_steps, self.warmup_start = int(v[4]), int(v[5])
+        self.paused, self.stop, self.seq = bool(v[6]), bool(v[7]), int(v[8])
 
     def update(self, changes: dict[str, Any], step: int) -> None:
         """Apply checked changes; a new warm-up length or schedule starts again at `step`."""
@@ -269,6 +292,7 @@ def train(
     resume: bool = False,
     progress: bool = False,
     live_overrides: dict[str, float] | None = None,
+    ranks: Ranks | None = None,
 ) -> dict[str, Any]:
     """Train a VAE, publishing everything to `run`; returns the final summary.
 
@@ -276,24 +300,33 @@ def train(
     (RunLocked) before it changes anything, and so is a fresh start in a used folder
     (RunInUse). With resume=True the newest checkpoint restores weights, optimizer, step and
     RNG; `live_overrides` (beta, lr) then replace the values in force, e.g. a lower lr after
-    a divergence. Raises TrainingDiverged when the loss stays NaN/inf.
+    a divergence. Raises TrainingDiverged when the loss stays NaN/inf. Under torchrun
+    (`ranks` from `distributed.init_ranks`) only rank 0 touches the folder.
     """
+    ranks = ranks or Ranks()
+    overrides = check_control(None, live_overrides or {})
+    if not ranks.is_main:  # trains, and follows rank 0's live settings; writes nothing
+        return _train(model_config, train_config, run, resume, False, overrides, None, ranks)
     if not resume and run.exists():
         raise RunInUse(
             f"{run.path} already holds a run; pass --resume to continue it, or pick a new --run-dir"
         )
-    overrides = check_control(None, live_overrides or {})
     with run.acquire_lock():
         previous = run.read_status() if resume else None
         heartbeat = Heartbeat(
             run, step=0, epoch=0, control_seq=previous.control_seq if previous else 0
         )
         try:
-            return _train(model_config, train_config, run, resume, progress, overrides, heartbeat)
+            return _train(
+                model_config, train_config, run, resume, progress, overrides, heartbeat, ranks
+            )
         except BaseException as e:
             # Readers (the UI) learn why the trainer died from status.json, not a traceback.
-            reason = str(e) if isinstance(e, TrainingDiverged) else f"{type(e).__name__}: {e}"
-            heartbeat.stop("failed", reason=reason)
+            failure = rank_lost(e) if ranks.distributed and is_collective_error(e) else e
+            named = isinstance(failure, TrainingDiverged | RankLost | Terminated)
+            heartbeat.stop("failed", reason=str(failure) if named else f"{type(e).__name__}: {e}")
+            if failure is not e:
+                raise failure from e
             raise
         finally:
             run.close()
@@ -306,19 +339,34 @@ def _train(
     resume: bool,
     progress: bool,
     overrides: dict[str, float],
-    heartbeat: Heartbeat,
+    heartbeat: Heartbeat | None,  # None on ranks other than 0: they write nothing
+    ranks: Ranks,
 ) -> dict[str, Any]:
     # ---- set up: config, data, model; restore from the newest checkpoint on resume ----
+    main = heartbeat is not None
     torch.set_num_threads(cfg.num_threads or default_num_threads())
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    run.write_config(model_config, cfg)
-    run.remove_temp_files()  # left by a trainer killed mid-write
-    live = LiveSettings.from_config(cfg, seq=heartbeat.fields["control_seq"])
-    heartbeat.start()
+    device = pick_device(cfg.device, ranks.local_rank if ranks.distributed else None)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    if main:
+        run.write_config(model_config, cfg)
+        run.remove_temp_files()  # left by a trainer killed mid-write
+        heartbeat.fields.update(
+            world_size=ranks.world_size,
+            backend=ranks.backend,
+            device=str(device),
+            precision=cfg.precision,
+        )
+    live = LiveSettings.from_config(cfg, seq=heartbeat.fields["control_seq"] if main else 0)
+    if main:
+        heartbeat.start()
     options = dict(cfg.dataset_options)
-    train_data = load_dataset(cfg.dataset, "train", cfg.data_dir, **options)
-    test_data = load_dataset(cfg.dataset, "test", cfg.data_dir, **options)
+    caching = _caching_progress(heartbeat)  # a first load of a big set builds its disk cache
+    train_data = load_dataset(cfg.dataset, "train", cfg.data_dir, progress=caching, **options)
+    test_data = load_dataset(cfg.dataset, "test", cfg.data_dir, progress=caching, **options)
+    if main:
+        heartbeat.fields.pop("caching", None)
+    train_data = on_device(train_data, device)
     model = VAE(model_config).to(device)
     if model_config.architecture == "conv":
         # oneDNN convolutions run faster on NHWC: +15 % samples/s measured on this CPU
@@ -326,14 +374,20 @@ def _train(
     # fused: one kernel per parameter tensor for the whole update (profiled: the
     # per-op Adam was a quarter of a CPU step)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
-    shuffle = torch.Generator().manual_seed(cfg.seed)  # data order, saved for exact resume
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    shuffle = torch.Generator().manual_seed(cfg.seed)  # data order, the same on every rank
     at = Position(step=0, epoch=0, next_batch=0, epoch_rng=shuffle.get_state())
     if resume:
-        at = _restore(run, model, optimizer, shuffle, live) or at
+        at = _restore(run, model, optimizer, shuffle, live, main) or at
+    if ranks.distributed:
+        # Each rank draws its own reparameterisation noise; the weights stay rank 0's.
+        torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank + at.step)
+    net = _parallel(model, ranks, device)  # what the step calls: DDP averages the gradients
     if overrides:
         live.update(overrides, at.step)
         live.changes.append({"command": "resume", "changed": sorted(overrides)})
-        _log_control(run, at, live)
+        if main:
+            _log_control(run, at, live)
     _set_lr(optimizer, live.lr)
 
     steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
@@ -345,64 +399,83 @@ def _train(
     checkpoint = Every(cfg.checkpoint_every_s, start=False)
     window = _Window(model_config.latent_dim, device)
     test: dict[str, Any] | None = None
-    heartbeat.write("running", total_steps=total_steps, **_progress(at, live, clock))
-    run.publish_snapshot(model, at.step)
-    last_point = _last_history_step(run, at)
-    if last_point is None:  # the time-lapse starts from the untrained weights
-        last_point = _save_history(run, model, test_data, at, cfg, device)
+    if main:
+        pids = ranks.gather_ints(os.getpid())
+        heartbeat.write("running", total_steps=total_steps, pids=pids, **_progress(at, live, clock))
+        run.publish_snapshot(model, at.step)
+        last_point = _last_history_step(run, at)
+        if last_point is None:  # the time-lapse starts from the untrained weights
+            last_point = _save_history(run, model, test_data, at, cfg, device)
+    else:
+        ranks.gather_ints(os.getpid())
     model.train()
     # ---- the loop ----
     while at.epoch < cfg.epochs and not live.stop:
         order = torch.randperm(len(train_data), generator=shuffle)
         while at.next_batch < steps_per_epoch:
-            # -- live control (pause / stop / beta / lr), a few times a second --
-            if control.due():
-                _poll_control(run, live, optimizer, at)
+            # -- live control (pause / stop / beta / lr), a few times a second, on every rank --
+            if ranks.from_main([control.due()])[0]:
+                _poll_control(run, live, optimizer, at, ranks)
                 while live.paused and not live.stop:
-                    heartbeat.write("paused", **_progress(at, live, clock))
+                    if main:
+                        heartbeat.write("paused", **_progress(at, live, clock))
                     time.sleep(CONTROL_POLL_S)
-                    _poll_control(run, live, optimizer, at)
+                    _poll_control(run, live, optimizer, at, ranks)
                 if live.stop:
                     break
-                heartbeat.fields.update(state="running", **_progress(at, live, clock))
+                if main:
+                    heartbeat.fields.update(state="running", **_progress(at, live, clock))
             # -- one optimisation step --
             t0 = time.monotonic()
             idx = order[at.next_batch * cfg.batch_size : (at.next_batch + 1) * cfg.batch_size]
-            x = train_data.batch(idx, device)  # (B, C, H, W) float in [0, 1]
+            at.next_batch += 1
+            if len(idx) < ranks.world_size:  # an epoch's last scraps: a rank would get none
+                continue
+            x = train_data.batch(shard(idx, ranks), device)  # (B, C, H, W) float in [0, 1]
             beta = live.beta_at(at.step, cfg.cycle_ratio)
-            terms = elbo_terms(model, x)
+            with autocast(device, amp_dtype):
+                out = net(x)
+            terms = terms_from_output(model, x, out)  # the loss in fp32, whatever the forward
             loss = terms.loss(beta, live.free_bits)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-            at.next_batch += 1
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                # Skip the update so one bad batch cannot poison the weights.
+            if not ranks.all_finite(loss, grad_norm):
+                # Skip the update (on every rank) so one bad batch cannot poison the weights.
+                # With fp16, an overflow is the loss scale's to handle, not a divergence.
+                if scaler.is_enabled():
+                    scaler.update()
+                    continue
                 bad_steps += 1
                 window.bad_steps += 1
                 if bad_steps >= MAX_BAD_STEPS:
-                    _diverge(run, model, optimizer, at, live, loss)
+                    _diverge(run, model, optimizer, at, live, loss, main)
                 continue
             bad_steps = 0
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             at.step += 1
-            clock.add(x.shape[0], time.monotonic() - t0)
+            clock.add(len(idx), time.monotonic() - t0)  # the global batch: every rank's share
             window.add(terms, loss, grad_norm)
             bar.update(1)
             # -- publish: metrics row, snapshot, checkpoint (the heartbeat has its thread) --
             if at.step % cfg.log_every == 0:
-                row = window.flush()
-                run.log_metrics(
-                    step=at.step,
-                    epoch=at.epoch,
-                    split="train",
-                    **row,
-                    beta=beta,
-                    free_bits=live.free_bits,
-                    lr=live.lr,
-                    samples_per_s=clock.samples_per_s,
-                )
-                heartbeat.fields.update(_progress(at, live, clock))
+                row = window.flush(ranks, live)
+                if main:
+                    run.log_metrics(
+                        step=at.step,
+                        epoch=at.epoch,
+                        split="train",
+                        **row,
+                        beta=beta,
+                        free_bits=live.free_bits,
+                        lr=live.lr,
+                        samples_per_s=clock.samples_per_s,
+                    )
+                    heartbeat.fields.update(_progress(at, live, clock))
+            if not main:
+                continue
             if snapshot.due():
                 run.publish_snapshot(model, at.step)
             if checkpoint.due():
@@ -411,8 +484,10 @@ def _train(
                 last_point = _save_history(run, model, test_data, at, cfg, device)
         if live.stop:
             break
-        # ---- end of epoch: evaluate on the test split (beta = 1), checkpoint ----
+        # ---- end of epoch: evaluate on the test split (beta = 1), checkpoint (rank 0) ----
         at.epoch, at.next_batch, at.epoch_rng = at.epoch + 1, 0, shuffle.get_state()
+        if not main:
+            continue
         heartbeat.fields.update(_progress(at, live, clock))
         test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches)
         test |= evaluate_iwae(model, test_data, cfg.iwae_k, cfg.iwae_n, device)
@@ -423,21 +498,55 @@ def _train(
 
     # ---- finish: final weights everywhere, state finished ----
     bar.close()
-    if test is None:
-        test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches)
-    _checkpoint(run, model, optimizer, at, live)
-    run.publish_snapshot(model, at.step)
-    reason = STOPPED_BY_USER if live.stop else ""
-    heartbeat.stop("finished", reason=reason, **_progress(at, live, clock))
+    if main:
+        if test is None:
+            test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches)
+        _checkpoint(run, model, optimizer, at, live)
+        run.publish_snapshot(model, at.step)
+        reason = STOPPED_BY_USER if live.stop else ""
+        heartbeat.stop("finished", reason=reason, **_progress(at, live, clock))
     return {
-        "test_loss": -test["elbo"],
+        "test_loss": -test["elbo"] if test else None,
         "test": test,
         "samples_per_s": clock.samples_per_s,
         "step": at.step,
         "epoch": at.epoch,
         "stopped": live.stop,
         "run_dir": str(run.path),
+        "rank": ranks.rank,
+        "world_size": ranks.world_size,
     }
+
+
+def _caching_progress(heartbeat: Heartbeat | None):
+    """status.json's `caching` field, [done, total], while a dataset cache is being built
+    (the heartbeat thread publishes it; the app draws a progress bar)."""
+    if heartbeat is None:
+        return None
+
+    def report(done: int, total: int) -> None:
+        heartbeat.fields["caching"] = [done, total]
+
+    return report
+
+
+def _parallel(model: VAE, ranks: Ranks, device: torch.device) -> torch.nn.Module:
+    """`model` itself for one process; wrapped in DistributedDataParallel under torchrun
+    (which also copies rank 0's initial weights to every rank)."""
+    if not ranks.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def on_device(data: ImageDataset, device: torch.device) -> ImageDataset:
+    """On CUDA, an in-memory split moves to the GPU once (uint8), so batches are sliced
+    there; a memory-mapped one stays on disk and each batch is copied over."""
+    if device.type != "cuda" or data.on_disk:
+        return data
+    return dataclasses.replace(data, images=data.images.to(device), labels=data.labels.to(device))
 
 
 def _restore(
@@ -446,11 +555,14 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     shuffle: torch.Generator,
     live: LiveSettings,
+    main: bool = True,
 ) -> Position | None:
     """Load the newest checkpoint into model, optimizer and RNGs; None if there is none.
 
     Rows logged after that checkpoint by the previous trainer are about to be logged again:
-    a `resume` event at the checkpoint's step tells readers to drop them.
+    a `resume` event at the checkpoint's step tells readers to drop them (rank 0 writes it).
+    A checkpoint holds no trace of the world size: the global batch and the data order are
+    the same for any number of processes, so any number can resume it.
     """
     path = run.latest_checkpoint()
     if path is None:
@@ -463,7 +575,10 @@ def _restore(
     saved = {k: v for k, v in ckpt.extra.items() if k in live.resumable()}
     vars(live).update(saved)  # beta, lr, free bits and the schedule, as they were
     next_batch = ckpt.extra.get("next_batch", 0)
-    run.log_metrics(step=ckpt.step, epoch=ckpt.epoch, event="resume", beta=live.beta, lr=live.lr)
+    if main:
+        run.log_metrics(
+            step=ckpt.step, epoch=ckpt.epoch, event="resume", beta=live.beta, lr=live.lr
+        )
     log.info("resumed %s at step %d (epoch %d)", run.path, ckpt.step, ckpt.epoch)
     return Position(ckpt.step, ckpt.epoch, next_batch, ckpt.generator_state)
 
@@ -485,11 +600,17 @@ def _save_history(
 
 
 def _poll_control(
-    run: RunDir, live: LiveSettings, optimizer: torch.optim.Optimizer, at: Position
+    run: RunDir, live: LiveSettings, optimizer: torch.optim.Optimizer, at: Position, ranks: Ranks
 ) -> None:
-    if apply_control(run, live, at.step):
+    """Rank 0 reads control.json; every rank then holds its settings, from this step on."""
+    changed = ranks.is_main and apply_control(run, live, at.step)
+    if ranks.distributed:
+        *vector, changed = ranks.from_main([*live.as_vector(), changed])
+        live.load_vector(vector)
+    if changed:
         _set_lr(optimizer, live.lr)
-        _log_control(run, at, live)
+        if ranks.is_main:
+            _log_control(run, at, live)
 
 
 def _log_control(run: RunDir, at: Position, live: LiveSettings) -> None:
@@ -516,16 +637,19 @@ def _diverge(
     at: Position,
     live: LiveSettings,
     loss: torch.Tensor,
+    main: bool = True,
 ) -> None:
-    """Keep the last good weights (no bad step was applied) and fail the run."""
+    """Keep the last good weights (no bad step was applied) and fail the run (every rank
+    sees the same non-finite steps, so all of them stop here together)."""
     what = "loss" if not torch.isfinite(loss) else "gradient"
     reason = (
         f"{what} became NaN/inf at step {at.step} ({MAX_BAD_STEPS} steps in a row); "
         f"resume with a lower learning rate (now {live.lr:g}) or beta (now {live.beta:g})"
     )
     log.error(reason)
-    run.log_metrics(step=at.step, epoch=at.epoch, event="failed", reason=reason)
-    _checkpoint(run, model, optimizer, at, live)
+    if main:
+        run.log_metrics(step=at.step, epoch=at.epoch, event="failed", reason=reason)
+        _checkpoint(run, model, optimizer, at, live)
     raise TrainingDiverged(reason)
 
 
@@ -584,9 +708,23 @@ class _Window:
         self.grad_norm_max = torch.maximum(self.grad_norm_max, grad_norm.detach())
         self.kl_per_dim = self.kl_per_dim + terms.kl_per_dim.detach().sum(0)
 
-    def flush(self) -> dict[str, Any]:
-        kl_per_dim = (self.kl_per_dim / self.n).tolist()
-        recon = float(self.recon) / self.n
+    @property
+    def scalars(self) -> tuple:
+        return (self.n, self.recon, self.loss, self.bad_steps)
+
+    def flush(self, ranks: Ranks, live: LiveSettings) -> dict[str, Any]:
+        """The row since the last flush, over every rank's share of the batches.
+
+        The same sum checks that every rank trains with rank 0's live settings.
+        """
+        settings = torch.tensor(live.as_vector(), dtype=torch.float64)
+        scalars = torch.stack([torch.as_tensor(v, dtype=torch.float64).cpu() for v in self.scalars])
+        sums = ranks.sum(torch.cat([settings, scalars, self.kl_per_dim.detach().double().cpu()]))
+        if not torch.allclose(sums[: len(settings)], settings * ranks.world_size):
+            raise RankLost(f"the training processes disagree on the live settings: {sums}")
+        n, recon, loss, bad_steps, *kl_sums = sums[len(settings) :].tolist()
+        kl_per_dim = [k / n for k in kl_sums]
+        recon /= n
         kl = sum(kl_per_dim)
         row = {
             "elbo": -(recon + kl),
@@ -594,10 +732,10 @@ class _Window:
             "kl": kl,
             "kl_per_dim": kl_per_dim,
             "active_units": sum(k > ACTIVE_KL_NATS for k in kl_per_dim),
-            "loss": float(self.loss) / self.batches,
-            "grad_norm": float(self.grad_norm) / self.batches,
+            "loss": loss / (self.batches * ranks.world_size),
+            "grad_norm": float(self.grad_norm) / self.batches,  # the same on every rank
             "grad_norm_max": float(self.grad_norm_max),
-            "bad_steps": self.bad_steps,  # non-finite steps skipped since the last row
+            "bad_steps": int(bad_steps) // ranks.world_size,  # skipped since the last row
         }
         self.reset()
         return row

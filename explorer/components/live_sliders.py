@@ -52,6 +52,22 @@ def _check_args(
         raise ValueError(f"order must be a permutation of range({D}), got {list(order)}")
 
 
+def _check_tracks(
+    D: int, histograms: dict[str, Any] | None, attributes: Sequence[dict[str, Any]]
+) -> None:
+    """Per-dimension histograms need D rows; an attribute's direction needs D values."""
+    if histograms is not None:
+        rows = {k: len(histograms[k]) for k in ("ranges", "q", "p")}
+        if set(rows.values()) != {D}:
+            raise ValueError(f"histograms need {D} rows of ranges, q and p, got {rows}")
+    for attribute in attributes:
+        if len(attribute["direction"]) != D:
+            raise ValueError(
+                f"attribute {attribute['name']!r} has {len(attribute['direction'])} values, "
+                f"the decoder takes latent_dim={D}"
+            )
+
+
 def _weights_needed(memo: dict[str, Any], value: Any, version: str) -> bool:
     """Send weights on a new version, or when the browser asks (e.g. its iframe was remounted)."""
     request = value.get("request") if isinstance(value, dict) else None
@@ -81,6 +97,8 @@ def live_latent_sliders(
     inactive_below: float = 0.01,
     image_px: int = 256,
     top_dims: int | None = None,
+    histograms: dict[str, Any] | None = None,
+    attributes: Sequence[dict[str, Any]] = (),
 ) -> list[float] | None:
     """Draw one slider per latent dimension beside the image they decode to, live in the browser.
 
@@ -97,12 +115,20 @@ def live_latent_sliders(
         image_px: target display size of the image's long side (upscaled by a whole factor).
         top_dims: how many dimensions (the first in `order`) the grid shows; the rest fold
             into a "more dimensions" disclosure below it. None shows all.
+        histograms: {"ranges": (D, 2), "q": (D, B), "p": (D, B)} lists, as from
+            `vae_core.aggregate.SliderHistograms.to_lists()`: each slider's own range and the
+            aggregate posterior's and the prior's densities drawn above its track. None: no
+            histograms, every slider on [-limit, limit].
+        attributes: attribute sliders after the per-dimension ones, each {"name", "direction"
+            (D,) unit vector, "range": [lo, hi], "q", "p" (B,)}. Such a slider shows z . v
+            and moves z along v.
 
     Returns:
         The latent vector the user committed (released a drag or stepped with the keyboard)
         since the last run, or None when the user changed nothing.
     """
     _check_args(payload, z, kl_per_dim, order)
+    _check_tracks(int(payload["latent_dim"]), histograms, attributes)
     version = str(payload["version"])
     memo: dict[str, Any] = st.session_state.setdefault(f"{key}::live_decoder", {})
     # The browser's last report, read before drawing so this run already shows it: passing
@@ -129,5 +155,7 @@ def live_latent_sliders(
         inactive_below=float(inactive_below),
         image_px=int(image_px),
         top_dims=None if top_dims is None else int(top_dims),
+        histograms=histograms,
+        attributes=[dict(a) for a in attributes],
     )
     return user_z

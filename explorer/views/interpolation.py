@@ -8,12 +8,12 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, charts, images, state
-from explorer.views import waiting
+from explorer.views import inspector, waiting
 from explorer.views.scatter import axis_titles
 from vae_core import latent
 from vae_core.rundir import RunDir
 
-SOURCES = ("Test image", "Selected point", "Prior sample")
+SOURCES = ("Test image", "Selected point", "Prior sample", state.OWN_SOURCE)
 BACKGROUND_POINTS = 2000  # the path's context on the small scatter
 FRAME_PX = 96
 WHAT = """
@@ -21,7 +21,8 @@ A path of latent points from z_A to z_B: **lerp** is the straight line; **slerp*
 great circle, keeping the norm ‖z‖ where prior samples live (in D dimensions they lie near a
 sphere of radius √D, so the straight line's middle is atypically close to 0). Each frame is the
 decoder's output at one point (Bernoulli probabilities, Gaussian means for colour data). A test
-image's endpoint is its posterior mean μ(x); the path is drawn on the scatter's projection.
+image's endpoint (and your own image's, from *Inspect image*) is its posterior mean μ(x); the
+path is drawn on the scatter's projection.
 """
 
 
@@ -37,14 +38,17 @@ def render(run: RunDir) -> None:
     net = cache.model(run_path, version)
     col_a, col_b, col_settings = st.columns(3)
     with col_a:
-        z0 = _endpoint("A", codes, net.config.latent_dim, default_index=0)
+        z0 = _endpoint("A", codes, net.config.latent_dim, 0, (run_path, version))
     with col_b:
-        z1 = _endpoint("B", codes, net.config.latent_dim, default_index=1)
+        z1 = _endpoint("B", codes, net.config.latent_dim, 1, (run_path, version))
     with col_settings:
         steps = st.slider("Steps", 3, 16, 8, key="interpolation.steps")
         method = st.radio("Method", ("lerp", "slerp"), horizontal=True, key="interpolation.method")
     if z0 is None or z1 is None:
-        st.info("Select a point on the scatter first, or pick another source.")
+        st.info(
+            "Select a point on the scatter first (or upload / draw your image under "
+            "*Inspect image*), or pick another source."
+        )
         return
     path = latent.interpolate(z0, z1, steps, method)  # (steps, D)
     st.session_state[state.INTERP_PATH] = {"run": run_path, "path": path.tolist()}
@@ -52,9 +56,15 @@ def render(run: RunDir) -> None:
     _draw(latent.decode_latents(net, path), path, codes, projection, class_names)
 
 
-def _endpoint(name: str, codes: latent.EncodedSet, D: int, default_index: int) -> np.ndarray | None:
-    """One endpoint's code, from the chosen source."""
+def _endpoint(
+    name: str, codes: latent.EncodedSet, D: int, default_index: int, snapshot: tuple[str, int]
+) -> np.ndarray | None:
+    """One endpoint's code, from the chosen source; snapshot = (run path, version)."""
     source = st.radio(f"Endpoint {name}", SOURCES, key=f"interpolation.source.{name}")
+    if source == state.OWN_SOURCE:
+        z = inspector.own_code(*snapshot)
+        st.caption("none uploaded or drawn yet" if z is None else "its posterior mean μ")
+        return z
     if source == "Test image":
         index = st.number_input(
             "Test image index",

@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, images, projections, state
-from explorer.views import sliders, timelapse, waiting
+from explorer.views import attributes, holes, inspector, sliders, timelapse, waiting
 from vae_core.latent import EncodedSet, Projection
 from vae_core.rundir import RunDir
 
@@ -62,6 +62,9 @@ def render(run: RunDir) -> None:
         path=_path(run_path, projection),
         axis_titles=axis_titles(projection),
     )
+    inspector.decorate_scatter(fig, run_path, version, codes, projection)  # ring, your image
+    if holes.toggle(projection.method, codes.mu.shape[1]):
+        holes.shade(fig, run_path, version)  # log q_agg - log p behind the points
     col_plot, col_detail = st.columns([3, 1])
     with col_plot:
         st.caption(
@@ -73,11 +76,13 @@ def render(run: RunDir) -> None:
             fig,
             key=state.SCATTER_CHART,
             on_select=partial(_on_select, run_path),
-            selection_mode="points",
+            selection_mode=("points", "box", "lasso"),  # box / lasso: attribute groups
             width="stretch",
         )
     with col_detail:
         _selected_detail(run_path, version, class_names)
+        holes.slider_point_badge(run_path, version)
+        attributes.group_buttons(run_path)
 
 
 def _wants_tsne() -> bool:
@@ -167,7 +172,10 @@ def selected_dataset_index(selection: dict) -> int | None:
 def _on_select(run_path: str) -> None:
     # Runs before the rerun, so the sliders (drawn earlier in the page) can still be moved.
     chart_state = st.session_state.get(state.SCATTER_CHART)
-    index = selected_dataset_index(chart_state.get("selection", {}) if chart_state else {})
+    selection = chart_state.get("selection", {}) if chart_state else {}
+    if attributes.remember_group(run_path, selection):
+        return  # a box / lasso group, not one point
+    index = selected_dataset_index(selection)
     if index is not None:
         state.set_selected_index(index)
         sliders.load_code(run_path, index)

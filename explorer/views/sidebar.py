@@ -112,6 +112,8 @@ def _run_controls(run: RunDir) -> None:
     # The epoch, not the step: this line refreshes every 2 s and a step count would visibly
     # lag the training view's readout (refreshed every second).
     where = f" on {status.host}" if status.on_other_host else ""
+    if status.world_size > 1:
+        where += f", {status.world_size} processes"
     st.caption(
         f"**{access.plain(run.path.name)}**: {access.plain(status.display_state + where)}"
         f" · epoch {status.epoch}"

@@ -4,18 +4,21 @@ All of it sits in one fragment so a slider step reruns only this part: the cache
 one small decode, one PNG; no charts. By default the live-drag component draws sliders and
 image and decodes in the browser while a thumb moves (st.slider reports only on release);
 `slider_grid` is the server-side fallback behind the same z-in / z-out boundary.
+Above every track a small histogram shows the aggregate posterior q(z_d) of the encoded
+test set against the N(0, 1) prior; attribute-vector sliders follow the per-dimension ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from explorer import cache, components, guard, images, reproduce, state
-from explorer.views import waiting
+from explorer import cache, charts, components, guard, images, reproduce, state
+from explorer.views import attributes, holes, waiting
 from vae_core import latent
 from vae_core.models import VAE
 from vae_core.rundir import RunDir
@@ -25,6 +28,7 @@ TOP_DIMS = 16  # shown in the grid; the rest go in an expander
 GRID_COLUMNS = 4
 TRAVERSAL_VALUES = 7
 IMAGE_PX = 256
+RANGE_PRESETS = {"Prior ±3σ": "prior", "Data 1–99 %": "data"}  # label -> aggregate preset
 WHAT = """
 Each slider sets one coordinate of the latent point z, in units of the prior's standard
 deviation: the prior is N(0, I), so ±3 covers 99.7 % of it in each dimension. The image is the
@@ -32,7 +36,23 @@ decoder's output at z: Bernoulli probabilities (Gaussian means for colour data),
 Sliders are sorted by each dimension's KL(q(z_d|x) ‖ p(z_d)), in nats, averaged over the images
 of the last logged step. An *inactive* dimension (KL ≈ 0) carries no information: the decoder
 ignores it, and moving it changes nothing.
+
+Above each slider: the bars are the aggregate posterior q(z_d), the density of z_d over the
+encoded test images' posteriors (exact: a mixture of their Gaussians, binned), the line is the
+prior N(0, 1). Where the line rises above the bars the prior expects codes the data never has.
+"Data 1–99 %" sets each slider's range to where q(z_d) puts 98 % of its mass. The badge says
+whether the whole point z is where the data's codes go (see the Scatter's prior-hole map).
 """
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """What the slider tracks show: per-dim ranges and histograms ({"ranges", "q", "p"}
+    lists, one row per latent dim, or None for plain ±LIMIT sliders) and the attribute
+    sliders (name, unit direction, range, q, p) drawn after the per-dim ones."""
+
+    histograms: dict[str, list] | None = None
+    attributes: tuple[dict, ...] = ()
 
 
 def render(run: RunDir) -> None:
@@ -42,6 +62,7 @@ def render(run: RunDir) -> None:
     if waiting.until_snapshot(run, "The sliders"):
         st.session_state[state.SLIDERS_RESORT] = True  # a full run, not a slider step
         _panel(str(run.path))
+        attributes.render(str(run.path), run.snapshot_version())
 
 
 def decode_model(run: RunDir) -> tuple[VAE, int]:
@@ -73,17 +94,20 @@ def _panel(run_path: str) -> None:
     latest_kl = cache.metrics_log(run_path).refresh().latest_kl_per_dim
     kl = list(latest_kl) if latest_kl is not None and len(latest_kl) == D else [0.0] * D
     _buttons(run_path, D)
-    order = display_order(kl)
+    tracks, problems = _tracks(run_path, version, D)
+    order = _focused_first(run_path, display_order(kl))
     if components.is_available() and st.toggle(
         "Live drag",
         value=True,
         key=state.SLIDERS_LIVE,
         help="decode in the browser while a slider moves; off: server-side sliders",
     ):
-        z = _live_sliders(run_path, net, version, z, kl, order)
+        z = _live_sliders(run_path, net, version, z, kl, order, tracks)
     else:
-        z = _server_sliders(net, version, z, kl, order)
+        z = _server_sliders(run_path, net, version, z, kl, order, tracks)
     st.session_state[state.SLIDERS_Z] = z
+    attributes.show_problems(problems)
+    holes.manifold_badge(run_path, version, z)
     st.toggle("Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot")
     _copy_state(run_path, net, version, z, order)
     if st.toggle("Traversal grid", key="sliders.traversal"):
@@ -121,6 +145,22 @@ def _copy_state(run_path: str, net: VAE, version: int, z: list[float], order: li
         )
 
 
+def _tracks(run_path: str, version: int, D: int) -> tuple[Tracks, list[str]]:
+    """The range preset's control, then the cached histograms and attribute sliders."""
+    label = st.segmented_control(
+        "Slider range",
+        list(RANGE_PRESETS),
+        default="Prior ±3σ",
+        required=True,
+        key=state.SLIDERS_RANGE,
+        help="the prior's ±3σ, or where the encoded test set's codes lie (1–99 % of q(z_d))",
+    )
+    preset = RANGE_PRESETS[label]
+    histograms = cache.slider_histograms(run_path, version, preset)
+    specs, problems = attributes.slider_specs(run_path, version, preset, D)
+    return Tracks(histograms, tuple(specs)), problems
+
+
 def display_order(kl: Sequence[float]) -> list[int]:
     """Dimensions by decreasing KL, sorted again only on a full script run: a slider step
     reruns just the fragment, and a re-sort then would move the sliders (and the keyboard
@@ -132,8 +172,22 @@ def display_order(kl: Sequence[float]) -> list[int]:
     return list(order)
 
 
+def _focused_first(run_path: str, order: list[int]) -> list[int]:
+    """The dimension picked on the disentanglement heat map leads the sliders."""
+    focus = st.session_state.get(state.SLIDERS_FOCUS_DIM)
+    if not focus or focus[0] != run_path or focus[1] not in order:
+        return order
+    return [focus[1], *(d for d in order if d != focus[1])]
+
+
 def _live_sliders(
-    run_path: str, net: VAE, version: int, z: list[float], kl: list[float], order: list[int]
+    run_path: str,
+    net: VAE,
+    version: int,
+    z: list[float],
+    kl: list[float],
+    order: list[int],
+    tracks: Tracks,
 ) -> list[float]:
     """Sliders and image in one browser component: the image follows the thumb mid-drag."""
     payload = cache.decoder_payload(run_path, version, net)
@@ -146,6 +200,8 @@ def _live_sliders(
         limit=LIMIT,
         image_px=IMAGE_PX,
         top_dims=TOP_DIMS,
+        histograms=tracks.histograms,
+        attributes=tracks.attributes,
     )
     if committed is None:
         return z
@@ -154,12 +210,18 @@ def _live_sliders(
 
 
 def _server_sliders(
-    net: VAE, version: int, z: list[float], kl: list[float], order: list[int]
+    run_path: str,
+    net: VAE,
+    version: int,
+    z: list[float],
+    kl: list[float],
+    order: list[int],
+    tracks: Tracks,
 ) -> list[float]:
     """st.slider grid (reports on release) and a server-side decode of the point."""
     col_sliders, col_image = st.columns([3, 2], gap="large")
     with col_sliders:
-        z = slider_grid(z, order, latent.active_dims(kl), kl)
+        z = slider_grid(z, order, latent.active_dims(kl), kl, tracks, run_path)
     with col_image:
         decoded = latent.decode_latents(net, np.asarray(z))[0]  # (H, W, C) uint8
         st.image(
@@ -213,34 +275,94 @@ def load_code(run_path: str, index: int) -> None:
 
 
 def slider_grid(
-    z: Sequence[float], order: Sequence[int], active: Sequence[bool], kl: Sequence[float]
+    z: Sequence[float],
+    order: Sequence[int],
+    active: Sequence[bool],
+    kl: Sequence[float],
+    tracks: Tracks = Tracks(),  # frozen: a safe default
+    run_path: str = "",
 ) -> list[float]:
-    """One slider per dimension in KL order (top ones in a grid, the rest in an expander);
-    returns the new z. The server-side fallback for the live-drag component."""
+    """One slider per dimension in KL order (top ones in a grid, the rest in an expander),
+    then one per attribute vector; returns the new z. The server-side fallback for the
+    live-drag component."""
     z = list(z)
+    ranges = _ranges(tracks, len(z))
     for d in order:
-        st.session_state.setdefault(state.slider_key(d), z[d])  # after a widget-state cleanup
+        key = state.slider_key(d)
+        st.session_state.setdefault(key, z[d])  # after a widget-state cleanup
+        st.session_state[key] = _clamp(st.session_state[key], ranges[d])  # range may shrink
     top, rest = list(order[:TOP_DIMS]), list(order[TOP_DIMS:])
-    _slider_rows(top, z, active, kl)
+    _slider_rows(top, z, active, kl, tracks)
     if rest:
         with st.expander(f"{len(rest)} more dimensions (lower KL)"):
-            _slider_rows(rest, z, active, kl)
+            _slider_rows(rest, z, active, kl, tracks)
+    if tracks.attributes:
+        _attribute_rows(run_path, z, tracks.attributes)
     return z
 
 
-def _slider_rows(dims: list[int], z: list[float], active: Sequence[bool], kl: Sequence[float]):
+def _ranges(tracks: Tracks, D: int) -> list[tuple[float, float]]:
+    if tracks.histograms is None:
+        return [(-LIMIT, LIMIT)] * D
+    return [(round(lo, 2), round(hi, 2)) for lo, hi in tracks.histograms["ranges"]]
+
+
+def _clamp(value: float, bounds: Sequence[float]) -> float:
+    return min(max(float(value), bounds[0]), bounds[1])
+
+
+def _track_image(col, q: Sequence[float], p: Sequence[float]) -> None:
+    col.image(charts.histogram_svg(q, p), width="stretch")
+
+
+def _slider_rows(
+    dims: list[int], z: list[float], active: Sequence[bool], kl: Sequence[float], tracks: Tracks
+):
+    ranges = _ranges(tracks, len(z))
     for start in range(0, len(dims), GRID_COLUMNS):
         cols = st.columns(GRID_COLUMNS)
         for col, d in zip(cols, dims[start : start + GRID_COLUMNS], strict=False):
+            if tracks.histograms is not None:
+                _track_image(col, tracks.histograms["q"][d], tracks.histograms["p"][d])
             label = f"z{d} · {kl[d]:.2f} nats" if active[d] else f"z{d} · inactive"
             z[d] = col.slider(
                 label,
-                -LIMIT,
-                LIMIT,
+                *ranges[d],
                 step=0.05,
                 key=state.slider_key(d),
                 help=None if active[d] else "KL ≈ 0: the decoder ignores this dimension",
             )
+
+
+def _attribute_rows(run_path: str, z: list[float], specs: Sequence[dict]) -> None:
+    """A slider per attribute vector v showing z . v; moving it moves z along v."""
+    st.caption("Attribute vectors")
+    for start in range(0, len(specs), GRID_COLUMNS):
+        cols = st.columns(GRID_COLUMNS)
+        for col, spec in zip(cols, specs[start : start + GRID_COLUMNS], strict=False):
+            key = state.attribute_slider_key(spec["name"])
+            lo, hi = (round(v, 2) for v in spec["range"])
+            position = float(np.dot(z, spec["direction"]))
+            st.session_state[key] = _clamp(round(position, 2), (lo, hi))  # follows z
+            _track_image(col, spec["q"], spec["p"])
+            col.slider(
+                spec["name"],  # widget labels are shown as text
+                lo,
+                hi,
+                step=0.05,
+                key=key,
+                on_change=_move_along,
+                args=(run_path, key, tuple(spec["direction"])),
+                help="z · v for this attribute's unit vector v; moving it moves z along v",
+            )
+
+
+def _move_along(run_path: str, key: str, direction: tuple[float, ...]) -> None:
+    """Slider callback: move z along the unit `direction` until z . v is the slider's value."""
+    z = np.asarray(st.session_state[state.SLIDERS_Z], dtype=np.float64)
+    v = np.asarray(direction, dtype=np.float64)
+    z = z + (st.session_state[key] - z @ v) * v
+    state.set_latent_z(run_path, z)
 
 
 def _traversal(net: VAE, z: list[float], order: list[int]) -> None:

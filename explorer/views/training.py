@@ -151,6 +151,14 @@ def _readouts(run: RunDir, status: Status) -> None:
     cols[2].metric("Epoch", status.epoch)
     cols[3].metric("Samples/s", f"{status.samples_per_s:,.0f}" if status.heartbeat else "–")
     cols[4].metric("Last update", _last_update(status))
+    if status.caching and status.is_live:
+        done, total = status.caching
+        st.progress(
+            done / max(total, 1),
+            text=f"Caching the dataset on disk (first use): {done:,} / {total:,} images",
+        )
+    if status.device:  # runs from before it was recorded do not say
+        st.caption(f"Trained by {access.plain(status.placement)}.")
     if shown in ("dead", "failed"):
         _failure(run, status)
 

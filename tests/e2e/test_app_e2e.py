@@ -32,15 +32,8 @@ def app_url(runs_root: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(app_url: str) -> Iterator[object]:
-    if not Path(devserver.CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {devserver.CHROMIUM}")
-    with playwright_api.sync_playwright() as p:
-        browser = devserver.launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(app_url)
+    with devserver.chromium_page(app_url, height=1000, timeout_ms=TIMEOUT_MS) as page:
         yield page
-        browser.close()
 
 
 def _shot(page, name: str) -> None:

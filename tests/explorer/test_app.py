@@ -259,6 +259,28 @@ def test_a_failure_reason_from_the_run_is_shown_as_text(app, empty_runs_root) ->
     assert "![img](" not in error.value and "](https://" not in error.value
 
 
+def test_a_torchrun_run_shows_its_processes_backend_and_precision(app, empty_runs_root) -> None:
+    run = _fake_run(empty_runs_root / "ddp-run")
+    placement = {"world_size": 2, "backend": "gloo", "device": "cpu", "precision": "bf16"}
+    run.write_status("finished", step=40, epoch=1, **placement)
+    at = app(run="ddp-run")
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert access.plain("Trained by 2 processes (torchrun, gloo) on cpu, bf16") + "." in captions
+    sidebar = [c.value for c in at.sidebar.caption]
+    assert f"**ddp\\-run**: {access.plain('finished, 2 processes')} · epoch 1" in sidebar
+
+
+def test_a_run_caching_its_dataset_shows_a_progress_bar(app, empty_runs_root) -> None:
+    run = _fake_run(empty_runs_root / "caching-run")
+    run.write_status("starting", caching=[50_000, 200_000])  # this pid: a live trainer
+    at = app(run="caching-run")
+    assert not at.exception
+    (bar,) = at.get("progress")
+    assert bar.proto.value == 25
+    assert "50,000 / 200,000 images" in bar.proto.text
+
+
 def test_served_remotely_nothing_can_start_or_control_a_trainer(
     app, runs_root, run_name, monkeypatch
 ) -> None:

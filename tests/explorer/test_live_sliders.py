@@ -73,3 +73,12 @@ def test_component_renders_without_a_browser_and_reports_nothing() -> None:
     app.run(timeout=30)
     assert not app.exception
     assert app.text[0].value == "reported: None"
+
+
+def test_histograms_and_attributes_that_do_not_fit_the_latent_are_refused() -> None:
+    tracks = {"ranges": [[-3, 3]] * 2, "q": [[0.1] * 4] * 2, "p": [[0.1] * 4] * 2}
+    live_sliders._check_tracks(2, tracks, [{"name": "a", "direction": [0.6, 0.8]}])
+    with pytest.raises(ValueError, match="histograms need 3 rows"):
+        live_sliders._check_tracks(3, tracks, [])
+    with pytest.raises(ValueError, match="attribute 'a' has 2 values"):
+        live_sliders._check_tracks(3, None, [{"name": "a", "direction": [0.6, 0.8]}])

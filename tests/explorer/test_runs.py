@@ -96,9 +96,9 @@ def test_resolve_run_by_name_or_path(tmp_path: Path) -> None:
 def test_live_changes_are_written_to_control_json(tmp_path: Path) -> None:
     run = _fake_run(tmp_path / "r")
     runs.apply_live(run, beta=4.0, lr=3e-4)
-    runs.pause_run(run)
+    runs.pause_run(run)  # before the trainer read the change: both travel together
     control = run.read_control()
-    assert control["command"] == "pause" and control["set"] == {}
+    assert control["command"] == "pause" and control["set"] == {"beta": 4.0, "lr": 3e-4}
     for beta, lr in ((-1.0, 1e-3), (float("nan"), 1e-3), (1.0, float("inf")), (1.0, 2.0)):
         with pytest.raises(ValueError, match="must be a finite number in"):
             runs.apply_live(run, beta=beta, lr=lr)

@@ -239,3 +239,29 @@ def test_fork_trains_a_branch_and_refuses_bad_input_creating_nothing(trained_run
         "fork", "--from", str(tmp_path), "--run-dir", str(tmp_path / "y"), check=False
     )
     assert not_a_run.returncode == 2 and "not a run directory" in not_a_run.stderr
+
+
+def test_eval_disentanglement_adds_mig_and_the_factor_by_dim_mi_matrix(trained_run):
+    from vae_core.shapes import FACTOR_NAMES
+
+    out = last_json(
+        vae_core("eval", "--run-dir", str(trained_run.path), "--disentanglement").stdout
+    )
+    assert 0.0 <= out["mig"] <= 1.0 and "test_loss" in out
+    assert out["mi_factors"] == list(FACTOR_NAMES)
+    matrix = out["mi_matrix"]  # factors x dims, nested lists
+    assert len(matrix) == len(FACTOR_NAMES) and all(len(row) == 3 for row in matrix)
+    assert all(value >= 0.0 for row in matrix for value in row)
+    assert set(out["mig_per_factor"]) <= set(FACTOR_NAMES)
+
+
+def test_eval_disentanglement_refuses_a_dataset_without_factors(tmp_path):
+    from vae_core.config import ModelConfig, TrainConfig
+
+    run = RunDir(tmp_path / "fashion").create()  # a config is all the refusal needs
+    run.write_config(ModelConfig(latent_dim=2, hidden_dim=8), TrainConfig(dataset="fashion-mnist"))
+    result = vae_core("eval", "--run-dir", str(run.path), "--disentanglement", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "needs a dataset with ground-truth factors" in result.stderr
+    assert "'fashion-mnist' has none" in result.stderr

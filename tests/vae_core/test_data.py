@@ -6,10 +6,12 @@ import functools
 import gzip
 import hashlib
 import http.server
+import json
 import logging
 import os
 import socket
 import struct
+import tempfile
 import threading
 import time
 import zlib
@@ -20,11 +22,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFile
-from safetensors import safe_open
-from safetensors.torch import load_file
 from torchvision.datasets import MNIST, FashionMNIST
 
-from vae_core import catalog, data, shapes
+from vae_core import catalog, data, memmap_cache, shapes
 from vae_core.catalog import (
     DATASETS,
     MAX_SHAPES_IMAGES,
@@ -387,22 +387,31 @@ def test_folder_files_in_root_beside_subfolders_get_the_empty_class(tmp_path: Pa
     assert ds.labels.tolist() == [1, 0]  # birds/deep/b.png sorts before loose.png
 
 
-def test_folder_cache_is_safetensors_reused_and_invalidated_by_edits(
+def test_folder_cache_is_a_raw_uint8_entry_reused_and_invalidated_by_edits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "pics"
     _save_image(root / "a.png", (10, 20, 30))
     load_dataset("folder", "train", tmp_path, path=root, image_size=32)
     cache_dir = tmp_path / "folder-cache"
-    (cache,) = cache_dir.iterdir()  # one file, no temp leftovers
-    assert cache.suffix == ".safetensors"
-    assert load_file(cache)["images"].shape == (1, 3, 32, 32)
+    (cache,) = cache_dir.iterdir()  # one entry, no temp leftovers
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "file_index.npy",
+        "images.u8",
+        "labels.npy",
+        "meta.json",
+    ]
+    raw = np.fromfile(cache / "images.u8", dtype=np.uint8)
+    assert raw.shape == (3 * 32 * 32,)
+    assert raw.reshape(3, 32, 32)[:, 0, 0].tolist() == [10, 20, 30]
+    meta = json.loads((cache / "meta.json").read_text())
+    assert meta["shape"] == [1, 3, 32, 32] and meta["complete"] is True
 
     def no_decoding(*args: object) -> None:
         raise AssertionError("decoded although the cache is current")
 
     with monkeypatch.context() as m:
-        m.setattr(data, "_decode_folder", no_decoding)
+        m.setattr(data, "_decode_image", no_decoding)
         cached = load_dataset("folder", "train", tmp_path, path=root, image_size=32)
     assert cached.images[0, :, 0, 0].tolist() == [10, 20, 30]
 
@@ -532,38 +541,268 @@ def test_pixel_limit_is_a_module_constant_tests_can_lower(
     assert len(ds) == 1 and ds.skipped == 1 and ds.images[0, 0, 0, 0] == 2
 
 
-# ---- folder cache eviction ----
+# ---- the disk cache: layout, splits, batches, interruption, progress ----
 
 
-def _tiny_tensors(value: int) -> dict[str, torch.Tensor]:
-    return {
-        "images": torch.full((1, 1, 2, 2), value, dtype=torch.uint8),
-        "labels": torch.zeros(1, dtype=torch.int64),
-        "file_index": torch.zeros(1, dtype=torch.int64),
-    }
+def _noise_folder(root: Path, count: int, seed: int = 0) -> list[Path]:
+    """`count` 28 x 28 random-noise PNGs split over two class folders; sorted like the loader.
 
-
-def _write_entries(cache_dir: Path, count: int) -> list[Path]:
-    """Write `count` cache entries, each one second more recent than the last."""
-    base = time.time_ns() - 10**12
+    Noise makes any row mix-up or byte shift visible, where flat colours could hide it."""
+    rng = np.random.default_rng(seed)
     paths = []
     for i in range(count):
-        path = cache_dir / f"{i:02d}.safetensors"
-        data._write_cache(path, _tiny_tensors(i))
+        path = root / ("cats" if i % 3 else "dogs") / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return sorted(paths, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _expected_split(root: Path, files: list[Path], split: str) -> tuple[torch.Tensor, list[int]]:
+    """What the split must hold: the decoded pixels and labels of its files, in file order."""
+    chosen = [i for i in range(len(files)) if (i % 10 == 9) == (split == "test")]
+    pixels = np.stack([data._decode_image(files[i], 28, 3) for i in chosen])
+    labels = [0 if files[i].parent.name == "cats" else 1 for i in chosen]
+    return torch.from_numpy(pixels), labels
+
+
+def _mapping_of(address: int) -> tuple[str, int] | None:
+    """(file path, resident kB) of this process's memory mapping that holds `address`."""
+    smaps = Path("/proc/self/smaps")
+    if not smaps.exists():
+        pytest.skip("needs /proc/self/smaps (Linux)")
+    found = None
+    for line in smaps.read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and not head[0].endswith(":"):
+            lo, hi = (int(x, 16) for x in head[0].split("-"))
+            found = (head[-1] if len(head) > 5 else "", lo <= address < hi)
+        elif head[0] == "Rss:" and found is not None and found[1]:
+            return found[0], int(head[1])
+    return None
+
+
+def test_folder_cache_round_trip_equals_decoded_pixels_and_splits_are_file_views(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "pics"
+    files = _noise_folder(root, 25)
+    for split in ("train", "test"):
+        ds = load_dataset("folder", split, tmp_path / "data", path=root, image_size=28)
+        pixels, labels = _expected_split(root, files, split)
+        assert ds.on_disk and ds.images.shape == pixels.shape == (len(labels), 3, 28, 28)
+        assert torch.equal(ds.images, pixels) and ds.labels.tolist() == labels
+        # No copy: the split's tensor is a view of the cache file, mapped into memory.
+        path, _ = _mapping_of(ds.images.data_ptr())
+        assert path.endswith("images.u8")
+    (entry,) = (tmp_path / "data" / "folder-cache").iterdir()
+    assert np.load(entry / "file_index.npy").tolist()[-2:] == [9, 19]  # test rows last
+
+
+def test_disk_batches_equal_in_memory_batches_and_leave_the_map_untouched(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "pics"
+    _noise_folder(root, 40)
+    ds = load_dataset("folder", "train", tmp_path, path=root, image_size=28)
+    other = load_dataset("folder", "train", tmp_path, path=root, image_size=28)  # own mapping
+    copy = ImageDataset(images=other.images.clone(), labels=other.labels.clone(), info=ds.info)
+    assert not copy.on_disk and len(ds) == len(copy) == 36
+    indices = [
+        torch.randperm(36, generator=torch.Generator().manual_seed(0)),
+        torch.tensor([5, 5, -1, 0, 35, 6, 7, 8]),  # repeats, negatives, runs
+        torch.tensor([], dtype=torch.int64),
+        slice(3, 20),
+        slice(30, 99),
+        slice(None, None, 7),
+        [2, 1],
+        np.array([4, 9], dtype=np.int32),
+    ]
+    for index in indices:
+        assert torch.equal(ds.batch(index), copy.batch(index)), index
+    _, resident_kb = _mapping_of(ds.images.data_ptr())
+    assert resident_kb == 0  # batches came through pread, not the mapping
+    mask = ds.labels == 1
+    assert torch.equal(ds.batch(mask), copy.batch(mask))  # masks fall back to the mapping
+    with pytest.raises(IndexError):
+        ds.batch(torch.tensor([36]))
+
+
+@pytest.mark.parametrize("damage", ["no meta.json", "truncated images", "half-written meta"])
+def test_interrupted_folder_cache_is_detected_and_rebuilt(
+    damage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "pics"
+    files = _noise_folder(root, 12)
+    first = load_dataset("folder", "train", tmp_path, path=root, image_size=28)
+    expected = first.images.clone()
+    (entry,) = (tmp_path / "folder-cache").iterdir()
+    size = (entry / "images.u8").stat().st_size
+    if damage == "no meta.json":
+        (entry / "meta.json").unlink()
+    elif damage == "truncated images":
+        os.truncate(entry / "images.u8", size - 100)
+    else:
+        (entry / "meta.json").write_text('{"version": 1, "sha')
+    decoded: list[Path] = []
+    decode = data._decode_image
+    monkeypatch.setattr(data, "_decode_image", lambda p, *a: decoded.append(p) or decode(p, *a))
+    again = load_dataset("folder", "train", tmp_path, path=root, image_size=28)
+    assert len(decoded) == len(files)  # rebuilt from the images
+    assert torch.equal(again.images, expected) and torch.equal(again.batch([0]), first.batch([0]))
+    assert [p.name for p in (tmp_path / "folder-cache").iterdir()] == [entry.name]
+    assert (entry / "images.u8").stat().st_size == size
+    assert json.loads((entry / "meta.json").read_text())["complete"] is True
+
+
+def test_a_build_killed_midway_publishes_nothing_and_the_next_load_builds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "pics"
+    _noise_folder(root, 12)
+    decode = data._decode_image
+    calls = iter(range(100))
+
+    def dies_at_the_fifth(path: Path, *args: object) -> np.ndarray | None:
+        if next(calls) == 5:
+            raise KeyboardInterrupt  # the user's Ctrl-C, mid-build
+        return decode(path, *args)
+
+    monkeypatch.setattr(data, "_DECODE_CHUNK", 2)  # rows reach the file before the kill
+    with monkeypatch.context() as m:
+        m.setattr(data, "_decode_image", dies_at_the_fifth)
+        with pytest.raises(KeyboardInterrupt):
+            load_dataset("folder", "train", tmp_path, path=root, image_size=28)
+    assert list((tmp_path / "folder-cache").iterdir()) == []  # no entry, no temp folder
+    ds = load_dataset("folder", "train", tmp_path, path=root, image_size=28)
+    assert len(ds) == 11 and ds.images.shape == (11, 3, 28, 28)
+
+
+def test_concurrent_builders_of_one_entry_leave_one_complete_copy(tmp_path: Path) -> None:
+    final = tmp_path / "cache" / "key"
+    builders = [memmap_cache.EntryBuilder(final, (1, 2, 2)) for _ in range(2)]
+    for value, builder in enumerate(builders):
+        builder.append(np.full((3, 1, 2, 2), value, dtype=np.uint8))
+    arrays = {"labels": np.arange(3)}
+    entries = [b.finish(arrays, {"all": (0, 3)}) for b in builders]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["key"]  # no temp left
+    assert entries[0].path == entries[1].path == final
+    stored = np.fromfile(final / "images.u8", dtype=np.uint8)
+    assert stored.tolist() == [0] * 12  # the first rename won; the second copy was dropped
+
+
+def test_progress_callback_counts_files_up_to_the_total_while_building_only(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "pics"
+    _noise_folder(root, 30)
+    (root / "broken.png").write_bytes(b"not an image")  # counted as done, though skipped
+    calls: list[tuple[int, int]] = []
+    ds = load_dataset(
+        "folder", "test", tmp_path, progress=lambda *c: calls.append(c), path=root, image_size=28
+    )
+    assert ds.skipped == 1
+    assert calls[0] == (0, 31) and calls[-1] == (31, 31)
+    assert {total for _, total in calls} == {31}
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and len(calls) <= 33  # every 1 %: not more than once a file
+    calls.clear()
+    load_dataset("folder", "train", tmp_path, progress=lambda *c: calls.append(c), path=root)
+    assert calls[0] == (0, 31) and calls[-1] == (31, 31)  # image_size 64: a new entry
+    calls.clear()
+    load_dataset("folder", "train", tmp_path, progress=lambda *c: calls.append(c), path=root)
+    assert calls == []  # a cache hit builds nothing
+
+
+def test_progress_report_is_throttled_to_one_percent_steps() -> None:
+    calls: list[tuple[int, int]] = []
+    report = memmap_cache.ProgressReport(lambda *c: calls.append(c), 10_000, "test")
+    for done in range(1, 10_001):
+        report.update(done)
+    report.close()
+    assert calls[0] == (0, 10_000) and calls[-1] == (10_000, 10_000)
+    assert 100 <= len(calls) <= 102
+
+
+def test_large_shapes_split_is_rendered_into_the_disk_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert data.SHAPES_IN_MEMORY_MAX == 50_000
+    monkeypatch.setattr(data, "SHAPES_IN_MEMORY_MAX", 100)
+    monkeypatch.setattr(data, "_RENDER_CHUNK", 64)  # several chunks, the last one partial
+    calls: list[tuple[int, int]] = []
+    options = {"image_size": 28, "num_samples": 300, "seed": 3}
+    train = load_dataset(
+        "shapes", "train", tmp_path, progress=lambda *c: calls.append(c), **options
+    )
+    images, factors, factor_idx = shapes.generate_shapes(300, image_size=28, seed=6)
+    assert train.on_disk and torch.equal(train.images, images)
+    assert torch.equal(train.batch(torch.tensor([299, 0])), images[[299, 0]].float() / 255)
+    assert torch.equal(train.factors, factors) and torch.equal(train.factor_idx, factor_idx)
+    assert torch.equal(train.labels, factor_idx[:, 0])
+    assert calls[0] == (0, 300) and calls[-1] == (300, 300)
+    (entry,) = (tmp_path / "shapes-cache").iterdir()
+    assert (entry / "images.u8").stat().st_size == 300 * 28 * 28
+    test = load_dataset("shapes", "test", tmp_path, **options)  # 75 images: in memory
+    assert not test.on_disk and len(test) == 75
+    monkeypatch.setattr(shapes, "render_shapes", lambda *a, **k: pytest.fail("rendered again"))
+    again = load_dataset("shapes", "train", tmp_path, **options)
+    assert torch.equal(again.images, images)
+
+
+def test_unwritable_cache_dir_falls_back_to_a_private_temporary_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "pics"
+    files = _noise_folder(root, 12)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("the cache folder cannot be created under a file")
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    ds = load_dataset("folder", "train", blocked, path=root, image_size=28)
+    assert list(private_tmp.iterdir()) == []  # deleted at once; the open file still reads
+    pixels, labels = _expected_split(root, files, "train")
+    assert torch.equal(ds.batch(slice(None)), pixels.float() / 255)
+    assert torch.equal(ds.images, pixels) and ds.labels.tolist() == labels
+
+
+# ---- cache eviction ----
+
+
+def _tiny_entry(final: Path, value: int) -> memmap_cache.Entry:
+    with memmap_cache.EntryBuilder(final, (1, 2, 2)) as builder:
+        builder.append(np.full((1, 1, 2, 2), value, dtype=np.uint8))
+        return builder.finish({"labels": np.zeros(1, np.int64)}, {"all": (0, 1)})
+
+
+def _write_entries(cache_dir: Path, count: int, first: int = 0) -> list[Path]:
+    """Add `count` cache entries through the loader's path (so evicting as it goes), each
+    one second more recent than the last."""
+    base = time.time_ns() - 10**12
+    paths = []
+    for i in range(first, first + count):
+        path = cache_dir / f"{i:02d}"
+        data._open_or_build(
+            path,
+            functools.partial(_tiny_entry, value=i),
+            data.FOLDER_CACHE_ENTRIES,
+            data.FOLDER_CACHE_BYTES,
+        )
         os.utime(path, ns=(base + i * 10**9, base + i * 10**9))
         paths.append(path)
     return paths
 
 
-def test_folder_cache_keeps_the_most_recent_entries_written_atomically(tmp_path: Path) -> None:
+def test_folder_cache_keeps_the_most_recent_entries(tmp_path: Path) -> None:
     cache_dir = tmp_path / "folder-cache"
-    assert data.FOLDER_CACHE_ENTRIES == 8
+    assert data.FOLDER_CACHE_ENTRIES == 8 and data.FOLDER_CACHE_BYTES == 8 * 1024**3
     paths = _write_entries(cache_dir, data.FOLDER_CACHE_ENTRIES + 3)
     left = sorted(p.name for p in cache_dir.iterdir())
     assert left == [p.name for p in paths[3:]]  # the three oldest went, no temp files stayed
-    with safe_open(paths[-1], "pt") as f:
-        assert f.metadata()["version"] == str(data._FOLDER_CACHE_VERSION)
-    assert load_file(paths[-1])["images"].max() == len(paths) - 1
+    entry = memmap_cache.open_entry(paths[-1])
+    assert entry is not None and entry.shape == (1, 1, 2, 2)
+    assert np.fromfile(entry.images_path, np.uint8).tolist() == [len(paths) - 1] * 4
 
 
 def test_folder_cache_hit_makes_an_entry_the_most_recently_used(
@@ -587,7 +826,7 @@ def test_folder_cache_hit_makes_an_entry_the_most_recently_used(
         m.setattr(data, "_decode_folder", lambda *args: pytest.fail("decoded a cached folder"))
         load("a")  # a hit: a is now more recent than b
     load("c")
-    assert cache_a.is_file() and not cache_b.exists()
+    assert cache_a.is_dir() and not cache_b.exists()
     assert len(list(cache_dir.iterdir())) == 2
 
 
@@ -595,21 +834,25 @@ def test_folder_cache_byte_budget_evicts_but_keeps_the_newest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache_dir = tmp_path / "folder-cache"
-    size = _write_entries(cache_dir, 1)[0].stat().st_size
+    (first,) = _write_entries(cache_dir, 1)
+    size = sum(p.stat().st_size for p in first.iterdir())
     monkeypatch.setattr(data, "FOLDER_CACHE_BYTES", int(2.5 * size))
-    _write_entries(cache_dir, 4)
-    assert sorted(p.name for p in cache_dir.iterdir()) == ["02.safetensors", "03.safetensors"]
+    _write_entries(cache_dir, 3, first=1)
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["02", "03"]
     monkeypatch.setattr(data, "FOLDER_CACHE_BYTES", 1)  # under one entry: the newest stays
-    data._write_cache(cache_dir / "new.safetensors", _tiny_tensors(9))
-    assert [p.name for p in cache_dir.iterdir()] == ["new.safetensors"]
+    _write_entries(cache_dir, 1, first=9)
+    assert [p.name for p in cache_dir.iterdir()] == ["09"]
 
 
-def test_folder_cache_removes_temp_files_left_by_killed_writers(tmp_path: Path) -> None:
+def test_folder_cache_removes_stale_temp_folders_and_old_format_files(tmp_path: Path) -> None:
     cache_dir = tmp_path / "folder-cache"
-    cache_dir.mkdir()
-    old, fresh = cache_dir / ".x.safetensors.old.tmp", cache_dir / ".y.safetensors.new.tmp"
-    old.write_bytes(b"half")
-    fresh.write_bytes(b"being written")
+    old, fresh = cache_dir / ".x.old.tmp", cache_dir / ".y.new.tmp"
+    for folder in (old, fresh):
+        folder.mkdir(parents=True)
+        (folder / "images.u8").write_bytes(b"half")
+    legacy = cache_dir / "0123abcd.safetensors"  # the cache format before memmaps
+    legacy.write_bytes(b"old")
     os.utime(old, (time.time() - 2 * data._STALE_TEMP_S,) * 2)
-    data._write_cache(cache_dir / "e.safetensors", _tiny_tensors(1))
-    assert not old.exists() and fresh.exists()
+    _write_entries(cache_dir, 1)
+    assert not old.exists() and not legacy.exists()
+    assert fresh.exists()  # maybe another process's build in progress: left alone

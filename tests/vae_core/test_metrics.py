@@ -88,3 +88,38 @@ def test_mig_on_shapes_refuses_a_dataset_without_factors() -> None:
     model = VAE(ModelConfig(image_shape=(1, 28, 28), latent_dim=2, hidden_dim=8))
     with pytest.raises(ValueError, match="no ground-truth factors"):
         mig_on_shapes(model, data)
+
+
+def test_mig_is_one_when_the_codes_are_the_factors_themselves() -> None:
+    factors = _factors(20_000, (3, 6, 40, 32, 32))  # the shapes factors' class counts
+    # With as many bins as the largest factor has classes, binning loses nothing (with the
+    # default 20 bins, 40 orientations share bins and the gap drops to ~log 20 / log 40).
+    # 20k points keep the plug-in estimate's bias on the runner-up's MI small.
+    result = mutual_information_gap(factors.astype(np.float32), factors, num_bins=40)
+    assert result.mig == pytest.approx(1.0, abs=0.02)
+    assert all(gap == pytest.approx(1.0, abs=0.03) for gap in result.per_factor.values())
+
+
+def test_mig_is_near_zero_for_random_codes_of_the_same_size() -> None:
+    factors = _factors(4000, (3, 6, 40, 32, 32))
+    mu = np.random.default_rng(7).normal(size=(4000, 5))
+    result = mutual_information_gap(mu, factors)
+    assert result.mig < 0.05
+    assert result.mutual_information.max() < 0.2  # 20 bins over 4000 points: small bias only
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_permutation_of_the_dimensions_does_not_change_mig(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    factors = _factors(3000, (3, 6, 10), seed=seed)
+    mu = np.concatenate(
+        [factors + 0.3 * rng.normal(size=factors.shape), rng.normal(size=(3000, 2))], 1
+    )
+    permutation = rng.permutation(mu.shape[1])
+    original = mutual_information_gap(mu, factors)
+    permuted = mutual_information_gap(mu[:, permutation], factors)
+    assert permuted.mig == pytest.approx(original.mig, abs=1e-12)
+    assert permuted.per_factor == pytest.approx(original.per_factor, abs=1e-12)
+    np.testing.assert_allclose(
+        permuted.mutual_information, original.mutual_information[permutation]
+    )

@@ -182,6 +182,19 @@ def test_control_commands_are_sequenced_and_validated(tmp_run_dir):
     assert tmp_run_dir.read_control()["seq"] == second["seq"]  # nothing refused was written
 
 
+def test_quick_sends_merge_until_the_trainer_applies_them(tmp_run_dir):
+    tmp_run_dir.send_control("pause")
+    tmp_run_dir.send_control(beta=2.5)
+    merged = tmp_run_dir.send_control("resume", lr=1e-4)
+    assert (merged["command"], merged["set"]) == ("resume", {"beta": 2.5, "lr": 1e-4})
+    tmp_run_dir.send_control("stop")
+    assert tmp_run_dir.send_control("resume")["command"] == "stop"  # a stop is never undone
+    # Once the trainer has applied a message, the next one starts afresh.
+    tmp_run_dir.write_status("running", control_seq=tmp_run_dir.read_control()["seq"])
+    fresh = tmp_run_dir.send_control(lr=3e-4)
+    assert (fresh["command"], fresh["set"]) == (None, {"lr": 3e-4})
+
+
 def test_control_seq_keeps_rising_after_control_json_is_damaged(tmp_run_dir):
     before = tmp_run_dir.send_control("pause")["seq"]
     tmp_run_dir.control_path.write_bytes(b"\xff\xfe{")
@@ -387,3 +400,20 @@ def test_load_run_model_takes_the_snapshot_when_it_is_newer(tmp_run_dir):
 
 def _first_weight(model: torch.nn.Module) -> torch.Tensor:
     return next(model.parameters()).detach()
+
+
+def test_a_safetensors_file_whose_header_length_starts_with_0x80_loads(tmp_path):
+    """The first byte is the header length's low byte: 0x80 there is not a pickle."""
+    from safetensors.torch import save_file
+
+    from vae_core.rundir import load_safetensors
+
+    for pad in range(0, 300):  # metadata of varying length moves the header length through 0x80
+        path = tmp_path / f"w{pad}.safetensors"
+        save_file({"w": torch.ones(2)}, path, metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no header length with low byte 0x80 in the range tried")
+    tensors, meta = load_safetensors(path)
+    assert tensors["w"].tolist() == [1.0, 1.0] and meta["pad"] == "x" * pad

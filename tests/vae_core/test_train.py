@@ -142,18 +142,16 @@ def test_each_evaluation_logs_the_iwae_bound_beside_the_elbo(tmp_path):
 def poison_from_step(monkeypatch, first_bad: int) -> None:
     """From training step `first_bad` on, every loss is NaN (until monkeypatch undoes it);
     evaluations (eval mode) are left alone."""
-    real, calls = train_module.elbo_terms, {"n": 0}
+    real, calls = train_module.terms_from_output, {"n": 0}
 
-    def poisoned(model, x):
-        if not model.training:
-            return real(model, x)
+    def poisoned(model, x, out):
         calls["n"] += 1
-        terms = real(model, x)
+        terms = real(model, x, out)
         if calls["n"] >= first_bad:
             return ElboTerms(terms.recon * float("nan"), terms.kl_per_dim)
         return terms
 
-    monkeypatch.setattr(train_module, "elbo_terms", poisoned)
+    monkeypatch.setattr(train_module, "terms_from_output", poisoned)
 
 
 def test_nan_loss_fails_the_run_keeping_good_weights_and_resume_with_lower_lr_works(
@@ -254,3 +252,22 @@ def test_a_control_with_unknown_keys_or_bad_values_is_refused_by_the_trainer(tmp
     assert (live.beta, live.lr, live.stop) == (1.0, 1e-3, False)
     run.control_path.write_text(json.dumps({"seq": 9, "command": None, "set": {"beta": 2}}))
     assert train_module.apply_control(run, live) and live.beta == 2.0
+
+
+def test_building_a_dataset_cache_shows_its_progress_in_status(tmp_path, monkeypatch):
+    """The loader reports (done, total) while it caches; the heartbeat publishes it, and it
+    is gone once training starts."""
+    monkeypatch.setattr(train_module, "HEARTBEAT_S", 0.05)
+    real, seen = train_module.load_dataset, []
+    run = RunDir(tmp_path / "run")
+
+    def caching_loader(*args, progress=None, **kwargs):
+        progress(300, 1200)
+        time.sleep(0.3)  # a few heartbeats
+        seen.append(json.loads(run.status_path.read_text()).get("caching"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "load_dataset", caching_loader)
+    train(*tiny_configs(epochs=1), run)
+    assert seen[0] == [300, 1200]
+    assert run.read_status().caching == ()

@@ -4,6 +4,8 @@
 // float32 weights only when the weights' version changes; every `input` event while a thumb
 // moves re-decodes here (one decode per animation frame), so the image follows the drag.
 // On release or a keyboard step the latent vector goes back to Python.
+// Above each track a small histogram shows where the data's codes go along it (the
+// aggregate posterior q) against the N(0, 1) prior; attribute sliders move z along a vector.
 //
 // The Streamlit component protocol (normally streamlit-component-lib, which needs a build
 // step) is a handful of postMessage calls, implemented by hand below.
@@ -39,7 +41,9 @@ const state = {
   z: new Float64Array(0), // the latent vector being shown; may lie outside the slider range
   lastArgsZ: null, // the z Python sent last time, to spot when Python moves the sliders
   lastReportedZ: null,
-  layoutKey: "", // which sliders exist: [D, limit, step, top_dims]
+  layoutKey: "", // which sliders exist: [D, limit, step, top_dims, ranges, attributes]
+  histKey: "", // which histograms are drawn
+  attributes: [], // [{name, direction, range, q, p}]: sliders that move z along a direction
   order: [], // the dimensions in display order
   pendingOrder: null, // a new KL order held back while the user is on a slider
   eventSeq: 0,
@@ -60,6 +64,7 @@ const stats = {
   version: null,
   dragFrames: 0,
   lastDragFps: 0,
+  histogramMs: 0, // time to draw every track's histogram, last time they changed
 };
 window.__liveDecoderStats = stats; // read by the browser tests and the benchmark
 
@@ -79,6 +84,8 @@ const panel = document.getElementById("panel"); // all the sliders
 const slidersBox = document.getElementById("sliders"); // the top (highest-KL) dimensions
 const more = document.getElementById("more"); // <details> holding the rest
 const moreBox = document.getElementById("more-sliders");
+const attrSection = document.getElementById("attributes");
+const attrBox = document.getElementById("attr-sliders");
 
 function setStatus(text, isError = false) {
   statusLine.textContent = text;
@@ -129,30 +136,95 @@ function describeDim(d, kl, inactive) {
   return label;
 }
 
+// [lo, hi] of dimension d's slider: its own range when histograms came with one.
+function dimRange(args, d) {
+  return args.histograms ? args.histograms.ranges[d] : [-args.limit, args.limit];
+}
+
+// One labelled range input with an (empty) histogram above its track.
+function sliderBox(id, [lo, hi], step) {
+  const box = document.createElement("div");
+  box.className = "dim";
+  const label = document.createElement("label");
+  label.htmlFor = id;
+  const name = document.createElement("span");
+  name.className = "name";
+  const value = document.createElement("output");
+  value.htmlFor = id;
+  label.append(name, value);
+  const hist = document.createElementNS(SVG_NS, "svg");
+  hist.classList.add("hist");
+  hist.setAttribute("aria-hidden", "true");
+  const input = document.createElement("input");
+  Object.assign(input, { type: "range", id, min: lo, max: hi, step });
+  input.addEventListener("change", () => onSliderCommit());
+  input.addEventListener("pointerdown", startDrag);
+  box.append(label, hist, input);
+  return box;
+}
+
 function buildSliders(args) {
   slidersBox.replaceChildren();
   moreBox.replaceChildren();
+  attrBox.replaceChildren();
   const boxes = [];
   for (const d of args.order) {
-    const box = document.createElement("div");
-    box.className = "dim";
+    const box = sliderBox(`z${d}`, dimRange(args, d), args.step);
     box.dataset.dim = String(d);
-    const label = document.createElement("label");
-    label.htmlFor = `z${d}`;
-    const name = document.createElement("span");
-    name.className = "name";
-    const value = document.createElement("output");
-    value.htmlFor = `z${d}`;
-    label.append(name, value);
-    const input = document.createElement("input");
-    Object.assign(input, { type: "range", id: `z${d}`, min: -args.limit, max: args.limit, step: args.step });
+    const input = box.querySelector("input");
     input.addEventListener("input", () => onSliderInput(d, input));
-    input.addEventListener("change", () => onSliderCommit());
-    input.addEventListener("pointerdown", startDrag);
-    box.append(label, input);
     boxes.push(box);
   }
   placeBoxes(boxes, args.top_dims);
+  state.attributes = args.attributes ?? [];
+  state.attributes.forEach((attribute, i) => {
+    const box = sliderBox(`a${i}`, attribute.range, args.step);
+    box.dataset.attr = String(i);
+    box.classList.add("attr");
+    box.querySelector(".name").textContent = attribute.name; // text, never HTML
+    const input = box.querySelector("input");
+    input.setAttribute("aria-label", `attribute ${attribute.name}: position of z along it`);
+    input.addEventListener("input", () => onAttributeInput(i, input));
+    attrBox.append(box);
+  });
+  attrSection.hidden = state.attributes.length === 0;
+}
+
+// ---- Histograms above the tracks ----------------------------------------------------------
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// Bars of q and a line of the prior p, both densities over the slider's range, scaled
+// together so their heights compare. The viewBox is bins wide and 1 high; CSS stretches it.
+function drawHistogram(svg, q, p) {
+  const top = Math.max(...q, ...p, 1e-9);
+  const bins = q.length;
+  let bars = "";
+  for (let i = 0; i < bins; i++) bars += `M${i} 1V${(1 - q[i] / top).toFixed(3)}H${i + 1}V1Z`;
+  const line = p.map((v, i) => `${i + 0.5},${(1 - v / top).toFixed(3)}`).join(" ");
+  svg.setAttribute("viewBox", `0 0 ${bins} 1`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.innerHTML =
+    `<path class="q" d="${bars}"/>` +
+    `<polyline class="p" points="${line}" vector-effect="non-scaling-stroke"/>`;
+}
+
+function drawHistograms(args) {
+  const key = JSON.stringify([args.histograms, state.attributes.map((a) => [a.q, a.p])]);
+  if (key === state.histKey) return;
+  state.histKey = key;
+  const start = performance.now();
+  for (const box of allBoxes()) {
+    const svg = box.querySelector("svg.hist");
+    const d = Number(box.dataset.dim);
+    svg.hidden = !args.histograms;
+    if (args.histograms) drawHistogram(svg, args.histograms.q[d], args.histograms.p[d]);
+  }
+  for (const box of attrBoxes()) {
+    const attribute = state.attributes[Number(box.dataset.attr)];
+    drawHistogram(box.querySelector("svg.hist"), attribute.q, attribute.p);
+  }
+  stats.histogramMs = performance.now() - start;
 }
 
 // The first `top` boxes in the grid, the rest in the <details> below it.
@@ -166,7 +238,17 @@ function placeBoxes(boxes, top) {
 }
 
 function allBoxes() {
-  return panel.querySelectorAll(".dim");
+  return panel.querySelectorAll(".dim[data-dim]");
+}
+
+function attrBoxes() {
+  return panel.querySelectorAll(".dim[data-attr]");
+}
+
+function dot(a, b) {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += a[i] * b[i];
+  return sum;
 }
 
 // A new KL order moves the existing slider boxes (built once per layout). While a slider
@@ -207,14 +289,24 @@ function updateLabels(args) {
   }
 }
 
+function showValue(box, value) {
+  const input = box.querySelector("input");
+  const text = value.toFixed(2);
+  if (input !== document.activeElement || !state.drag) input.value = String(value); // clamped
+  input.setAttribute("aria-valuetext", text);
+  box.querySelector("output").textContent = text;
+}
+
+// Every slider shows z: a dimension its coordinate, an attribute the projection z . v.
 function showZ() {
-  for (const box of allBoxes()) {
-    const d = Number(box.dataset.dim);
-    const input = box.querySelector("input");
-    const text = state.z[d].toFixed(2);
-    input.value = String(state.z[d]); // the browser clamps values outside the range
-    input.setAttribute("aria-valuetext", text);
-    box.querySelector("output").textContent = text;
+  for (const box of allBoxes()) showValue(box, state.z[Number(box.dataset.dim)]);
+  showAttributes();
+}
+
+function showAttributes() {
+  for (const box of attrBoxes()) {
+    const attribute = state.attributes[Number(box.dataset.attr)];
+    if (attribute.direction.length === state.z.length) showValue(box, dot(state.z, attribute.direction));
   }
 }
 
@@ -248,6 +340,17 @@ function onSliderInput(d, input) {
   const text = state.z[d].toFixed(2);
   input.setAttribute("aria-valuetext", text);
   input.parentElement.querySelector("output").textContent = text;
+  showAttributes(); // z's projections onto the attribute vectors moved too
+  scheduleDraw();
+}
+
+// An attribute slider set to a moves z along its unit vector v until z . v = a.
+function onAttributeInput(i, input) {
+  stats.inputs += 1;
+  const v = state.attributes[i].direction;
+  const delta = Number(input.value) - dot(state.z, v);
+  for (let d = 0; d < state.z.length; d++) state.z[d] += delta * v[d];
+  showZ();
   scheduleDraw();
 }
 
@@ -361,7 +464,9 @@ function onRender(args, theme, disabled) {
   applyTheme(theme);
   syncWeights(args);
   const order = args.order ?? args.z.map((_, i) => i);
-  const layoutKey = JSON.stringify([order.length, args.limit, args.step, args.top_dims]);
+  const attributes = (args.attributes ?? []).map((a) => [a.name, a.range, a.direction]);
+  const ranges = args.histograms ? args.histograms.ranges : null;
+  const layoutKey = JSON.stringify([order.length, args.limit, args.step, args.top_dims, ranges, attributes]);
   if (layoutKey !== state.layoutKey) {
     buildSliders({ ...args, order });
     state.layoutKey = layoutKey;
@@ -372,6 +477,8 @@ function onRender(args, theme, disabled) {
     requestOrder(order, args.top_dims);
   }
   updateLabels(args);
+  state.attributes = args.attributes ?? []; // same layout, maybe new histograms
+  drawHistograms(args);
   syncZ(args);
   showZ();
   for (const input of panel.querySelectorAll("input")) input.disabled = Boolean(disabled);
