@@ -67,13 +67,12 @@ class Ranks:
         return bool(ok.item())
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
-        """Element-wise sum over ranks (float64 on CPU: gloo and nccl both take it)."""
+        """Element-wise sum over ranks, as float64 on the CPU (gloo)."""
         if not self.distributed:
             return t
-        device = torch.device("cuda", self.local_rank) if self.backend == "nccl" else "cpu"
-        total = t.detach().to(device, torch.float64)
+        total = t.detach().to("cpu", torch.float64)
         _collective(dist.all_reduce, total, op=dist.ReduceOp.SUM)
-        return total.cpu()
+        return total
 
     def gather_ints(self, value: int) -> list[int]:
         """Every rank's `value`, in rank order (e.g. their pids for status.json)."""
@@ -84,9 +83,14 @@ class Ranks:
         return [int(t.item()) for t in out]
 
 
+ONE_PROCESS = Ranks()  # no torchrun: the default everywhere
+
+
 def _collective(fn, *args: Any, **kwargs: Any) -> None:
     try:
         fn(*args, **kwargs)
+    except Terminated:
+        raise  # SIGTERM arrived while waiting: that is the reason, not the collective
     except RuntimeError as e:  # a peer's socket closed, or a timeout
         raise rank_lost(e) from e
 
@@ -102,7 +106,7 @@ def rank_lost(error: BaseException) -> RankLost:
 
 def is_collective_error(error: BaseException) -> bool:
     """A failure of the process group rather than of this process's own work."""
-    if isinstance(error, RankLost):
+    if isinstance(error, RankLost | Terminated):
         return False  # already named
     if isinstance(error, dist.DistError):
         return True
@@ -129,7 +133,10 @@ def init_ranks(device_choice: str, timeout_s: float) -> Ranks:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        # On CUDA, nccl carries the gradients and gloo the few CPU tensors of the control
+        # and check collectives (nccl takes CUDA tensors only).
+        groups = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
+        dist.init_process_group(groups, timeout=datetime.timedelta(seconds=timeout_s))
     return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, backend)
 
 
@@ -141,11 +148,15 @@ def close_ranks(ranks: Ranks) -> None:
 def raise_on_sigterm() -> None:
     """Turn SIGTERM into an exception, so a stopped trainer still writes why it stopped."""
 
+    why = (
+        "terminated by SIGTERM: under torchrun, another training process failed "
+        "(torchrun then stops them all) or torchrun itself was stopped"
+        if launched_by_torchrun()
+        else "terminated by SIGTERM"
+    )
+
     def handler(signum: int, frame: Any) -> None:
-        raise Terminated(
-            "terminated by SIGTERM: under torchrun, another training process failed "
-            "(torchrun then stops them all) or torchrun itself was stopped"
-        )
+        raise Terminated(why)
 
     signal.signal(signal.SIGTERM, handler)
 

@@ -529,17 +529,19 @@ class RunDir:
         resume, both act.
         Values are checked against the same limits as the config (ValueError)."""
         changes = check_control(command, changes)
-        pending = self._pending_control()
-        control = {
-            "seq": self._next_control_seq(),
-            "command": "stop"
-            if pending.get("command") == "stop"
-            else command or pending.get("command"),
-            "set": {**pending.get("set", {}), **changes},
-            "time": time.time(),
-        }
         self.create()
-        atomic_write_json(self.control_path, control)
+        # Senders take turns (the app's tabs, the CLI): each merges what the one before wrote.
+        with open(self.path / ".control.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            pending = self._pending_control()
+            keep_stop = pending.get("command") == "stop"
+            control = {
+                "seq": self._next_control_seq(),
+                "command": "stop" if keep_stop else command or pending.get("command"),
+                "set": {**pending.get("set", {}), **changes},
+                "time": time.time(),
+            }
+            atomic_write_json(self.control_path, control)
         return control
 
     def _pending_control(self) -> dict[str, Any]:

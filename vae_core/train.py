@@ -25,6 +25,7 @@ from vae_core.checkpoint import NonFiniteWeightsError, load_checkpoint, save_che
 from vae_core.config import BETA_SCHEDULES, ModelConfig, TrainConfig
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.distributed import (
+    ONE_PROCESS,
     RankLost,
     Ranks,
     Terminated,
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CONTROL_POLL_S = 0.2  # how often the loop looks at control.json
 HEARTBEAT_S = 1.0  # how often status.json is rewritten, from its own thread
+MAX_CONTROL_SEQ = 2**53  # control.json's seq must stay exact as a float64 (the rank broadcast)
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before the run fails
 ACTIVE_KL_NATS = 0.01  # a dimension with less KL than this is one the decoder ignores
 
@@ -125,10 +127,16 @@ class LiveSettings:
         self.paused, self.stop, self.seq = bool(v[6]), bool(v[7]), int(v[8])
 
     def update(self, changes: dict[str, Any], step: int) -> None:
-        """Apply checked changes; a new warm-up length or schedule starts again at `step`."""
+        """Apply checked changes; a new warm-up length or schedule starts again at `step`
+        (the same value sent again changes nothing)."""
+        restart = any(
+            changes[name] != getattr(self, name)
+            for name in ("warmup_steps", "beta_schedule")
+            if name in changes
+        )
         for name, value in changes.items():
             setattr(self, name, value)
-        if {"warmup_steps", "beta_schedule"} & set(changes):
+        if restart:
             self.warmup_start = step
 
 
@@ -144,7 +152,7 @@ def apply_control(run: RunDir, live: LiveSettings, step: int = 0) -> bool:
         log.warning("%s", e)
         return False
     seq = control.get("seq", 0)
-    if not isinstance(seq, int) or seq <= live.seq:
+    if type(seq) is not int or not live.seq < seq < MAX_CONTROL_SEQ:
         return False
     live.seq = seq
     command, changes = control.get("command"), control.get("set", {})
@@ -238,43 +246,54 @@ class Heartbeat:
 
 @torch.no_grad()
 def evaluate(
-    model: VAE, data: ImageDataset, batch_size: int, device: torch.device, max_batches: int | None
+    model: VAE,
+    data: ImageDataset,
+    batch_size: int,
+    device: torch.device,
+    max_batches: int | None,
+    ranks: Ranks = ONE_PROCESS,
 ) -> dict[str, Any]:
-    """Test-set ELBO terms (beta = 1), nats per example."""
+    """Test-set ELBO terms (beta = 1), nats per example. Under torchrun every rank evaluates
+    its share of the batches and the sums are added up: no rank waits on another's work."""
     model.eval()
     n, recon, kl_per_dim = 0, 0.0, torch.zeros(model.config.latent_dim, device=device)
     for b, start in enumerate(range(0, len(data), batch_size)):
         if max_batches is not None and b >= max_batches:
             break
+        if b % ranks.world_size != ranks.rank:
+            continue
         x = data.batch(slice(start, start + batch_size), device)
         terms = elbo_terms(model, x)
         n += x.shape[0]
         recon += terms.recon.sum().item()
         kl_per_dim += terms.kl_per_dim.sum(0)
     model.train()
-    kl_per_dim = (kl_per_dim / n).tolist()
+    sums = torch.tensor([n, recon, *kl_per_dim.tolist()], dtype=torch.float64)
+    n, recon, *kl_sums = ranks.sum(sums).tolist()
+    kl_per_dim = [k / n for k in kl_sums]
     kl = sum(kl_per_dim)
     return {"elbo": -(recon / n + kl), "recon": recon / n, "kl": kl, "kl_per_dim": kl_per_dim}
 
 
 @torch.no_grad()
 def evaluate_iwae(
-    model: VAE, data: ImageDataset, k: int, n: int, device: torch.device
+    model: VAE, data: ImageDataset, k: int, n: int, device: torch.device, ranks: Ranks = ONE_PROCESS
 ) -> dict[str, Any]:
-    """The IWAE bound (Burda et al. 2015) beside the ELBO on the first `n` test images.
+    """The IWAE bound (Burda et al. 2015) beside the ELBO on the first `n` test images
+    (shared out among the ranks under torchrun).
 
     Their gap estimates KL(q(z|x) || p(z|x)): ELBO = log p(x) - KL(q || p(z|x)). Fixed
     images and a bounded k keep its cost the same at every evaluation; {} when off.
     """
     n = min(n, len(data))
-    if k < 1 or n < 1:
+    if k < 1 or n < ranks.world_size:
         return {}
     t0 = time.monotonic()
     model.eval()
-    x = data.batch(slice(0, n), device)
-    elbo = elbo_terms(model, x).elbo.mean().item()
-    iwae = log_likelihood_iwae(model, x, k).mean().item()
+    x = data.batch(torch.arange(n)[ranks.rank :: ranks.world_size], device)
+    local = [elbo_terms(model, x).elbo.sum().item(), log_likelihood_iwae(model, x, k).sum().item()]
     model.train()
+    elbo, iwae = (t / n for t in ranks.sum(torch.tensor(local, dtype=torch.float64)).tolist())
     return {
         "iwae": iwae,
         "iwae_elbo": elbo,
@@ -303,7 +322,7 @@ def train(
     a divergence. Raises TrainingDiverged when the loss stays NaN/inf. Under torchrun
     (`ranks` from `distributed.init_ranks`) only rank 0 touches the folder.
     """
-    ranks = ranks or Ranks()
+    ranks = ranks or ONE_PROCESS
     overrides = check_control(None, live_overrides or {})
     if not ranks.is_main:  # trains, and follows rank 0's live settings; writes nothing
         return _train(model_config, train_config, run, resume, False, overrides, None, ranks)
@@ -390,7 +409,12 @@ def _train(
             _log_control(run, at, live)
     _set_lr(optimizer, live.lr)
 
-    steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
+    if cfg.batch_size < ranks.world_size:
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} is the global batch: it must be at least the "
+            f"number of processes ({ranks.world_size})"
+        )
+    steps_per_epoch = _steps_per_epoch(len(train_data), cfg.batch_size, ranks.world_size)
     total_steps = steps_per_epoch * cfg.epochs
     bar = tqdm(total=total_steps, initial=at.step, disable=not progress, unit="step", leave=False)
     clock = Throughput()
@@ -399,15 +423,15 @@ def _train(
     checkpoint = Every(cfg.checkpoint_every_s, start=False)
     window = _Window(model_config.latent_dim, device)
     test: dict[str, Any] | None = None
+    pids = ranks.gather_ints(os.getpid())
     if main:
-        pids = ranks.gather_ints(os.getpid())
         heartbeat.write("running", total_steps=total_steps, pids=pids, **_progress(at, live, clock))
         run.publish_snapshot(model, at.step)
-        last_point = _last_history_step(run, at)
-        if last_point is None:  # the time-lapse starts from the untrained weights
-            last_point = _save_history(run, model, test_data, at, cfg, device)
-    else:
-        ranks.gather_ints(os.getpid())
+    # The newest history point (rank 0 reads the folder); -1: none, the time-lapse starts
+    # from the untrained weights.
+    last_point = int(ranks.from_main([_last_history_step(run, at) if main else 0])[0])
+    if last_point < 0:
+        last_point = _save_history(run, model, test_data, at, cfg, device, ranks)
     model.train()
     # ---- the loop ----
     while at.epoch < cfg.epochs and not live.stop:
@@ -415,12 +439,12 @@ def _train(
         while at.next_batch < steps_per_epoch:
             # -- live control (pause / stop / beta / lr), a few times a second, on every rank --
             if ranks.from_main([control.due()])[0]:
-                _poll_control(run, live, optimizer, at, ranks)
+                _poll_control(run, live, optimizer, at, ranks, heartbeat)
                 while live.paused and not live.stop:
                     if main:
                         heartbeat.write("paused", **_progress(at, live, clock))
                     time.sleep(CONTROL_POLL_S)
-                    _poll_control(run, live, optimizer, at, ranks)
+                    _poll_control(run, live, optimizer, at, ranks, heartbeat)
                 if live.stop:
                     break
                 if main:
@@ -429,8 +453,6 @@ def _train(
             t0 = time.monotonic()
             idx = order[at.next_batch * cfg.batch_size : (at.next_batch + 1) * cfg.batch_size]
             at.next_batch += 1
-            if len(idx) < ranks.world_size:  # an epoch's last scraps: a rank would get none
-                continue
             x = train_data.batch(shard(idx, ranks), device)  # (B, C, H, W) float in [0, 1]
             beta = live.beta_at(at.step, cfg.cycle_ratio)
             with autocast(device, amp_dtype):
@@ -474,39 +496,37 @@ def _train(
                         samples_per_s=clock.samples_per_s,
                     )
                     heartbeat.fields.update(_progress(at, live, clock))
-            if not main:
-                continue
-            if snapshot.due():
+            if main and snapshot.due():
                 run.publish_snapshot(model, at.step)
-            if checkpoint.due():
+            if main and checkpoint.due():
                 _checkpoint(run, model, optimizer, at, live)
-            if history.due(at.step, last_point):
-                last_point = _save_history(run, model, test_data, at, cfg, device)
+            if history.due(at.step, last_point):  # by step: every rank agrees
+                last_point = _save_history(run, model, test_data, at, cfg, device, ranks)
         if live.stop:
             break
-        # ---- end of epoch: evaluate on the test split (beta = 1), checkpoint (rank 0) ----
+        # ---- end of epoch: evaluate on the test split (beta = 1, shared out), checkpoint ----
         at.epoch, at.next_batch, at.epoch_rng = at.epoch + 1, 0, shuffle.get_state()
-        if not main:
-            continue
-        heartbeat.fields.update(_progress(at, live, clock))
-        test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches)
-        test |= evaluate_iwae(model, test_data, cfg.iwae_k, cfg.iwae_n, device)
-        run.log_metrics(step=at.step, epoch=at.epoch, split="test", **test)
-        _checkpoint(run, model, optimizer, at, live)
+        if main:
+            heartbeat.fields.update(_progress(at, live, clock))
+        test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches, ranks)
+        test |= evaluate_iwae(model, test_data, cfg.iwae_k, cfg.iwae_n, device, ranks)
+        if main:
+            run.log_metrics(step=at.step, epoch=at.epoch, split="test", **test)
+            _checkpoint(run, model, optimizer, at, live)
         if last_point != at.step:  # every epoch end is a point of the time-lapse
-            last_point = _save_history(run, model, test_data, at, cfg, device)
+            last_point = _save_history(run, model, test_data, at, cfg, device, ranks)
 
     # ---- finish: final weights everywhere, state finished ----
     bar.close()
+    if test is None:
+        test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches, ranks)
     if main:
-        if test is None:
-            test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches)
         _checkpoint(run, model, optimizer, at, live)
         run.publish_snapshot(model, at.step)
         reason = STOPPED_BY_USER if live.stop else ""
         heartbeat.stop("finished", reason=reason, **_progress(at, live, clock))
     return {
-        "test_loss": -test["elbo"] if test else None,
+        "test_loss": -test["elbo"],
         "test": test,
         "samples_per_s": clock.samples_per_s,
         "step": at.step,
@@ -516,6 +536,13 @@ def _train(
         "rank": ranks.rank,
         "world_size": ranks.world_size,
     }
+
+
+def _steps_per_epoch(num_images: int, batch_size: int, world_size: int) -> int:
+    """Batches per epoch; a last batch smaller than the number of processes is left out (one
+    rank would get no rows), so that total_steps is what the run will reach."""
+    full, rest = divmod(num_images, batch_size)
+    return full + (rest >= world_size)
 
 
 def _caching_progress(heartbeat: Heartbeat | None):
@@ -583,24 +610,36 @@ def _restore(
     return Position(ckpt.step, ckpt.epoch, next_batch, ckpt.generator_state)
 
 
-def _last_history_step(run: RunDir, at: Position) -> int | None:
+def _last_history_step(run: RunDir, at: Position) -> int:
     """The newest history point to continue from; a fresh run saves its initial weights."""
     history.drop_after(run, at.step)
     points = history.list_points(run)
-    return points[-1].step if points else None
+    return points[-1].step if points else -1
 
 
 def _save_history(
-    run: RunDir, model: VAE, test_data: ImageDataset, at: Position, cfg: TrainConfig, device
+    run: RunDir,
+    model: VAE,
+    test_data: ImageDataset,
+    at: Position,
+    cfg: TrainConfig,
+    device: torch.device,
+    ranks: Ranks,
 ) -> int:
     batches = math.ceil(history.EVAL_IMAGES / cfg.batch_size)
-    elbo = evaluate(model, test_data, cfg.batch_size, device, batches)["elbo"]
-    history.save_point(run, model, at.step, at.epoch, elbo)
+    elbo = evaluate(model, test_data, cfg.batch_size, device, batches, ranks)["elbo"]
+    if ranks.is_main:
+        history.save_point(run, model, at.step, at.epoch, elbo)
     return at.step
 
 
 def _poll_control(
-    run: RunDir, live: LiveSettings, optimizer: torch.optim.Optimizer, at: Position, ranks: Ranks
+    run: RunDir,
+    live: LiveSettings,
+    optimizer: torch.optim.Optimizer,
+    at: Position,
+    ranks: Ranks,
+    heartbeat: Heartbeat | None,
 ) -> None:
     """Rank 0 reads control.json; every rank then holds its settings, from this step on."""
     changed = ranks.is_main and apply_control(run, live, at.step)
@@ -609,8 +648,10 @@ def _poll_control(
         live.load_vector(vector)
     if changed:
         _set_lr(optimizer, live.lr)
-        if ranks.is_main:
+        if heartbeat is not None:
             _log_control(run, at, live)
+            # Say at once which command is applied: a sender merges any newer-looking one.
+            heartbeat.write(control_seq=live.seq, beta=live.beta, lr=live.lr)
 
 
 def _log_control(run: RunDir, at: Position, live: LiveSettings) -> None:

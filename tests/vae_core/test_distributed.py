@@ -239,3 +239,50 @@ def test_a_run_trained_anywhere_loads_on_the_cpu(tmp_path: Path) -> None:
     tensors = [*model.parameters(), *newest.parameters(), *ckpt.model_state.values()]
     assert {t.device.type for t in tensors} == {"cpu"}
     assert {t.dtype for t in model.parameters()} == {torch.float32}  # bf16 is compute only
+
+
+def test_an_epoch_leaves_out_only_a_last_batch_too_small_to_share() -> None:
+    from vae_core.train import _steps_per_epoch
+
+    assert _steps_per_epoch(3001, 100, 1) == 31  # one process trains the 1-image batch
+    assert _steps_per_epoch(3001, 100, 2) == 30  # two cannot share it: total_steps says so
+    assert _steps_per_epoch(3002, 100, 2) == 31
+    assert _steps_per_epoch(3000, 128, 2) == 24
+
+
+def test_sigterm_during_a_collective_stays_the_reason() -> None:
+    from vae_core.distributed import RankLost, Terminated, _collective
+
+    def interrupted(*_):
+        raise Terminated("terminated by SIGTERM")
+
+    def peer_gone(*_):
+        raise RuntimeError("[pair.cc:545] Read error: Connection reset by peer")
+
+    with pytest.raises(Terminated):
+        _collective(interrupted)
+    with pytest.raises(RankLost, match="stopped answering: Read error: Connection reset"):
+        _collective(peer_gone)
+
+
+def test_control_seq_beyond_float64_precision_is_ignored(tmp_path: Path) -> None:
+    from vae_core.train import apply_control
+
+    run = RunDir(tmp_path / "run")
+    run.create()
+    live = LiveSettings(beta=1.0, lr=1e-3)
+    for seq in (10**400, 2**53, True):
+        run.control_path.write_text(json.dumps({"seq": seq, "command": "pause", "set": {}}))
+        assert not apply_control(run, live) and not live.paused and live.seq == 0
+    run.control_path.write_text(json.dumps({"seq": 2**53 - 1, "command": "pause", "set": {}}))
+    assert apply_control(run, live) and live.paused
+    assert LiveSettings(beta=1.0, lr=1e-3, seq=live.seq).as_vector()[-1] == 2**53 - 1
+
+
+def test_the_same_warmup_sent_again_does_not_restart_it() -> None:
+    live = LiveSettings(beta=4.0, lr=1e-3)
+    live.update({"warmup_steps": 100}, step=48)
+    live.update({"warmup_steps": 100, "beta": 3.0}, step=72)
+    assert (live.warmup_start, live.beta) == (48, 3.0)
+    live.update({"beta_schedule": "cyclical"}, step=90)
+    assert live.warmup_start == 90

@@ -195,6 +195,28 @@ def test_quick_sends_merge_until_the_trainer_applies_them(tmp_run_dir):
     assert (fresh["command"], fresh["set"]) == (None, {"lr": 3e-4})
 
 
+def test_senders_at_the_same_moment_both_get_through(tmp_run_dir):
+    import threading
+
+    for trial in range(10):
+        tmp_run_dir.write_status("running", control_seq=tmp_run_dir.read_control().get("seq", 0))
+        start = threading.Barrier(2)
+
+        def send(start=start, **change):
+            start.wait()
+            tmp_run_dir.send_control(**change)
+
+        senders = [
+            threading.Thread(target=send, kwargs={"beta": 2.0 + trial}),
+            threading.Thread(target=send, kwargs={"lr": 0.01}),
+        ]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        assert tmp_run_dir.read_control()["set"] == {"beta": 2.0 + trial, "lr": 0.01}
+
+
 def test_control_seq_keeps_rising_after_control_json_is_damaged(tmp_run_dir):
     before = tmp_run_dir.send_control("pause")["seq"]
     tmp_run_dir.control_path.write_bytes(b"\xff\xfe{")
