@@ -462,7 +462,9 @@ def _train(
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+            # The norm alone: clip_grad_norm_ would also multiply every gradient by 1.
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads)
             if not ranks.all_finite(loss, grad_norm):
                 # Skip the update (on every rank) so one bad batch cannot poison the weights.
                 # With fp16, an overflow is the loss scale's to handle, not a divergence.
