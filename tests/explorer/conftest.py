@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
+from explorer import state
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.rundir import RunDir
 from vae_core.train import train
@@ -17,6 +20,27 @@ LATENT_DIM = 5
 @pytest.fixture(scope="session")
 def app_path() -> str:
     return str(Path(__file__).resolve().parents[2] / "explorer" / "app.py")
+
+
+@pytest.fixture
+def app(app_path: str):
+    """Build and run the app: `app(run, view, live=True, **session_state)`."""
+
+    def make(
+        run: str | None = None, view: str | None = None, live: bool = True, **session: Any
+    ) -> AppTest:
+        """`live=False` turns the live-drag component off: the st.slider fallback is drawn."""
+        at = AppTest.from_file(app_path, default_timeout=60)
+        at.session_state[state.SLIDERS_LIVE] = live
+        if run is not None:
+            at.query_params[state.RUN_PARAM] = run
+        if view is not None:
+            at.session_state[state.APP_VIEW] = view
+        for key, value in session.items():
+            at.session_state[key] = value
+        return at.run()
+
+    return make
 
 
 @pytest.fixture(scope="session")

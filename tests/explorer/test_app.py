@@ -18,29 +18,6 @@ from vae_core.rundir import RunDir
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture
-def app(app_path: str):
-    """Build and run the app, optionally with ?run=... in the URL."""
-
-    def make(run: str | None = None, view: str | None = None, live: bool = True) -> AppTest:
-        return _app(app_path, run, view, live)
-
-    return make
-
-
-def _app(
-    app_path: str, run: str | None = None, view: str | None = None, live: bool = True
-) -> AppTest:
-    """`live=False` turns the live-drag component off: the st.slider fallback is drawn."""
-    at = AppTest.from_file(app_path, default_timeout=60)
-    at.session_state[state.SLIDERS_LIVE] = live
-    if run is not None:
-        at.query_params[state.RUN_PARAM] = run
-    if view is not None:
-        at.session_state[state.APP_VIEW] = view
-    return at.run()
-
-
 def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 

@@ -20,15 +20,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 OWN = "Your own image"
 
 
-def _app(app_path: str, run: str, view: str, **session) -> AppTest:
-    at = AppTest.from_file(app_path, default_timeout=60)
-    at.query_params[state.RUN_PARAM] = run
-    at.session_state[state.APP_VIEW] = view
-    for key, value in session.items():
-        at.session_state[key] = value
-    return at.run()
-
-
 def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
@@ -62,9 +53,9 @@ def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
 
 
 def test_a_test_image_shows_its_elbo_terms_and_dimension_table(
-    app_path, runs_root, run_name, latent_dim
+    app, runs_root, run_name, latent_dim
 ) -> None:
-    at = _app(app_path, run_name, "Inspect image")
+    at = app(run_name, "Inspect image")
     assert not at.exception
     metrics = {m.label: float(m.value) for m in at.metric}
     elbo = metrics["ELBO (nats)"]
@@ -80,10 +71,8 @@ def test_a_test_image_shows_its_elbo_terms_and_dimension_table(
     assert {m.label: float(m.value) for m in at.metric}["ELBO (nats)"] == elbo  # no flicker
 
 
-def test_index_random_and_scatter_selection_pick_the_same_image(
-    app_path, runs_root, run_name
-) -> None:
-    at = _app(app_path, run_name, "Inspect image")
+def test_index_random_and_scatter_selection_pick_the_same_image(app, runs_root, run_name) -> None:
+    at = app(run_name, "Inspect image")
     at.number_input(key=state.INSPECT_INDEX).set_value(7).run()
     assert any("Test image #7" in m.value for m in at.markdown)
     assert at.session_state[state.SCATTER_SELECTED] == 7
@@ -98,8 +87,8 @@ def test_index_random_and_scatter_selection_pick_the_same_image(
     assert not at.exception and "inspected #11" in _trace_names(at)
 
 
-def test_open_in_sliders_moves_the_sliders_to_mu(app_path, runs_root, run_name) -> None:
-    at = _app(app_path, run_name, "Inspect image", **{state.SCATTER_SELECTED: 4})
+def test_open_in_sliders_moves_the_sliders_to_mu(app, runs_root, run_name) -> None:
+    at = app(run_name, "Inspect image", **{state.SCATTER_SELECTED: 4})
     mu = at.dataframe[0].value["μ"].to_numpy()
     _button(at, "Open in sliders").click().run()
     assert not at.exception
@@ -107,8 +96,8 @@ def test_open_in_sliders_moves_the_sliders_to_mu(app_path, runs_root, run_name) 
     np.testing.assert_allclose(at.session_state[state.SLIDERS_Z], mu, rtol=1e-6)
 
 
-def test_an_upload_is_converted_inspected_sampled_and_placed(app_path, runs_root, run_name) -> None:
-    at = _app(app_path, run_name, "Inspect image", **{state.INSPECT_MODE: OWN})
+def test_an_upload_is_converted_inspected_sampled_and_placed(app, runs_root, run_name) -> None:
+    at = app(run_name, "Inspect image", **{state.INSPECT_MODE: OWN})
     assert any("Upload a PNG or JPEG, or draw" in i.value for i in at.info)
     at = _upload(at, "red.png", _png())
     assert not at.exception and not at.error
@@ -137,9 +126,9 @@ def test_an_upload_is_converted_inspected_sampled_and_placed(app_path, runs_root
     ],
 )
 def test_a_bad_upload_shows_one_message_and_nothing_else(
-    app_path, runs_root, run_name, name, data, message
+    app, runs_root, run_name, name, data, message
 ) -> None:
-    at = _app(app_path, run_name, "Inspect image", **{state.INSPECT_MODE: OWN})
+    at = app(run_name, "Inspect image", **{state.INSPECT_MODE: OWN})
     at = _upload(at, name, data)
     assert not at.exception
     (error,) = at.error
@@ -148,8 +137,8 @@ def test_a_bad_upload_shows_one_message_and_nothing_else(
     assert not at.metric and not at.get("plotly_chart")
 
 
-def test_a_good_upload_after_a_bad_one_clears_the_message(app_path, runs_root, run_name) -> None:
-    at = _app(app_path, run_name, "Inspect image", **{state.INSPECT_MODE: OWN})
+def test_a_good_upload_after_a_bad_one_clears_the_message(app, runs_root, run_name) -> None:
+    at = app(run_name, "Inspect image", **{state.INSPECT_MODE: OWN})
     at = _upload(at, "bad.png", b"nope")
     assert at.error
     at = _upload(at, "good.png", _png((28, 28), "L"))
@@ -157,9 +146,9 @@ def test_a_good_upload_after_a_bad_one_clears_the_message(app_path, runs_root, r
 
 
 def test_the_mi_heat_map_is_computed_on_demand_and_opens_a_dimension(
-    app_path, runs_root, run_name, latent_dim
+    app, runs_root, run_name, latent_dim
 ) -> None:
-    at = _app(app_path, run_name, "Disentanglement")
+    at = app(run_name, "Disentanglement")
     assert not at.exception and not at.metric
     _button(at, "Compute MIG").click().run()
     assert not at.exception
@@ -191,7 +180,7 @@ def test_a_drawing_is_reported_once_per_stroke() -> None:
 
 
 def test_disentanglement_without_factors_is_a_one_line_note(
-    app_path, runs_root, run_name, monkeypatch
+    app, runs_root, run_name, monkeypatch
 ) -> None:
     from types import SimpleNamespace
 
@@ -199,7 +188,7 @@ def test_disentanglement_without_factors_is_a_one_line_note(
 
     mnist = SimpleNamespace(info=SimpleNamespace(name="mnist", factor_names=()))
     monkeypatch.setattr(cache, "test_data", lambda run_path: mnist)
-    at = _app(app_path, run_name, "Disentanglement")
+    at = app(run_name, "Disentanglement")
     assert not at.exception
     notes = [c.value for c in at.caption if "ground-truth factors" in c.value]
     assert len(notes) == 1 and "this run uses mnist" in notes[0]

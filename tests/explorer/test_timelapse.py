@@ -40,23 +40,14 @@ def _no_lock(_folder: str, names: list[str]) -> list[str]:
     return [n for n in names if n == "lock"]
 
 
-def _app(app_path: str, run: str, view: str, **session) -> AppTest:
-    at = AppTest.from_file(app_path, default_timeout=60)
-    at.query_params[state.RUN_PARAM] = run
-    at.session_state[state.APP_VIEW] = view
-    for key, value in session.items():
-        at.session_state[key] = value
-    return at.run()
-
-
 def _figure(at: AppTest, key_part: str) -> dict:
     charts_ = [c for c in at.get("plotly_chart") if key_part in c.proto.id]
     assert charts_, f"no chart with {key_part!r}"
     return json.loads(charts_[0].proto.spec)
 
 
-def test_timelapse_has_one_titled_frame_per_history_point(app_path, own_root, run_name) -> None:
-    at = _app(app_path, run_name, "Scatter", **{state.SCATTER_TIMELAPSE: "Time-lapse"})
+def test_timelapse_has_one_titled_frame_per_history_point(app, own_root, run_name) -> None:
+    at = app(run_name, "Scatter", **{state.SCATTER_TIMELAPSE: "Time-lapse"})
     assert not at.exception
     points = history.list_points(RunDir(own_root / run_name))
     spec = _figure(at, "timelapse")
@@ -70,14 +61,14 @@ def test_timelapse_has_one_titled_frame_per_history_point(app_path, own_root, ru
     ]
 
 
-def test_timelapse_follows_the_clicked_point(app_path, own_root, run_name) -> None:
+def test_timelapse_follows_the_clicked_point(app, own_root, run_name) -> None:
     session = {state.SCATTER_TIMELAPSE: "Time-lapse", state.SCATTER_SELECTED: 3}
-    spec = _figure(_app(app_path, run_name, "Scatter", **session), "timelapse")
+    spec = _figure(app(run_name, "Scatter", **session), "timelapse")
     assert all(any(t.get("name") == "test image #3" for t in f["data"]) for f in spec["frames"])
 
 
-def test_fork_from_here_creates_a_run_that_names_its_parent(app_path, own_root, run_name) -> None:
-    at = _app(app_path, run_name, "Scatter", **{state.SCATTER_TIMELAPSE: "Time-lapse"})
+def test_fork_from_here_creates_a_run_that_names_its_parent(app, own_root, run_name) -> None:
+    at = app(run_name, "Scatter", **{state.SCATTER_TIMELAPSE: "Time-lapse"})
     step = history.list_points(RunDir(own_root / run_name))[-1].step
     at.selectbox(key="scatter.fork.preset").set_value(fork.PLAIN_AE)
     at = at.run()
@@ -91,8 +82,8 @@ def test_fork_from_here_creates_a_run_that_names_its_parent(app_path, own_root, 
     assert at.query_params[state.RUN_PARAM] == forked.name
 
 
-def test_compare_view_draws_curves_table_maps_and_samples(app_path, own_root, run_name) -> None:
-    at = _app(app_path, run_name, "Compare", **{state.COMPARE_RUNS: [run_name, "twin"]})
+def test_compare_view_draws_curves_table_maps_and_samples(app, own_root, run_name) -> None:
+    at = app(run_name, "Compare", **{state.COMPARE_RUNS: [run_name, "twin"]})
     assert not at.exception, at.exception
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 2
     assert len(at.get("plotly_chart")) == 3  # curves + two latent maps
@@ -113,8 +104,8 @@ def test_scatter_gif_has_one_frame_per_point() -> None:
         assert picture.n_frames == 5
 
 
-def test_training_view_offers_a_fork_of_the_newest_point(app_path, own_root, run_name) -> None:
-    at = _app(app_path, run_name, "Training")
+def test_training_view_offers_a_fork_of_the_newest_point(app, own_root, run_name) -> None:
+    at = app(run_name, "Training")
     assert not at.exception
     step = history.list_points(RunDir(own_root / run_name))[-1].step
     assert any(e.label == f"Fork from here (step {step})" for e in at.expander)
