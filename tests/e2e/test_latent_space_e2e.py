@@ -74,21 +74,6 @@ def _values(frame) -> list[float]:
     return frame.evaluate("[...document.querySelectorAll('output')].map(o => Number(o.value))")
 
 
-def _drag_z0(page, frame, steps: int = 60) -> None:
-    """Hold the z0 thumb and move it in `steps` mouse moves; print the frames/s decoded."""
-    box = frame.locator("#z0").bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    for i in range(1, steps + 1):
-        page.mouse.move(x - 0.4 * box["width"] * i / steps, y)
-        page.wait_for_timeout(16)
-    page.mouse.up()
-    stats = frame.evaluate("({...window.__liveDecoderStats})")
-    assert stats["dragFrames"] > 1
-    print(f"drag with histograms: {stats['lastDragFps']:.0f} frames/s")
-
-
 def test_histograms_attribute_slider_hole_map_and_aggregate_samples(page) -> None:
     # -- every live slider track carries a histogram of q with the prior drawn over it --
     frame = devserver.live_decoder_frame(page)
@@ -120,7 +105,6 @@ def test_histograms_attribute_slider_hole_map_and_aggregate_samples(page) -> Non
     _idle(page)
     SCREENSHOTS.mkdir(exist_ok=True)
     frame.frame_element().screenshot(path=str(SCREENSHOTS / "latent_sliders_live.png"))
-    _drag_z0(page, frame)
     _shot(page, "sliders_attribute")
     _no_exception(page)
 
