@@ -19,20 +19,20 @@ from vae_core.export import decoder_payload as _decoder_payload
 from vae_core.latent import EncodedSet, Projection
 from vae_core.metrics import MIGResult, mig_on_shapes
 from vae_core.metrics_log import MetricsLog
-from vae_core.models import VAE
+from vae_core.models import LatentVariableModel, build_model
 from vae_core.rundir import RunDir
 
 SCATTER_MAX_POINTS = 5000  # enough for structure, light enough for a smooth WebGL plot
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def model(run_path: str, version: int) -> VAE:
+def model(run_path: str, version: int) -> LatentVariableModel:
     """The VAE at this snapshot version (the newest on disk when first asked for)."""
     return snapshot_model(RunDir(run_path))[0]
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def decoder_payload(run_path: str, version: int, _net: VAE) -> dict[str, Any]:
+def decoder_payload(run_path: str, version: int, _net: LatentVariableModel) -> dict[str, Any]:
     """The decoder of `_net` (the model at this version) for the in-browser live sliders."""
     return _decoder_payload(_net, version=version)
 
@@ -95,7 +95,7 @@ TIMELAPSE_IMAGES = 2000  # the fixed test subset (the first images) a time-lapse
 def history_codes(run_path: str, step: int, _point: history.HistoryPoint) -> np.ndarray:
     """mu (N, D) of the first TIMELAPSE_IMAGES test images at the history point `_point`
     (at `step`; a point's file never changes once written, so (run, step) is its key)."""
-    net = VAE(RunDir(run_path).read_config()[0])
+    net = build_model(RunDir(run_path).read_config()[0])
     net.load_state_dict(history.load_weights(_point))
     return latent.encode_dataset(net, test_data(run_path), TIMELAPSE_IMAGES).mu
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -46,3 +49,17 @@ def tiny_batch(tiny_model_config: ModelConfig) -> torch.Tensor:
 @pytest.fixture
 def tmp_run_dir(tmp_path) -> RunDir:
     return RunDir(tmp_path / "run").create()
+
+
+USER_VAES = Path(__file__).resolve().parent / "user_vaes"  # VAE classes vae_core does not know
+SMALL_SHAPES = {"image_size": 28, "num_samples": 512}
+
+
+@pytest.fixture
+def user_vaes(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tests/user_vaes importable here and in trainer subprocesses, as a user's module is."""
+    monkeypatch.syspath_prepend(str(USER_VAES))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(USER_VAES), os.environ.get("PYTHONPATH")]))
+    )
+    return USER_VAES

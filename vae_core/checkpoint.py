@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from vae_core.atomic import atomic_save_tensors
-from vae_core.models import VAE, pick_device
+from vae_core.config import TrainConfig
+from vae_core.models import LatentVariableModel, build_model, pick_device
 from vae_core.rundir import RunDamaged, RunDir, UnsafeCheckpointError, load_safetensors
 
 CHECKPOINTS_KEPT = 3
@@ -73,6 +74,33 @@ def save_checkpoint(
     return path
 
 
+def save_start_checkpoint(
+    run: RunDir,
+    model: torch.nn.Module,
+    train_config: TrainConfig,
+    step: int,
+    epoch: int,
+    optimizer_state: dict[str, Any] | None = None,
+) -> Path:
+    """The checkpoint a trainer resumes a new run from (a fork, an imported model): these
+    weights at `step`, a fresh pass over the data, and the config's live settings."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    extra = {
+        "next_batch": 0,  # a fresh pass over the data, shuffled by the run's seed
+        "beta": train_config.beta,
+        "lr": train_config.lr,
+        "free_bits": train_config.free_bits,
+        "beta_schedule": train_config.beta_schedule,
+        "warmup_steps": train_config.warmup_steps,
+        "warmup_start": 0,
+    }
+    shuffle = torch.Generator().manual_seed(train_config.seed)
+    torch.manual_seed(train_config.seed)
+    return save_checkpoint(run, model, optimizer, step, epoch, extra, shuffle.get_state())
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint (or a bare weights file) written as safetensors; never unpickles."""
     tensors, meta = load_safetensors(path)
@@ -124,7 +152,7 @@ def _unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> 
     return {"state": state, "param_groups": groups}
 
 
-def snapshot_model(run: RunDir) -> tuple[VAE, int]:
+def snapshot_model(run: RunDir) -> tuple[LatentVariableModel, int]:
     """A fresh eval-mode VAE holding `run`'s newest snapshot, and that snapshot's version.
 
     Readers decode with this copy; they never share tensors with the trainer. Callers
@@ -137,7 +165,9 @@ def snapshot_model(run: RunDir) -> tuple[VAE, int]:
     return _model_from_state(run, model_config, state), _int(meta.get("version", 0))
 
 
-def load_run_model(run: RunDir, checkpoint: str | Path | None = None, device: str = "cpu") -> VAE:
+def load_run_model(
+    run: RunDir, checkpoint: str | Path | None = None, device: str = "cpu"
+) -> LatentVariableModel:
     """The run's model with the newest weights it has: the snapshot when it is at least as new
     as the newest checkpoint (so a run killed before its first checkpoint still loads), else
     that checkpoint; or exactly `checkpoint` when one is given."""
@@ -163,8 +193,10 @@ def _newest_weights(run: RunDir) -> dict[str, torch.Tensor]:
     return load_checkpoint(ckpt_path).model_state
 
 
-def _model_from_state(run: RunDir, model_config, state: dict[str, torch.Tensor]) -> VAE:
-    model = VAE(model_config)
+def _model_from_state(
+    run: RunDir, model_config, state: dict[str, torch.Tensor]
+) -> LatentVariableModel:
+    model = build_model(model_config)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:  # wrong keys or shapes for this config

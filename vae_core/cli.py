@@ -1,6 +1,6 @@
 """Command line: `python -m vae_core COMMAND ...`.
 
-Commands: train, eval, sample, control, history, fork, gradvar. Each builds the same
+Commands: train, eval, sample, control, history, fork, gradvar, import. Each builds the same
 dataclasses the UI builds and calls the library. The last stdout line of each is one JSON
 object, for scripts; bad input gives one line on stderr and exit code 2.
 """
@@ -50,14 +50,7 @@ def finite_float(text: str) -> float:
     return value
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a VAE into a new run directory (or --resume one)")
-    p.add_argument("--run-dir", required=True, help="folder for config, metrics, checkpoints")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue RUN_DIR from its newest checkpoint; only --beta and --lr may change",
-    )
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="fashion-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default=None, help="where datasets are looked up / downloaded")
     p.add_argument("--folder", default=None, help="image folder for --dataset folder")
@@ -67,6 +60,31 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--num-samples", type=positive_int, default=None, help="shapes: training images (20000)"
     )
+
+
+def _dataset_options(args: argparse.Namespace) -> dict:
+    """--folder / --image-size / --num-samples -> the dataset's options."""
+    options = {}
+    if args.folder is not None:
+        options["path"] = args.folder
+    if args.image_size is not None and args.dataset in ("shapes", "folder"):
+        options["image_size"] = args.image_size
+    if args.num_samples is not None:
+        if args.dataset != "shapes":
+            raise ValueError("--num-samples applies to --dataset shapes only")
+        options["num_samples"] = args.num_samples
+    return options
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a VAE into a new run directory (or --resume one)")
+    p.add_argument("--run-dir", required=True, help="folder for config, metrics, checkpoints")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN_DIR from its newest checkpoint; only --beta and --lr may change",
+    )
+    _add_dataset_args(p)
     p.add_argument("--model", default="mlp", choices=("mlp", "conv"))
     p.add_argument("--latent-dim", type=positive_int, default=20)
     p.add_argument("--hidden-dim", type=positive_int, default=400)
@@ -160,15 +178,7 @@ def _add_gradvar(sub: argparse._SubParsersAction) -> None:
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """CLI flags -> configs, through the one builder the app uses too."""
-    options = {}
-    if args.folder is not None:
-        options["path"] = args.folder
-    if args.image_size is not None and args.dataset in ("shapes", "folder"):
-        options["image_size"] = args.image_size
-    if args.num_samples is not None:
-        if args.dataset != "shapes":
-            raise ValueError("--num-samples applies to --dataset shapes only")
-        options["num_samples"] = args.num_samples
+    options = _dataset_options(args)
     live = {k: v for k, v in (("lr", args.lr), ("beta", args.beta)) if v is not None}
     return build_configs(
         args.dataset,
@@ -350,6 +360,69 @@ def _cmd_fork(args: argparse.Namespace) -> dict:
     return train(*fork.read_config(), fork, resume=True, progress=sys.stderr.isatty())
 
 
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import",
+        help="open your own VAE: check it on the dataset and write a run folder to explore "
+        "(and fine-tune with train --resume)",
+    )
+    p.add_argument("--run-dir", required=True, help="the new run's folder (must not exist)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="MODULE:CLASS of an nn.Module with encode / decode")
+    source.add_argument("--diffusers", help="a diffusers AutoencoderKL folder")
+    kwargs = p.add_mutually_exclusive_group()
+    kwargs.add_argument("--kwargs", default=None, help="the class's constructor kwargs (JSON)")
+    kwargs.add_argument("--kwargs-file", default=None, help="the same, from a JSON file")
+    p.add_argument("--weights", default=None, help="a safetensors state dict (default: fresh)")
+    p.add_argument("--likelihood", choices=("bernoulli", "gaussian"), default=None)
+    p.add_argument("--input-range", default=None, help="LOW,HIGH the model takes (0,1)")
+    _add_dataset_args(p)
+    p.add_argument("--epochs", type=positive_int, default=1, help="fine-tuning length")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=finite_float, default=1e-4, help="fine-tuning learning rate")
+    p.add_argument("--beta", type=finite_float, default=1.0)
+
+
+def _cmd_import(args: argparse.Namespace) -> dict:
+    from vae_core.imported import card_from_flags, import_model
+
+    card, likelihood = card_from_flags(
+        model=args.model,
+        diffusers=args.diffusers,
+        kwargs_text=_read_kwargs(args),
+        input_range=args.input_range,
+        likelihood=args.likelihood,
+    )
+    train_config = TrainConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        dataset_options=_dataset_options(args),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        beta=args.beta,
+        beta_schedule="constant",
+    )
+    weights = args.weights
+    if args.diffusers is not None and weights is None:
+        weights = Path(args.diffusers) / "diffusion_pytorch_model.safetensors"
+    path, config = import_model(args.run_dir, card, train_config, likelihood, weights)
+    card = config.card
+    return {
+        "run_dir": str(path),
+        "latent_shape": list(card.latent_shape),
+        "likelihood": config.likelihood,
+        "trainable": not card.not_trainable,
+        "weights_sha256": card.weights_sha256,
+    }
+
+
+def _read_kwargs(args: argparse.Namespace) -> str | None:
+    if args.kwargs_file is None:
+        return args.kwargs
+    return Path(args.kwargs_file).read_text()
+
+
 COMMANDS = {
     "train": _cmd_train,
     "eval": _cmd_eval,
@@ -358,6 +431,7 @@ COMMANDS = {
     "history": _cmd_history,
     "fork": _cmd_fork,
     "gradvar": _cmd_gradvar,
+    "import": _cmd_import,
 }
 
 
@@ -368,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_eval_sample_control(sub)
     _add_history_fork(sub)
     _add_gradvar(sub)
+    _add_import(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

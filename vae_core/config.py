@@ -11,15 +11,17 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-Architecture = Literal["mlp", "conv"]
+Architecture = Literal["mlp", "conv", "imported"]
 Likelihood = Literal["bernoulli", "gaussian"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 
-ARCHITECTURES: tuple[str, ...] = ("mlp", "conv")
+ARCHITECTURES: tuple[str, ...] = ("mlp", "conv")  # the ones a new run can be trained as
+IMPORTED = "imported"  # a user's own VAE, described by its ModelCard
 LIKELIHOODS: tuple[str, ...] = ("bernoulli", "gaussian")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")  # fp16 needs CUDA (checked at start)
 MAX_LATENT_DIM = 256
+MAX_IMPORTED_LATENT = 65_536  # values in an imported model's latent (a 4x128x128 latent fits)
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
 # The limits of what may change while a run trains: the CLI, the sidebar's widgets,
@@ -87,6 +89,47 @@ class _JsonMixin:
         return cls.from_dict(json.loads(text))
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """How to rebuild a VAE the project did not define: what config.json records for it.
+
+    `source` is `module:Class` (an nn.Module built with `kwargs`) or an adapter name
+    ("diffusers": an AutoencoderKL built from `kwargs`, its own config). The wrapper
+    maps images in [0, 1] to `input_range` before `encode` and back after `decode`.
+    """
+
+    source: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    input_range: tuple[float, float] = (0.0, 1.0)
+    latent_shape: tuple[int, ...] = ()  # (D,) for a vector, (C, H, W) for a spatial latent
+    weights_sha256: str = ""  # of the safetensors file the weights were imported from
+    scaling_factor: float = 1.0  # z seen by the explorer = scaling_factor * the model's z
+    not_trainable: str = ""  # why a training step failed at import ("" = it can fine-tune)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_range", tuple(float(v) for v in self.input_range))
+        object.__setattr__(self, "latent_shape", tuple(int(v) for v in self.latent_shape))
+        lo, hi = self.input_range
+        _check(isinstance(self.source, str) and self.source != "", "a model card needs a source")
+        _check(isinstance(self.kwargs, dict), f"kwargs must be a JSON object, got {self.kwargs!r}")
+        _check(
+            len(self.input_range) == 2 and math.isfinite(lo + hi) and lo < hi,
+            f"input_range must be two finite numbers low < high, got {self.input_range}",
+        )
+        _check(
+            len(self.latent_shape) in (1, 3) and all(v >= 1 for v in self.latent_shape),
+            f"latent_shape must be (D,) or (C, H, W), got {self.latent_shape}",
+        )
+        _check(
+            math.isfinite(self.scaling_factor) and self.scaling_factor > 0,
+            f"scaling_factor must be a positive number, got {self.scaling_factor}",
+        )
+
+    @property
+    def spatial(self) -> bool:
+        return len(self.latent_shape) == 3
+
+
 @dataclass
 class ModelConfig(_JsonMixin):
     """What the VAE looks like. Shapes everywhere derive from these fields."""
@@ -97,14 +140,21 @@ class ModelConfig(_JsonMixin):
     hidden_dim: int = 400  # MLP hidden width; conv: width of the dense layer before mu/logvar
     conv_channels: tuple[int, ...] = (32, 64)  # one stride-2 conv per entry; H, W halve each time
     likelihood: Likelihood = "bernoulli"  # bernoulli for [0,1] greyscale, gaussian for colour
+    card: ModelCard | None = None  # architecture "imported" only: how to rebuild the model
 
     def __post_init__(self) -> None:
         # JSON gives lists back; keep tuples so configs compare equal after a round-trip.
         self.image_shape = tuple(int(v) for v in self.image_shape)  # type: ignore[assignment]
         self.conv_channels = tuple(int(v) for v in self.conv_channels)
+        if isinstance(self.card, dict):
+            self.card = ModelCard(**self.card)
         _check(
-            self.architecture in ARCHITECTURES,
+            self.architecture in (*ARCHITECTURES, IMPORTED),
             f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}",
+        )
+        _check(
+            (self.card is not None) == (self.architecture == IMPORTED),
+            "a model card goes with architecture 'imported', and only with it",
         )
         _check(
             self.likelihood in LIKELIHOODS,
@@ -118,9 +168,16 @@ class ModelConfig(_JsonMixin):
             self.image_shape[0] in (1, 3),
             f"image_shape channels must be 1 or 3, got {self.image_shape[0]}",
         )
+        if self.card is not None:
+            _check(
+                self.latent_dim == math.prod(self.card.latent_shape),
+                f"latent_dim {self.latent_dim} must equal the card's latent shape "
+                f"{self.card.latent_shape} flattened",
+            )
+        limit = MAX_IMPORTED_LATENT if self.card is not None else MAX_LATENT_DIM
         _check(
-            1 <= self.latent_dim <= MAX_LATENT_DIM,
-            f"latent_dim must be in 1..{MAX_LATENT_DIM}, got {self.latent_dim}",
+            1 <= self.latent_dim <= limit,
+            f"latent_dim must be in 1..{limit}, got {self.latent_dim}",
         )
         _check(self.hidden_dim >= 1, f"hidden_dim must be >= 1, got {self.hidden_dim}")
         if self.architecture == "conv":

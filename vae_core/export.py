@@ -141,7 +141,9 @@ def _decoder_ops(
         reshape, shape = _reshape(shape, tuple(decoder.start_shape))
         deconvs, shape = _module_ops(decoder.deconvs, "decoder.deconvs", shape, packer)
         return hidden + relu + project + relu + reshape + deconvs, shape
-    raise TypeError(f"cannot export a {type(decoder).__name__} to the browser decoder")
+    raise TypeError(
+        f"the browser decoder runs the built-in mlp and conv decoders, not {type(decoder).__name__}"
+    )
 
 
 def decoder_payload(model: VAE, version: int | str | None = None) -> dict[str, Any]:
@@ -160,7 +162,7 @@ def decoder_payload(model: VAE, version: int | str | None = None) -> dict[str, A
     """
     config = model.config
     packer = _WeightPacker()
-    layers, shape = _decoder_ops(model.decoder, config.latent_dim, packer)
+    layers, shape = _decoder_ops(getattr(model, "decoder", model), config.latent_dim, packer)
     if shape != tuple(config.image_shape):
         raise ValueError(f"decoder produces {shape}, config says {config.image_shape}")
     layers.append({"op": "sigmoid" if config.likelihood == "bernoulli" else "clamp01"})

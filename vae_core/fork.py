@@ -16,7 +16,7 @@ import torch
 
 from vae_core import history
 from vae_core.checkpoint import load_checkpoint, save_checkpoint
-from vae_core.models import VAE
+from vae_core.models import build_model
 from vae_core.process import RunFolderTaken, claim_run_dir
 from vae_core.rundir import RunDir
 
@@ -45,7 +45,7 @@ def fork_run(
         )
     fork = claim_run_dir(new_path)
     fork.write_config(model_config, train_config, parent={"run": str(parent.path), "step": step})
-    model = VAE(model_config)
+    model = build_model(model_config)
     model.load_state_dict(weights)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, fused=True)
     if optimizer_state is not None:

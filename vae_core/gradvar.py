@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vae_core.models import VAE
+from vae_core.models import LatentVariableModel
 from vae_core.objectives import LOG_2PI, gaussian_kl_per_dim, model_log_likelihood
 
 ESTIMATORS = ("reparam", "score", "score_baseline")
@@ -97,7 +97,7 @@ def _log_q(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Ten
 
 
 def gradient_variance(
-    model: VAE, x: torch.Tensor, samples: int = 100, seed: int = 0
+    model: LatentVariableModel, x: torch.Tensor, samples: int = 100, seed: int = 0
 ) -> GradVariance:
     """Mean and variance of the three estimators of grad_phi ELBO on the batch x: (B, C, H, W).
 

@@ -16,7 +16,7 @@ import torch
 
 from vae_core import objectives
 from vae_core.latent import Projection, _device, _eval_mode, _to_uint8_hwc, active_dims
-from vae_core.models import VAE
+from vae_core.models import LatentVariableModel
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Inspection:
         return -(self.recon + self.kl)
 
 
-def _as_batch(pixels: np.ndarray, model: VAE) -> torch.Tensor:
+def _as_batch(pixels: np.ndarray, model: LatentVariableModel) -> torch.Tensor:
     """uint8 (C, H, W) -> float (1, C, H, W) in [0, 1] on the model's device."""
     pixels = np.asarray(pixels, dtype=np.uint8)
     expected = tuple(model.config.image_shape)
@@ -48,7 +48,7 @@ def _as_batch(pixels: np.ndarray, model: VAE) -> torch.Tensor:
     return x.unsqueeze(0).to(_device(model))  # (1, C, H, W)
 
 
-def inspect(model: VAE, pixels: np.ndarray) -> Inspection:
+def inspect(model: LatentVariableModel, pixels: np.ndarray) -> Inspection:
     """Posterior, reconstruction and ELBO terms of one uint8 (C, H, W) image, at z = mu."""
     x = _as_batch(pixels, model)  # (1, C, H, W)
     with _eval_mode(model):
@@ -94,7 +94,9 @@ class PosteriorSamples:
     std: np.ndarray  # (H, W) float32 pixel-wise standard deviation over the K decodes, [0, 0.5]
 
 
-def posterior_samples(model: VAE, pixels: np.ndarray, k: int, seed: int = 0) -> PosteriorSamples:
+def posterior_samples(
+    model: LatentVariableModel, pixels: np.ndarray, k: int, seed: int = 0
+) -> PosteriorSamples:
     """Decode K draws z = mu + sigma * eps (eps ~ N(0, I), seeded) of one image's posterior."""
     if k < 2:
         raise ValueError(f"k must be >= 2 for a standard deviation, got {k}")

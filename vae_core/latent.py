@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from vae_core.models import VAE
+from vae_core.models import LatentVariableModel
 
 if TYPE_CHECKING:
     from vae_core.data import ImageDataset
@@ -61,7 +61,10 @@ class EncodedSet:
 
 
 def encode_dataset(
-    model: VAE, data: ImageDataset, max_items: int | None = None, batch_size: int = 1000
+    model: LatentVariableModel,
+    data: ImageDataset,
+    max_items: int | None = None,
+    batch_size: int = 1000,
 ) -> EncodedSet:
     """Posterior means and log-variances of the first `max_items` items of `data` (all if None)."""
     if batch_size < 1:
@@ -355,7 +358,7 @@ def sample_prior(n: int, latent_dim: int, temperature: float = 1.0, seed: int = 
 # --- decoding to images ---------------------------------------------------------------
 
 
-def decode_latents(model: VAE, z: np.ndarray) -> np.ndarray:
+def decode_latents(model: LatentVariableModel, z: np.ndarray) -> np.ndarray:
     """Codes (N, D) -> display images (N, H, W, C) uint8; greyscale keeps C = 1."""
     z = np.atleast_2d(np.asarray(z, dtype=np.float32))  # (N, D)
     with _eval_mode(model):
@@ -364,7 +367,7 @@ def decode_latents(model: VAE, z: np.ndarray) -> np.ndarray:
 
 
 def reconstruct_images(
-    model: VAE, data: ImageDataset, indices: Sequence[int]
+    model: LatentVariableModel, data: ImageDataset, indices: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(originals, reconstructions from mu), both (N, H, W, C) uint8, for data[indices]."""
     index = torch.as_tensor(list(indices), dtype=torch.int64)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vae_core.latent import encode_dataset
-from vae_core.models import VAE
+from vae_core.models import LatentVariableModel
 
 if TYPE_CHECKING:
     from vae_core.data import ImageDataset
@@ -130,7 +130,9 @@ def _factor_classes(data: ImageDataset) -> np.ndarray:
     return np.asarray(data.factors)  # each distinct value is one class (see _codes)
 
 
-def mig_on_shapes(model: VAE, data: ImageDataset, max_items: int = 5000) -> MIGResult:
+def mig_on_shapes(
+    model: LatentVariableModel, data: ImageDataset, max_items: int = 5000
+) -> MIGResult:
     """MIG of `model`'s posterior means on the first `max_items` images of a factor dataset."""
     classes = _factor_classes(data)
     encoded = encode_dataset(model, data, max_items=max_items)

@@ -105,36 +105,26 @@ class ConvDecoder(nn.Module):
         return self.deconvs(h)  # (B, C, H, W)
 
 
-class VAE(nn.Module):
-    """q(z|x) = N(mu(x), diag(exp(logvar(x)))), p(z) = N(0, I), p(x|z) from the decoder."""
+class LatentVariableModel(nn.Module):
+    """What every view and the trainer rely on, whoever built the networks.
 
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
-        c = config
-        if c.architecture == "mlp":
-            self.encoder: nn.Module = MLPEncoder(c.num_pixels, c.hidden_dim, c.latent_dim)
-            self.decoder: nn.Module = MLPDecoder(c.latent_dim, c.hidden_dim, c.image_shape)
-        else:
-            self.encoder = ConvEncoder(c.image_shape, c.conv_channels, c.hidden_dim, c.latent_dim)
-            self.decoder = ConvDecoder(c.latent_dim, c.hidden_dim, c.conv_channels, c.image_shape)
-        if c.likelihood == "gaussian":
-            # One learned observation noise scale shared by all pixels (sigma-VAE, Rybkin et al.
-            # 2021): a fixed sigma would silently act as a hidden beta.
-            self.log_scale = nn.Parameter(torch.zeros(()))
+    Subclasses set `config` and define `encode(x) -> (mu, logvar)` with flat (B, D) codes
+    and `decode(z) -> (B, C, H, W)` logits or means on the [0, 1] pixel scale; a gaussian
+    likelihood also needs a scalar `log_scale` parameter.
+    """
+
+    config: ModelConfig
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, C, H, W) in [0, 1] -> mu, logvar: (B, D)."""
-        return self.encoder(x)
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """z = mu + sigma * eps, eps ~ N(0, I) (Kingma & Welling 2014, eq. 10)."""
         eps = torch.randn_like(mu)
         return mu + torch.exp(0.5 * logvar) * eps
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z: (B, D) -> logits (bernoulli) or means (gaussian): (B, C, H, W)."""
-        return self.decoder(z)
 
     def forward(self, x: torch.Tensor) -> VAEOutput:
         mu, logvar = self.encode(x)
@@ -157,6 +147,43 @@ class VAE(nn.Module):
         """Decode the posterior mean: the deterministic reconstruction shown in the UI."""
         mu, _ = self.encode(x)
         return self.decode_image(mu)
+
+
+class VAE(LatentVariableModel):
+    """q(z|x) = N(mu(x), diag(exp(logvar(x)))), p(z) = N(0, I), p(x|z) from the decoder."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        if c.architecture == "mlp":
+            self.encoder: nn.Module = MLPEncoder(c.num_pixels, c.hidden_dim, c.latent_dim)
+            self.decoder: nn.Module = MLPDecoder(c.latent_dim, c.hidden_dim, c.image_shape)
+        else:
+            self.encoder = ConvEncoder(c.image_shape, c.conv_channels, c.hidden_dim, c.latent_dim)
+            self.decoder = ConvDecoder(c.latent_dim, c.hidden_dim, c.conv_channels, c.image_shape)
+        if c.likelihood == "gaussian":
+            # One learned observation noise scale shared by all pixels (sigma-VAE, Rybkin et al.
+            # 2021): a fixed sigma would silently act as a hidden beta.
+            self.log_scale = nn.Parameter(torch.zeros(()))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C, H, W) in [0, 1] -> mu, logvar: (B, D)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (B, D) -> logits (bernoulli) or means (gaussian): (B, C, H, W)."""
+        return self.decoder(z)
+
+
+def build_model(config: ModelConfig) -> LatentVariableModel:
+    """The model a config describes, with fresh weights: a built-in VAE, or a user's own
+    VAE rebuilt from its model card (which imports the module it names)."""
+    if config.card is not None:
+        from vae_core.imported import build_imported  # imports user code: only when asked
+
+        return build_imported(config)
+    return VAE(config)
 
 
 def pick_device(choice: str = "auto", gpu: int | None = None) -> torch.device:

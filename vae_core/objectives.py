@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from vae_core.models import VAE, VAEOutput
+from vae_core.models import LatentVariableModel, VAEOutput
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -75,17 +75,19 @@ def log_likelihood(
     return -nll.flatten(1).sum(-1)
 
 
-def model_log_likelihood(model: VAE, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+def model_log_likelihood(
+    model: LatentVariableModel, x: torch.Tensor, decoded: torch.Tensor
+) -> torch.Tensor:
     """log p(x|z) under `model`'s likelihood: (B,)."""
     return log_likelihood(x, decoded, model.config.likelihood, getattr(model, "log_scale", None))
 
 
-def elbo_terms(model: VAE, x: torch.Tensor) -> ElboTerms:
+def elbo_terms(model: LatentVariableModel, x: torch.Tensor) -> ElboTerms:
     """One-sample Monte Carlo ELBO terms for a batch x: (B, C, H, W) in [0, 1]."""
     return terms_from_output(model, x, model(x))
 
 
-def terms_from_output(model: VAE, x: torch.Tensor, out: VAEOutput) -> ElboTerms:
+def terms_from_output(model: LatentVariableModel, x: torch.Tensor, out: VAEOutput) -> ElboTerms:
     """ELBO terms from a forward pass already made (e.g. by DDP, or under autocast): they are
     computed in fp32, since a bf16 log-likelihood summed over pixels loses whole nats."""
     decoded, mu, logvar = out.decoded.float(), out.mu.float(), out.logvar.float()
@@ -103,7 +105,7 @@ DECODE_BUDGET = 2**22  # decoded values (pixels x images) held at once: 16 MB of
 
 @torch.no_grad()
 def log_likelihood_iwae(
-    model: VAE, x: torch.Tensor, k: int = 5000, max_decode_batch: int | None = None
+    model: LatentVariableModel, x: torch.Tensor, k: int = 5000, max_decode_batch: int | None = None
 ) -> torch.Tensor:
     """Importance-weighted estimate of log p(x) with k samples: (B,).
 
@@ -129,7 +131,7 @@ def log_likelihood_iwae(
 
 
 def _log_weights(
-    model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, n: int
+    model: LatentVariableModel, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, n: int
 ) -> torch.Tensor:
     """log p(x|z) + log p(z) - log q(z|x) for n samples z ~ q(z|x) of each image: (n, g)."""
     g = x.shape[0]

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # imported where they are used: the UI's first page needs nei
 STATES: tuple[str, ...] = ("starting", "running", "paused", "finished", "failed")
 LIVE_STATES: tuple[str, ...] = ("starting", "running", "paused")
 STOPPED_BY_USER = "stopped by user"  # the reason of a run finished early by a stop command
+IMPORTED_REASON = "imported, not trained here yet"  # a user's own VAE, ready to fine-tune
 HEARTBEAT_STALE_S = 15.0  # a live trainer beats every second, from its own thread
 SAFE_SUFFIXES = (".safetensors",)
 CONTROL_COMMANDS = (None, "pause", "resume", "stop")
@@ -208,7 +209,8 @@ class Status:
             return False
         if self.is_live:
             return self.is_paused
-        return self.display_state in ("dead", "failed") or self.stopped_by_user
+        imported = self.state == "finished" and self.reason == IMPORTED_REASON
+        return self.display_state in ("dead", "failed") or self.stopped_by_user or imported
 
 
 _STATUS_TYPES: dict[str, tuple[type, ...]] = {

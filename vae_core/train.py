@@ -35,7 +35,7 @@ from vae_core.distributed import (
     rank_lost,
     shard,
 )
-from vae_core.models import VAE, pick_device
+from vae_core.models import LatentVariableModel, build_model, pick_device
 from vae_core.objectives import elbo_terms, log_likelihood_iwae, terms_from_output
 from vae_core.rundir import STOPPED_BY_USER, RunDamaged, RunDir, check_control
 
@@ -246,7 +246,7 @@ class Heartbeat:
 
 @torch.no_grad()
 def evaluate(
-    model: VAE,
+    model: LatentVariableModel,
     data: ImageDataset,
     batch_size: int,
     device: torch.device,
@@ -277,7 +277,12 @@ def evaluate(
 
 @torch.no_grad()
 def evaluate_iwae(
-    model: VAE, data: ImageDataset, k: int, n: int, device: torch.device, ranks: Ranks = ONE_PROCESS
+    model: LatentVariableModel,
+    data: ImageDataset,
+    k: int,
+    n: int,
+    device: torch.device,
+    ranks: Ranks = ONE_PROCESS,
 ) -> dict[str, Any]:
     """The IWAE bound (Burda et al. 2015) beside the ELBO on the first `n` test images
     (shared out among the ranks under torchrun).
@@ -324,6 +329,10 @@ def train(
     """
     ranks = ranks or ONE_PROCESS
     overrides = check_control(None, live_overrides or {})
+    if model_config.card is not None and model_config.card.not_trainable:
+        raise ValueError(
+            f"this imported model can be explored, not trained: {model_config.card.not_trainable}"
+        )
     if not ranks.is_main:  # trains, and follows rank 0's live settings; writes nothing
         return _train(model_config, train_config, run, resume, False, overrides, None, ranks)
     if not resume and run.exists():
@@ -386,7 +395,7 @@ def _train(
     if main:
         heartbeat.fields.pop("caching", None)
     train_data = on_device(train_data, device)
-    model = VAE(model_config).to(device)
+    model = build_model(model_config).to(device)
     if model_config.architecture == "conv":
         # oneDNN convolutions run faster on NHWC: +15 % samples/s measured on this CPU
         model = model.to(memory_format=torch.channels_last)
@@ -559,7 +568,7 @@ def _caching_progress(heartbeat: Heartbeat | None):
     return report
 
 
-def _parallel(model: VAE, ranks: Ranks, device: torch.device) -> torch.nn.Module:
+def _parallel(model: LatentVariableModel, ranks: Ranks, device: torch.device) -> torch.nn.Module:
     """`model` itself for one process; wrapped in DistributedDataParallel under torchrun
     (which also copies rank 0's initial weights to every rank)."""
     if not ranks.distributed:
@@ -580,7 +589,7 @@ def on_device(data: ImageDataset, device: torch.device) -> ImageDataset:
 
 def _restore(
     run: RunDir,
-    model: VAE,
+    model: LatentVariableModel,
     optimizer: torch.optim.Optimizer,
     shuffle: torch.Generator,
     live: LiveSettings,
@@ -621,7 +630,7 @@ def _last_history_step(run: RunDir, at: Position) -> int:
 
 def _save_history(
     run: RunDir,
-    model: VAE,
+    model: LatentVariableModel,
     test_data: ImageDataset,
     at: Position,
     cfg: TrainConfig,
@@ -664,7 +673,11 @@ def _log_control(run: RunDir, at: Position, live: LiveSettings) -> None:
 
 
 def _checkpoint(
-    run: RunDir, model: VAE, optimizer: torch.optim.Optimizer, at: Position, live: LiveSettings
+    run: RunDir,
+    model: LatentVariableModel,
+    optimizer: torch.optim.Optimizer,
+    at: Position,
+    live: LiveSettings,
 ) -> None:
     extra = {"next_batch": at.next_batch, **live.resumable()}
     try:
@@ -675,7 +688,7 @@ def _checkpoint(
 
 def _diverge(
     run: RunDir,
-    model: VAE,
+    model: LatentVariableModel,
     optimizer: torch.optim.Optimizer,
     at: Position,
     live: LiveSettings,

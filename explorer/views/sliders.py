@@ -10,17 +10,19 @@ test set against the N(0, 1) prior; attribute-vector sliders follow the per-dime
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
 
-from explorer import cache, charts, components, guard, images, reproduce, state
+from explorer import access, cache, charts, components, guard, images, reproduce, state
 from explorer.views import attributes, holes, waiting
 from vae_core import latent
-from vae_core.models import VAE
+from vae_core.models import LatentVariableModel
 from vae_core.rundir import RunDir
 
 LIMIT = 3.0  # slider range [-LIMIT, LIMIT], in prior standard deviations
@@ -65,7 +67,7 @@ def render(run: RunDir) -> None:
         attributes.render(str(run.path), run.snapshot_version())
 
 
-def decode_model(run: RunDir) -> tuple[VAE, int]:
+def decode_model(run: RunDir) -> tuple[LatentVariableModel, int]:
     """The model to decode with: the newest snapshot, or the frozen one if the toggle is on.
 
     Freezing pins the model object itself in the session: the caches may evict it and the
@@ -96,13 +98,9 @@ def _panel(run_path: str) -> None:
     _buttons(run_path, D)
     tracks, problems = _tracks(run_path, version, D)
     order = _focused_first(run_path, display_order(kl))
-    if components.is_available() and st.toggle(
-        "Live drag",
-        value=True,
-        key=state.SLIDERS_LIVE,
-        help="decode in the browser while a slider moves; off: server-side sliders",
-    ):
-        z = _live_sliders(run_path, net, version, z, kl, order, tracks)
+    payload = _browser_decoder(run_path, version, net)
+    if payload is not None:
+        z = _live_sliders(run_path, payload, z, kl, order, tracks)
     else:
         z = _server_sliders(run_path, net, version, z, kl, order, tracks)
     st.session_state[state.SLIDERS_Z] = z
@@ -114,7 +112,9 @@ def _panel(run_path: str) -> None:
         _traversal(net, z, order)
 
 
-def _copy_state(run_path: str, net: VAE, version: int, z: list[float], order: list[int]) -> None:
+def _copy_state(
+    run_path: str, net: LatentVariableModel, version: int, z: list[float], order: list[int]
+) -> None:
     """A URL, a JSON, a Python snippet and z.npy that reproduce this decoded image."""
     view = reproduce.ViewState(
         run_ref=state.open_run_ref() or run_path,
@@ -180,17 +180,37 @@ def _focused_first(run_path: str, order: list[int]) -> list[int]:
     return [focus[1], *(d for d in order if d != focus[1])]
 
 
+def _browser_decoder(
+    run_path: str, version: int, net: LatentVariableModel
+) -> dict[str, Any] | None:
+    """The decoder for in-browser live drag, or None: the toggle is off, the component is
+    missing, or this decoder cannot run in the browser (then one line says why)."""
+    if not components.is_available() or not st.toggle(
+        "Live drag",
+        value=True,
+        key=state.SLIDERS_LIVE,
+        help="decode in the browser while a slider moves; off: server-side sliders",
+    ):
+        return None
+    try:
+        return cache.decoder_payload(run_path, version, net)
+    except (TypeError, ValueError) as e:
+        st.caption(
+            f"Live drag is off for this model: its decoder cannot run in the browser "
+            f"({access.plain(str(e))}). The sliders decode on the server when released."
+        )
+        return None
+
+
 def _live_sliders(
     run_path: str,
-    net: VAE,
-    version: int,
+    payload: dict[str, Any],
     z: list[float],
     kl: list[float],
     order: list[int],
     tracks: Tracks,
 ) -> list[float]:
     """Sliders and image in one browser component: the image follows the thumb mid-drag."""
-    payload = cache.decoder_payload(run_path, version, net)
     committed = components.live_latent_sliders(
         payload,
         z,
@@ -211,7 +231,7 @@ def _live_sliders(
 
 def _server_sliders(
     run_path: str,
-    net: VAE,
+    net: LatentVariableModel,
     version: int,
     z: list[float],
     kl: list[float],
@@ -223,10 +243,12 @@ def _server_sliders(
     with col_sliders:
         z = slider_grid(z, order, latent.active_dims(kl), kl, tracks, run_path)
     with col_image:
+        t0 = time.perf_counter()
         decoded = latent.decode_latents(net, np.asarray(z))[0]  # (H, W, C) uint8
+        ms = 1000 * (time.perf_counter() - t0)
         st.image(
             images.png_bytes(decoded, IMAGE_PX),
-            caption=f"decoded, snapshot v{version}",
+            caption=f"decoded on the server in {ms:.0f} ms, snapshot v{version}",
             output_format="PNG",
         )
     return z
@@ -365,7 +387,7 @@ def _move_along(run_path: str, key: str, direction: tuple[float, ...]) -> None:
     state.set_latent_z(run_path, z)
 
 
-def _traversal(net: VAE, z: list[float], order: list[int]) -> None:
+def _traversal(net: LatentVariableModel, z: list[float], order: list[int]) -> None:
     """Decode along -3..3 in each chosen dimension, the others held at the current point."""
     dims = st.multiselect(
         "Dimensions (rows)",
