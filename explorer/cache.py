@@ -62,6 +62,12 @@ def encoded(run_path: str, version: int) -> tuple[EncodedSet, Projection]:
     return codes, latent.project_2d(codes.mu)
 
 
+@st.cache_data(max_entries=4, show_spinner="Finding the principal directions…")
+def principal_axes(run_path: str, version: int, k: int) -> latent.PrincipalAxes:
+    """The top-k principal directions of the encoded test set's means at this version."""
+    return latent.principal_axes(encoded(run_path, version)[0].mu, k)
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def reconstructions(
     run_path: str, version: int, indices: tuple[int, ...]

@@ -14,9 +14,11 @@ from typing import ParamSpec, TypeVar
 import streamlit as st
 
 from explorer import access
+from vae_core.config import ModelImportError
 from vae_core.rundir import RunDamaged, UnsafeCheckpointError
 
-RUN_ERRORS = (RunDamaged, UnsafeCheckpointError, OSError)
+# ModelImportError: an imported run whose class cannot be imported here
+RUN_ERRORS = (RunDamaged, UnsafeCheckpointError, ModelImportError, OSError)
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -85,6 +85,11 @@ def slider_key(dim: int) -> str:
     return f"sliders.dim.{dim}"
 
 
+def spatial_slider_key(kind: str, index: int) -> str:
+    """Widget key of a spatial latent's slider: a principal "direction" or a "channel"."""
+    return f"sliders.spatial.{kind}.{index}"
+
+
 def attribute_slider_key(name: str) -> str:
     """Widget key of the st.slider for the attribute vector called `name`."""
     return f"sliders.attr.{name}"

@@ -89,6 +89,11 @@ class _JsonMixin:
         return cls.from_dict(json.loads(text))
 
 
+class ModelImportError(ValueError):
+    """A user's model cannot be imported or rebuilt from its card; the message says what to do
+    (kept here, import-light, so the UI can name it without importing torch)."""
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """How to rebuild a VAE the project did not define: what config.json records for it.

@@ -27,7 +27,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from vae_core.config import IMPORTED, MAX_IMPORTED_LATENT, ModelCard, ModelConfig, TrainConfig
+from vae_core.config import (
+    IMPORTED,
+    MAX_IMPORTED_LATENT,
+    ModelCard,
+    ModelConfig,
+    ModelImportError,
+    TrainConfig,
+)
 from vae_core.models import LatentVariableModel
 
 DIFFUSERS = "diffusers"  # the adapter for a diffusers AutoencoderKL folder
@@ -37,10 +44,6 @@ CONVERT_HINT = (
     "convert it once with: from safetensors.torch import save_file; "
     "save_file(model.state_dict(), 'model.safetensors')"
 )
-
-
-class ModelImportError(ValueError):
-    """A user's model cannot be imported or rebuilt; the message says what to do."""
 
 
 # ---- rebuilding the user's module from its card ----

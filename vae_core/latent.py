@@ -135,32 +135,81 @@ def _identity_2d(z: np.ndarray) -> np.ndarray:
     return np.array(z[:, :2], dtype=np.float32)
 
 
-def _pca(mu: np.ndarray) -> Projection:
-    """Top-2 principal axes of the codes, signs fixed for stable plots."""
+@dataclass(frozen=True)
+class PrincipalAxes:
+    """The top principal directions of a set of codes (the aggregate posterior's means)."""
+
+    mean: np.ndarray  # (D,)
+    components: np.ndarray  # (k, D) unit rows, largest variance first
+    variance: np.ndarray  # (k,) variance of the codes along each row
+    share: np.ndarray  # (k,) that variance over the total variance of the codes
+
+
+EXACT_PCA_MAX_DIM = 512  # above it (spatial latents) a randomized SVD keeps PCA to ~1 s
+
+
+def principal_axes(mu: np.ndarray, k: int) -> PrincipalAxes:
+    """Top-k principal axes of codes mu (N, D), signs fixed for stable plots."""
     X = np.asarray(mu, dtype=np.float64)  # (N, D)
-    D = X.shape[1]
-    mean = X.mean(axis=0) if len(X) else np.zeros(D)
+    N, D = X.shape
+    mean = X.mean(axis=0) if N else np.zeros(D)
     Xc = X - mean  # (N, D)
-    # Eigenvectors of the D x D scatter matrix: the same axes as an SVD of Xc, but
-    # O(N D^2) instead of a full SVD, so 10k x 256 codes project in tens of ms.
-    variance, vectors = np.linalg.eigh(Xc.T @ Xc)  # ascending; vectors: (D, D) columns
-    variance = np.clip(variance[::-1], 0.0, None)  # (D,) largest first
-    components = np.zeros((2, D))
-    k = min(2, D)
-    components[:k] = vectors[:, ::-1][:, :k].T  # (k, D)
+    k_found = min(k, D, max(N, 1))
+    if D <= EXACT_PCA_MAX_DIM:
+        # Eigenvectors of the D x D scatter matrix: the same axes as an SVD of Xc, but
+        # O(N D^2) instead of a full SVD, so 10k x 256 codes project in tens of ms.
+        scatter_eig, vectors = np.linalg.eigh(Xc.T @ Xc)  # ascending; (D, D) columns
+        top = vectors[:, ::-1][:, :k_found].T  # (k, D)
+        sq = np.clip(scatter_eig[::-1][:k_found], 0.0, None)  # (k,) sum of squares
+    else:
+        from sklearn.utils.extmath import randomized_svd
+
+        _, singular, top = randomized_svd(Xc, k_found, random_state=0)  # top: (k, D)
+        sq = singular**2
+    components = np.zeros((k, D))
+    components[:k_found] = top
     # Eigenvector signs are arbitrary; make each axis's largest-|.| loading positive so the
     # picture does not flip between refreshes of the same model.
-    signs = np.sign(components[np.arange(2), np.abs(components).argmax(axis=1)])
+    signs = np.sign(components[np.arange(k), np.abs(components).argmax(axis=1)])
     components *= np.where(signs == 0, 1.0, signs)[:, None]
-    total = variance.sum()
-    ratio = tuple(float(v / total) if total > 0 else 0.0 for v in np.pad(variance, (0, 2))[:2])
+    variance = np.zeros(k)
+    variance[:k_found] = sq / max(N, 1)
+    total = (Xc**2).sum() / max(N, 1)
+    share = variance / total if total > 0 else np.zeros(k)
+    return PrincipalAxes(mean, components, variance, share)
+
+
+def _pca(mu: np.ndarray) -> Projection:
+    """Top-2 principal axes of the codes, as a 2D view."""
+    axes = principal_axes(mu, 2)
+    Xc = np.asarray(mu, dtype=np.float64) - axes.mean  # (N, D)
     return Projection(
         method="pca",
-        coords=(Xc @ components.T).astype(np.float32),  # (N, 2)
-        components=components.astype(np.float32),
-        mean=mean.astype(np.float32),
-        explained_variance_ratio=ratio,
+        coords=(Xc @ axes.components.T).astype(np.float32),  # (N, 2)
+        components=axes.components.astype(np.float32),
+        mean=axes.mean.astype(np.float32),
+        explained_variance_ratio=tuple(float(v) for v in axes.share),
     )
+
+
+def spatial_point(
+    axes: PrincipalAxes,
+    along: Sequence[float],
+    channel_offsets: Sequence[float],
+    latent_shape: Sequence[int],
+) -> np.ndarray:
+    """A point of a spatial latent (C, H, W), flat (D,): the codes' mean, moved `along[i]`
+    standard deviations along principal direction i, plus `channel_offsets[c]` added to
+    every position of channel c."""
+    C = latent_shape[0]
+    if len(along) > len(axes.components) or len(channel_offsets) != C:
+        raise ValueError(
+            f"need at most {len(axes.components)} direction values and {C} channel offsets"
+        )
+    steps = np.asarray(along, dtype=np.float64) * np.sqrt(axes.variance[: len(along)])  # (k,)
+    z = axes.mean + steps @ axes.components[: len(along)]  # (D,)
+    offsets = np.repeat(np.asarray(channel_offsets, dtype=np.float64), z.size // C)  # (D,)
+    return (z + offsets).astype(np.float32)
 
 
 def project_2d(mu: np.ndarray, method: Literal["auto", "pca"] = "auto") -> Projection:
@@ -401,6 +450,14 @@ def image_grid(images: np.ndarray, nrow: int, padding: int = 2, pad_value: int =
 
 
 # --- ordering by KL -------------------------------------------------------------------
+
+
+def aggregate_second_moment(codes: EncodedSet) -> float:
+    """E[z_d^2] under the aggregate posterior, averaged over dimensions: 1 when the encoded
+    data fill the prior N(0, I) (mean 0, variance 1), far below or above 1 when the model was
+    trained with a tiny KL weight and its codes live elsewhere."""
+    mu, var = codes.mu.astype(np.float64), np.exp(codes.logvar.astype(np.float64))
+    return float((mu**2 + var).mean()) if mu.size else 1.0
 
 
 def kl_order(kl_per_dim: Sequence[float]) -> list[int]:

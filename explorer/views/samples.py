@@ -52,6 +52,7 @@ def render(run: RunDir) -> None:
     col_seed.button("Reseed", on_click=_reseed, width="stretch")
     seed = st.session_state[state.SAMPLES_SEED]
     run_path = str(run.path)
+    _prior_mismatch_note(run_path, version)
     col_prior, col_agg = st.columns(2)
     with col_prior:
         st.markdown("**Prior** N(0, T² I)")
@@ -65,6 +66,22 @@ def render(run: RunDir) -> None:
         _grid(
             decoded, n, f"the same noise, through the mixture fitted to the test codes (v{version})"
         )
+
+
+PRIOR_MISMATCH = 10.0  # E[z^2] of the codes this many times off the prior's 1: say so
+
+
+def _prior_mismatch_note(run_path: str, version: int) -> None:
+    """Say plainly when the data's codes do not fill N(0, I), so prior draws are not images."""
+    moment = latent.aggregate_second_moment(cache.encoded(run_path, version)[0])
+    if 1 / PRIOR_MISMATCH <= moment <= PRIOR_MISMATCH:
+        return
+    st.info(
+        f"The encoded test images have E[z²] = {moment:.3g} per dimension where the prior "
+        "N(0, I) has 1: this model was trained with a tiny KL weight (or none), so its codes "
+        "do not fill the prior and prior draws (left) are not images of the data. The "
+        "aggregate-posterior samples (right) draw from where the data's codes are."
+    )
 
 
 def _grid(decoded: np.ndarray, n: int, caption: str) -> bytes:

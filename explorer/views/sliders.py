@@ -30,6 +30,7 @@ TOP_DIMS = 16  # shown in the grid; the rest go in an expander
 GRID_COLUMNS = 4
 TRAVERSAL_VALUES = 7
 IMAGE_PX = 256
+SPATIAL_DIRECTIONS = 8  # principal-direction sliders for a spatial latent
 RANGE_PRESETS = {"Prior ±3σ": "prior", "Data 1–99 %": "data"}  # label -> aggregate preset
 WHAT = """
 Each slider sets one coordinate of the latent point z, in units of the prior's standard
@@ -91,6 +92,23 @@ def decode_model(run: RunDir) -> tuple[LatentVariableModel, int]:
 def _panel(run_path: str) -> None:
     run = RunDir(run_path)
     net, version = decode_model(run)
+    spatial = net.config.card is not None and net.config.card.spatial
+    if spatial:
+        z, order = _spatial_sliders(run_path, net, version), []
+    else:
+        z, order = _dimension_sliders(run_path, net, version)
+    st.session_state[state.SLIDERS_Z] = z
+    holes.manifold_badge(run_path, version, z)
+    st.toggle("Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot")
+    _copy_state(run_path, net, version, z, order)
+    if not spatial and st.toggle("Traversal grid", key="sliders.traversal"):
+        _traversal(net, z, order)
+
+
+def _dimension_sliders(
+    run_path: str, net: LatentVariableModel, version: int
+) -> tuple[list[float], list[int]]:
+    """One slider per latent dimension, strongest first: (z, display order)."""
     D = net.config.latent_dim
     z = state.latent_z(run_path, D)
     latest_kl = cache.metrics_log(run_path).refresh().latest_kl_per_dim
@@ -103,13 +121,50 @@ def _panel(run_path: str) -> None:
         z = _live_sliders(run_path, payload, z, kl, order, tracks)
     else:
         z = _server_sliders(run_path, net, version, z, kl, order, tracks)
-    st.session_state[state.SLIDERS_Z] = z
     attributes.show_problems(problems)
-    holes.manifold_badge(run_path, version, z)
-    st.toggle("Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot")
-    _copy_state(run_path, net, version, z, order)
-    if st.toggle("Traversal grid", key="sliders.traversal"):
-        _traversal(net, z, order)
+    return z, order
+
+
+def _spatial_sliders(run_path: str, net: LatentVariableModel, version: int) -> list[float]:
+    """A spatial latent (C, H, W): sliders along the top principal directions of the encoded
+    test set's means (in their standard deviations), and one offset per channel."""
+    assert net.config.card is not None
+    shape = net.config.card.latent_shape
+    axes = cache.principal_axes(run_path, version, SPATIAL_DIRECTIONS)
+    col_sliders, col_image = st.columns([3, 2], gap="large")
+    with col_sliders:
+        st.caption(
+            f"A {'×'.join(map(str, shape))} latent: the sliders start at the mean code of the "
+            "test set and move along its principal directions (±3 standard deviations); "
+            "a channel offset adds the same value at every position of that channel."
+        )
+        along = [
+            st.slider(
+                f"direction {i + 1} · {share:.1%} of the variance",
+                -LIMIT,
+                LIMIT,
+                0.0,
+                0.1,
+                key=state.spatial_slider_key("direction", i),
+            )
+            for i, share in enumerate(axes.share)
+            if share > 0
+        ]
+        offsets = [
+            st.slider(
+                f"channel {c} offset",
+                -LIMIT,
+                LIMIT,
+                0.0,
+                0.1,
+                key=state.spatial_slider_key("channel", c),
+            )
+            for c in range(shape[0])
+        ]
+    z = latent.spatial_point(axes, along, offsets, shape)
+    with col_image:
+        _server_image(net, z, version)
+    return z.tolist()
 
 
 def _copy_state(
@@ -243,15 +298,20 @@ def _server_sliders(
     with col_sliders:
         z = slider_grid(z, order, latent.active_dims(kl), kl, tracks, run_path)
     with col_image:
-        t0 = time.perf_counter()
-        decoded = latent.decode_latents(net, np.asarray(z))[0]  # (H, W, C) uint8
-        ms = 1000 * (time.perf_counter() - t0)
-        st.image(
-            images.png_bytes(decoded, IMAGE_PX),
-            caption=f"decoded on the server in {ms:.0f} ms, snapshot v{version}",
-            output_format="PNG",
-        )
+        _server_image(net, np.asarray(z), version)
     return z
+
+
+def _server_image(net: LatentVariableModel, z: np.ndarray, version: int) -> None:
+    """Decode z (D,) here and show it, with the time the decode took."""
+    t0 = time.perf_counter()
+    decoded = latent.decode_latents(net, z)[0]  # (H, W, C) uint8
+    ms = 1000 * (time.perf_counter() - t0)
+    st.image(
+        images.png_bytes(decoded, IMAGE_PX),
+        caption=f"decoded on the server in {ms:.0f} ms, snapshot v{version}",
+        output_format="PNG",
+    )
 
 
 def _buttons(run_path: str, D: int) -> None:

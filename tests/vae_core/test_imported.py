@@ -214,3 +214,67 @@ def test_bad_weights_exit_2_naming_the_problem(tmp_path, user_vaes, capsys) -> N
 def test_run_folder_is_never_reused(tmp_path, user_vaes, capsys) -> None:
     assert _import(tmp_path, "NormalVAE")[0] == 0
     assert _import(tmp_path, "NormalVAE")[0] == 2 and "already exists" in capsys.readouterr().err
+
+
+def _tiny_autoencoder_kl(folder: Path) -> torch.nn.Module:
+    """A diffusers AutoencoderKL with random weights (8 and 16 channels, 4 latent channels),
+    saved as diffusers saves one: config.json + diffusion_pytorch_model.safetensors."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+        sample_size=32,
+    )
+    vae.save_pretrained(folder)
+    return vae.eval()
+
+
+def _rgb_folder(folder: Path, n: int = 24) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        pixels = (torch.rand(32, 32, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.mark.slow
+def test_diffusers_autoencoder_imports_through_the_adapter(tmp_path, capsys) -> None:
+    vae = _tiny_autoencoder_kl(tmp_path / "vae")
+    images = _rgb_folder(tmp_path / "images")
+    run_dir = tmp_path / "run"
+    dataset = ["--dataset", "folder", "--folder", str(images), "--image-size", "32"]
+    code = main(
+        ["import", "--run-dir", str(run_dir), "--diffusers", str(tmp_path / "vae"), *dataset]
+    )
+    assert code == 0, capsys.readouterr().err
+    model_config, _ = RunDir(run_dir).read_config()
+    card = model_config.card
+    assert card.source == "diffusers" and card.latent_shape == (4, 16, 16)
+    assert card.input_range == (-1.0, 1.0) and card.scaling_factor == pytest.approx(0.18215)
+    assert model_config.likelihood == "gaussian"
+    model = load_run_model(RunDir(run_dir))
+    z = torch.randn(2, 4 * 16 * 16)  # the explorer's z: the diffusion model's scaled latent
+    expected = (vae.decode(z.view(2, 4, 16, 16) / card.scaling_factor).sample + 1) / 2
+    torch.testing.assert_close(model.decode(z), expected)
+    x = torch.rand(2, 3, 32, 32)
+    mean = vae.encode(2 * x - 1).latent_dist.mean
+    torch.testing.assert_close(model.encode(x)[0], card.scaling_factor * mean.flatten(1))
+
+
+def test_diffusers_folder_without_config_is_refused(tmp_path, capsys) -> None:
+    (tmp_path / "vae").mkdir()
+    code = main(
+        ["import", "--run-dir", str(tmp_path / "run"), "--diffusers", str(tmp_path / "vae")]
+    )
+    assert code == 2 and "is not a diffusers AutoencoderKL folder" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
