@@ -44,6 +44,17 @@ class Policy:
             f"The operator turns them on with {REMOTE_TRAIN_ENV}=1."
         )
 
+    @property
+    def import_refusal(self) -> str | None:
+        """Why this browser may not open a user's own model (importing runs its code)."""
+        if not self.remote:
+            return None
+        return (
+            "Opening your own model imports and runs its Python code, which a browser may do "
+            "only when the app is served on loopback. On the server, run "
+            "`python -m vae_core import ...` and the run appears here."
+        )
+
     def attach_refusal(self, path: Path, root: Path) -> str | None:
         """Why `path` may not be attached; None when it may (inside the root, or opted in)."""
         if self.attach_anywhere or _inside(path, root):

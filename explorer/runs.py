@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -126,6 +127,62 @@ def start_run(choices: RunChoices, root: Path | None = None, policy: Policy = LO
     run.write_config(model_config, train_config)
     _children.append(resume_training(run))
     return run
+
+
+IMPORT_TIMEOUT_S = 600  # the dry run builds the model and encodes one batch
+
+
+@dataclass(frozen=True)
+class ImportChoices:
+    """The "Open your own model" form: the flags of `python -m vae_core import`."""
+
+    name: str
+    model: str = ""  # MODULE:CLASS, or
+    diffusers: str = ""  # a diffusers AutoencoderKL folder
+    kwargs: str = ""  # JSON
+    weights: str = ""  # a safetensors file
+    likelihood: str = ""  # "" = the default (bernoulli; gaussian for diffusers)
+    input_range: str = ""  # "LOW,HIGH"; "" = the default
+    dataset: str = "fashion-mnist"
+    folder: str = ""
+    image_size: int | None = None
+
+    def args(self, run_dir: Path) -> list[str]:
+        pairs = [
+            ("--model", self.model),
+            ("--diffusers", self.diffusers),
+            ("--kwargs", self.kwargs),
+            ("--weights", self.weights),
+            ("--likelihood", self.likelihood),
+            ("--input-range", self.input_range),
+            ("--dataset", self.dataset),
+            ("--folder", self.folder),
+            ("--image-size", str(self.image_size or "")),
+        ]
+        flags = [f"{flag}={value.strip()}" for flag, value in pairs if value and value.strip()]
+        return ["import", f"--run-dir={run_dir}", *flags]
+
+
+def import_run(choices: ImportChoices, root: Path | None = None, policy: Policy = LOCAL) -> RunDir:
+    """Import a user's VAE into a new run under `root` through the CLI's own command, in a
+    child process: the user's module is imported there, never in the app. Raises
+    PermissionError when `policy` forbids it, ValueError with the command's one line."""
+    if policy.import_refusal:
+        raise PermissionError(policy.import_refusal)
+    if not _is_plain_name(choices.name):
+        raise ValueError(f"run name {choices.name!r}: give one folder name (no '/', not '..')")
+    run_dir = (runs_root() if root is None else root) / choices.name
+    if run_dir.exists():
+        raise FileExistsError(f"a run named {choices.name} exists already; pick another name")
+    command = [sys.executable, "-m", "vae_core", *choices.args(run_dir)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"the import took longer than {IMPORT_TIMEOUT_S} s; try the CLI") from None
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise ValueError((lines[-1] if lines else "the import failed").removeprefix("error: "))
+    return RunDir(run_dir)
 
 
 def check_may_start(choices: RunChoices, policy: Policy = LOCAL) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "shapes", "folder")
+IMAGE_SIZES: tuple[int, ...] = (28, 32, 64)  # what shapes and folder render to
 MAX_SHAPES_IMAGES = 200_000  # shapes train images: the New run form's upper bound
 SYSTEM_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian dataset-fashion-mnist
 DATA_DIR_ENV = "VAE_EXPLORER_DATA"

@@ -32,6 +32,7 @@ from vae_core import memmap_cache, shapes
 from vae_core.catalog import (  # re-exported: the names and lookups live there, torch-free
     DATASETS,
     IDX_FILES,
+    IMAGE_SIZES,
     MAX_SHAPES_IMAGES,
     SPLITS,
     default_data_dir,
@@ -41,7 +42,6 @@ from vae_core.memmap_cache import Progress
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SIZES: tuple[int, ...] = (28, 32, 64)  # what shapes and folder render to
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DOWNLOAD_TIMEOUT_S = 60.0  # torchvision's urllib calls have none; a dead network must not hang
 SHAPES_TRAIN_SAMPLES = 20_000

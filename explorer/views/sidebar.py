@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import access, guard, runs, state
-from vae_core.catalog import DATASETS, MAX_SHAPES_IMAGES, is_available_offline
+from vae_core.catalog import DATASETS, IMAGE_SIZES, MAX_SHAPES_IMAGES, is_available_offline
 from vae_core.config import (
     ARCHITECTURES,
     BETA_RANGE,
@@ -51,6 +51,8 @@ def render() -> RunDir | None:
             st.fragment(_run_controls, run_every=every)(run)
         with st.expander("New run", expanded=run is None):
             _new_run_form()
+        with st.expander("Open your own model"):
+            _import_form()
     return run
 
 
@@ -205,13 +207,67 @@ def _new_run_form() -> None:
         st.rerun()
 
 
+def _import_form() -> None:
+    """A VAE the project did not build: a `module:Class` or a diffusers folder, checked on one
+    batch of a dataset and written as a run to explore and fine-tune."""
+    refusal = access.current().import_refusal
+    if refusal:
+        st.caption(access.plain(refusal))
+        return
+    with st.form("sidebar.import"):
+        source = st.radio("Model", ("Python class", "diffusers AutoencoderKL"), horizontal=True)
+        where = st.text_input(
+            "MODULE:CLASS, or the diffusers folder",
+            placeholder="mypkg.vae:MyVAE",
+            help="a class importable from the folder the app runs in (or PYTHONPATH) whose "
+            "encode(x) gives (mu, logvar) or a Normal and decode(z) gives images",
+        )
+        kwargs = st.text_input("Constructor kwargs (JSON)", placeholder='{"zdim": 16}')
+        weights = st.text_input("Weights (.safetensors)", help="empty: fresh weights")
+        dataset = st.selectbox(
+            "Dataset", DATASETS, format_func=DATASET_LABELS.get, key="sidebar.import_dataset"
+        )
+        folder = st.text_input("Image folder (for My image folder)", key="sidebar.import_folder")
+        size = st.selectbox(
+            "Image size (Shapes, image folder)",
+            IMAGE_SIZES,
+            index=len(IMAGE_SIZES) - 1,
+            key="sidebar.import_size",
+        )
+        name = st.text_input("Run name", value="my-vae")
+        submitted = st.form_submit_button("Import", width="stretch")
+    if submitted:
+        diffusers = source.startswith("diffusers")
+        choices = runs.ImportChoices(
+            name=name.strip(),
+            model="" if diffusers else where,
+            diffusers=where if diffusers else "",
+            kwargs=kwargs,
+            weights=weights,
+            dataset=dataset,
+            folder=folder if dataset == "folder" else "",
+            image_size=size if dataset in ("shapes", "folder") else None,
+        )
+        with st.spinner("Importing: building the model and checking it on one batch…"):
+            try:
+                run = runs.import_run(choices, policy=access.current())
+            except (*USER_ERRORS, PermissionError) as e:
+                st.error(f"Not imported: {access.plain(e)}")
+                return
+        state.set_open_run_ref(runs.run_ref(run))
+        st.session_state[state.SIDEBAR_NOTICE] = (
+            f"Imported {run.path.name}: explore it, or Resume to fine-tune"
+        )
+        st.rerun()
+
+
 def _choices(default: str) -> runs.RunChoices:
     dataset = st.selectbox(
         "Dataset", DATASETS, index=DATASETS.index(default), format_func=DATASET_LABELS.get
     )
     folder = st.text_input("Image folder (for My image folder)", placeholder="/path/to/images")
     col_size, col_count = st.columns(2)
-    image_size = col_size.selectbox("Image size", (28, 32, 64), help="shapes and folder only")
+    image_size = col_size.selectbox("Image size", IMAGE_SIZES, help="shapes and folder only")
     num_samples = col_count.number_input(
         "Shapes: images",
         min_value=256,

@@ -133,3 +133,35 @@ def test_a_missing_class_costs_the_views_one_line_and_keeps_the_curves(
     assert not at.exception
     assert any("cannot import module" in e.value and "PYTHONPATH" in e.value for e in at.error)
     assert not app("GroupNormVAE", "Training").exception
+
+
+def _import_form(at, where: str, name: str) -> None:
+    next(t for t in at.text_input if t.label.startswith("MODULE:CLASS")).input(where)
+    next(t for t in at.text_input if t.label == "Run name").input(name)
+    next(s for s in at.selectbox if s.key == "sidebar.import_dataset").set_value("shapes")
+    next(s for s in at.selectbox if s.key == "sidebar.import_size").set_value(28)
+    next(b for b in at.button if b.label == "Import").click().run(timeout=300)
+
+
+@pytest.mark.slow
+def test_open_your_own_model_form_imports_through_the_cli_command(
+    app, empty_runs_root, user_vaes
+) -> None:
+    at = app()
+    _import_form(at, "foreign_vaes:NormalVAE", "mine")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert (empty_runs_root / "mine" / "snapshot.safetensors").is_file()
+    assert any("Imported mine" in s.value for s in at.success)
+    _import_form(at, "foreign_vaes:OneTensorEncoder", "broken")
+    assert any(e.value.startswith("Not imported:") and "distributions" in e.value for e in at.error)
+    assert not (empty_runs_root / "broken").exists()
+
+
+def test_a_remote_browser_gets_no_import_form_and_is_refused(tmp_path) -> None:
+    from explorer import access, runs
+
+    remote = access.policy("0.0.0.0", {access.REMOTE_TRAIN_ENV: "1"})
+    choices = runs.ImportChoices(name="x", model="foreign_vaes:NormalVAE")
+    with pytest.raises(PermissionError, match="only when the app is served on loopback"):
+        runs.import_run(choices, tmp_path, remote)
+    assert not (tmp_path / "x").exists()
