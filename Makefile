@@ -54,3 +54,4 @@ bench: setup-test
 	$(PY) bench/cold_start.py
 	$(PY) bench/ui_latency.py
 	$(PY) bench/live_drag.py
+	$(PY) bench/import_model.py
