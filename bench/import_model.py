@@ -52,7 +52,7 @@ class TinyLatentDiffusionAE(nn.Module):
             nn.Conv2d(64, 8, 3, padding=1),
         )  # fmt: skip
         self.conv_in = nn.Conv2d(4, 128, 3, padding=1)
-        self.mid = nn.ModuleList([_res(128), _res(128)])
+        self.mid = nn.ModuleList([_res(128), _res(128), _res(128)])
         self.up = nn.Sequential(
             nn.Upsample(scale_factor=2), nn.Conv2d(128, 128, 3, padding=1),  # 16
             nn.Upsample(scale_factor=2), nn.Conv2d(128, 64, 3, padding=1),  # 32
