@@ -191,6 +191,8 @@ class Status:
         """The state a user should see: a 'running' run whose trainer is gone is 'dead'."""
         if self.state in LIVE_STATES and not self.is_live:
             return "dead"
+        if self.imported:
+            return "imported"
         return self.state
 
     @property
@@ -209,8 +211,12 @@ class Status:
             return False
         if self.is_live:
             return self.is_paused
-        imported = self.state == "finished" and self.reason == IMPORTED_REASON
-        return self.display_state in ("dead", "failed") or self.stopped_by_user or imported
+        return self.display_state in ("dead", "failed") or self.stopped_by_user or self.imported
+
+    @property
+    def imported(self) -> bool:
+        """A user's own model, imported and not trained here yet."""
+        return self.state == "finished" and self.reason == IMPORTED_REASON
 
 
 _STATUS_TYPES: dict[str, tuple[type, ...]] = {
