@@ -54,6 +54,7 @@ def test_foreign_vae_imports_with_the_latent_shape_found_by_the_dry_run(
     assert train_config.dataset == "shapes"
     assert run.read_status().state == "finished" and run.read_status().reason == IMPORTED_REASON
     assert run.read_status().is_resumable  # Resume in the app fine-tunes it
+    assert run.read_status().display_state == "imported"
     model = load_run_model(run)
     mu, logvar = model.encode(torch.rand(3, 1, 28, 28))
     assert mu.shape == logvar.shape == (3, math.prod(latent_shape))
