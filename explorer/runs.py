@@ -23,6 +23,7 @@ from vae_core.rundir import RunDir, Status, list_runs
 RUNS_ROOT_ENV = "VAE_EXPLORER_RUNS"
 MAX_TRAINERS_ENV = "VAE_EXPLORER_MAX_TRAINERS"  # trainers this app runs at once (default: cores)
 LOG_TAIL_BYTES = 64 * 1024  # how much of trainer.log the failure box reads, from the end
+SHOWN_REF_CHARS = 80  # of a ?run= value or typed path echoed in a message (a link may carry 5,000)
 
 # Trainers this UI process started. Kept only to reap them when they exit (no zombies);
 # they run in their own session, so they outlive the UI and are controlled via the run dir.
@@ -349,11 +350,11 @@ def open_run(ref: str, attached: Collection[str] = (), root: Path | None = None)
         run = RunDir(root / ref)
     else:
         raise ValueError(
-            f"{ref} is not a run directory under {root}, nor one attached in this browser "
-            "session (use Attach a run directory)."
+            f"{shown_ref(ref)} is not a run directory under {root}, nor one attached in this "
+            "browser session (use Attach a run directory)."
         )
     if not run.exists():
-        raise ValueError(f"{ref} is not a run directory (no config.json).")
+        raise ValueError(f"{shown_ref(ref)} is not a run directory (no config.json).")
     return run
 
 
@@ -374,8 +375,17 @@ def attach_run(ref: str, policy: Policy = LOCAL, root: Path | None = None) -> Ru
             raise PermissionError(refusal)
         run = RunDir(path)
     if run is None or not run.exists():
-        raise ValueError(f"{ref} is not a run directory (it has no config.json).")
+        raise ValueError(f"{shown_ref(ref)} is not a run directory (it has no config.json).")
     return run
+
+
+def shown_ref(ref: str, limit: int = SHOWN_REF_CHARS) -> str:
+    """`ref` as a message shows it: whole when short, else its start and end around an ellipsis
+    with the full length, so a crafted link cannot fill the page (or the log) with its text."""
+    if len(ref) <= limit:
+        return ref
+    keep = limit // 2
+    return f"{ref[:keep]}…{ref[-keep // 2 :]} ({len(ref):,} characters)"
 
 
 def _is_plain_name(name: str) -> bool:
