@@ -29,6 +29,7 @@ VIEWS = {  # label -> module in explorer.views, imported when first shown
 }
 
 st.set_page_config(page_title="VAE Latent Explorer", page_icon="🧭", layout="wide")
+access.check_origin()  # before anything: a page from another origin gets one line, no app
 state.init()
 
 run = sidebar.render()
