@@ -19,6 +19,7 @@ import io
 import random
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,19 @@ def sample(pid: int) -> tuple[int, float, int]:
     status = (proc / "status").read_text()
     rss_kib = int(next(line.split()[1] for line in status.splitlines() if line[:6] == "VmRSS:"))
     return len(list((proc / "task").iterdir())), rss_kib / 1024, len(list((proc / "fd").iterdir()))
+
+
+def open_file_kinds(pid: int) -> Counter:
+    """The server's open files by kind (socket, pipe, anon_inode:..., or a file's suffix)."""
+    kinds: Counter = Counter()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:  # closed meanwhile
+            continue
+        kind = target.split("[")[0] if not target.startswith("/") else Path(target).suffix
+        kinds[kind or "other"] += 1
+    return kinds
 
 
 def upload_png() -> bytes:
@@ -148,6 +162,7 @@ def soak(url: str, pid: int, root: Path, trained: list[RunDir], args) -> tuple[l
                 control(step, root, trained)
                 step += 1
         browser.close()
+    print(f"open files by kind at the end: {dict(open_file_kinds(pid).most_common())}")
     return samples, page_exceptions
 
 
