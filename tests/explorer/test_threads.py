@@ -46,14 +46,6 @@ done.set()
 """
 
 
-@pytest.fixture(autouse=True)
-def _torch_threads_restored():
-    """keep_ui_threads changes this process's torch; later tests get theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
 def test_concurrent_script_runs_hold_one_thread_each() -> None:
     result = subprocess.run(
