@@ -4,7 +4,9 @@ On loopback (the default, .streamlit/config.toml) the browser is the person at t
 and may do everything. Served beyond loopback, a browser may watch and explore, but starts
 no trainer, attaches no folder outside the runs root and reads no image folder unless the
 operator opts in through the environment variables below. `plain()` escapes text from URLs,
-files, paths and exceptions so Streamlit's markdown shows it verbatim.
+files, paths and exceptions so Streamlit's markdown shows it verbatim. `origin_refusal()`
+turns away a session opened by a page from another origin: Streamlit itself accepts any
+http://localhost:<port> page, so a page served on another local port could drive the app.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import ipaddress
 import os
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -112,6 +115,85 @@ def server_address() -> str | None:
 def current() -> Policy:
     """The policy of the running app."""
     return policy(server_address(), os.environ)
+
+
+def origin_refusal(
+    headers: Mapping[str, str], allowed_hosts: Sequence[str], app_port: int
+) -> str | None:
+    """Why a session whose WebSocket sent these headers may not use the app; None when it may.
+
+    Accepted: no Origin (not a browser: it could do anything without a page anyway), the
+    app's own origin (Origin names the host and port the socket was opened to, as Host says),
+    or a host in `allowed_hosts` (Streamlit's server.allowedHosts) on the app's port.
+    """
+    origin = _header(headers, "origin")
+    if origin is None:
+        return None
+    page, own = _host_port(origin, with_scheme=True), _host_port(_header(headers, "host"))
+    if page is not None and (_same(page, own) or _allowed(page, allowed_hosts, app_port)):
+        return None
+    shown = " ".join(origin.split())[:80]
+    return (
+        f"This page was opened from {shown}, not from the app's own address, so it may not "
+        "use the app. Open the app's address directly."
+    )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
+def _host_port(text: str | None, with_scheme: bool = False) -> tuple[str, int | None] | None:
+    """(host name, port) of an origin (scheme://host[:port]: the scheme's port when none is
+    written) or of a Host header (None when none is written), or None if malformed."""
+    if not text:
+        return None
+    try:
+        parts = urlsplit(text if with_scheme else f"//{text}")
+        if with_scheme and parts.scheme not in ("http", "https"):
+            return None  # "null" (a sandboxed frame, a file:// page) or anything odd
+        port = parts.port or ({"http": 80, "https": 443}.get(parts.scheme))
+    except ValueError:  # a port out of range or not a number
+        return None
+    host = (parts.hostname or "").lower().rstrip(".")
+    return (host, port) if host else None
+
+
+def _same(page: tuple[str, int | None], own: tuple[str, int | None] | None) -> bool:
+    """Whether the page's origin is the address the socket was opened to (a Host without a
+    port, as behind a proxy, matches http's and https's own ports)."""
+    if own is None or page[0] != own[0]:
+        return False
+    return page[1] == own[1] or (own[1] is None and page[1] in (80, 443))
+
+
+def _allowed(page: tuple[str, int | None], allowed_hosts: Sequence[str], app_port: int) -> bool:
+    """Whether the page's host is one server.allowedHosts names (as Streamlit matches them:
+    exact, `*.domain` or `*`) and the page is on the app's own port."""
+    host, port = page
+    if port != app_port:
+        return False
+    for pattern in (p.strip().lower().rstrip(".") for p in allowed_hosts):
+        bare = pattern.strip("[]")
+        if (
+            pattern == "*"
+            or host in (pattern, bare)
+            or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+        ):
+            return True
+    return False
+
+
+def check_origin() -> None:
+    """Stop this script run, with one line, when the session came from a foreign page."""
+    refusal = origin_refusal(
+        st.context.headers,
+        st.get_option("server.allowedHosts") or (),
+        int(st.get_option("server.port")),
+    )
+    if refusal:
+        st.error(refusal, icon=":material/block:")
+        st.stop()
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:

@@ -14,7 +14,7 @@ import importlib
 
 import streamlit as st
 
-from explorer import access, guard, state
+from explorer import access, guard, runs, state
 from explorer.views import sidebar
 
 VIEWS = {  # label -> module in explorer.views, imported when first shown
@@ -29,6 +29,8 @@ VIEWS = {  # label -> module in explorer.views, imported when first shown
 }
 
 st.set_page_config(page_title="VAE Latent Explorer", page_icon="🧭", layout="wide")
+access.check_origin()  # before anything: a page from another origin gets one line, no app
+runs.keep_ui_threads()  # before torch loads: one thread per session's script run
 state.init()
 
 run = sidebar.render()
@@ -52,4 +54,5 @@ view = st.segmented_control(
     label_visibility="collapsed",
 )
 render = importlib.import_module(f"explorer.views.{VIEWS[view]}").render
+runs.keep_ui_threads()  # and now that the view has loaded torch
 guard.shows_run_errors(render)(run)

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:  # playwright is a test/bench dependency only
     from playwright.sync_api import Browser, Frame, Page, Playwright
@@ -38,10 +38,12 @@ def start_streamlit(
     port: int,
     env: dict[str, str] | None = None,
     args: Sequence[str] = (),
+    log: BinaryIO | None = None,
 ) -> subprocess.Popen:
     """`streamlit run script -- *args` headless on 127.0.0.1:port, from the repo root.
 
-    `env` is added to this process's environment; the server's output is discarded.
+    `env` is added to this process's environment; the server's output goes to `log`
+    (discarded when None).
     """
     command = [
         *(sys.executable, "-m", "streamlit", "run", str(script)),
@@ -53,8 +55,8 @@ def start_streamlit(
         command,
         cwd=REPO,
         env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
     )
 
 

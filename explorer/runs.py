@@ -23,6 +23,8 @@ from vae_core.rundir import RunDir, Status, list_runs
 RUNS_ROOT_ENV = "VAE_EXPLORER_RUNS"
 MAX_TRAINERS_ENV = "VAE_EXPLORER_MAX_TRAINERS"  # trainers this app runs at once (default: cores)
 LOG_TAIL_BYTES = 64 * 1024  # how much of trainer.log the failure box reads, from the end
+UI_TORCH_THREADS = 1  # the core the page keeps for itself; trainers share the others
+SHOWN_REF_CHARS = 80  # of a ?run= value or typed path echoed in a message (a link may carry 5,000)
 
 # Trainers this UI process started. Kept only to reap them when they exit (no zombies);
 # they run in their own session, so they outlive the UI and are controlled via the run dir.
@@ -108,9 +110,35 @@ def configs_from_choices(choices: RunChoices) -> tuple[ModelConfig, TrainConfig]
     )
 
 
-def trainer_threads() -> int:
-    """Torch threads for a trainer the app starts: all cores but one, which the UI keeps."""
-    return max(1, (os.cpu_count() or 1) - 1)
+def trainer_threads(running: int | None = None) -> int:
+    """Torch threads for a trainer the app starts: the cores but one (which the UI keeps),
+    shared with the `running` trainers this app runs already (default: count them).
+
+    Each trainer holds a thread per torch thread, so N trainers at cores - 1 each would hold
+    N x cores threads (and one per core is the default limit): the machine's thread limit,
+    not its cores, would stop the next Start, with Streamlit's "can't start new thread".
+    Split, N trainers hold at most (cores - 1) x (1 + ln N) threads.
+    """
+    running = running_trainers() if running is None else running
+    return max(1, ((os.cpu_count() or 1) - 1) // (running + 1))
+
+
+def keep_ui_threads() -> None:
+    """Hold this (the UI's) process to UI_TORCH_THREADS threads per thread running torch.
+
+    Streamlit runs each session's script in a thread of its own, and every such thread that
+    calls torch gets its own OpenMP / MKL team: by default one thread per core (torch's
+    set_num_threads does not reach MKL's team in a new thread), so ten sessions redrawing at
+    once held ten teams of cores - 1 threads each. Call it before torch is imported (it sets
+    the variables OpenMP and MKL read when they load) and again after.
+    """
+    torch = sys.modules.get("torch")  # never imported here: the first page does without it
+    if torch is None:
+        # Trainers inherit these, and set their own thread count (trainer_threads) over them.
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(UI_TORCH_THREADS)
+    elif torch.get_num_threads() != UI_TORCH_THREADS:
+        torch.set_num_threads(UI_TORCH_THREADS)
 
 
 def start_run(choices: RunChoices, root: Path | None = None, policy: Policy = LOCAL) -> RunDir:
@@ -349,11 +377,11 @@ def open_run(ref: str, attached: Collection[str] = (), root: Path | None = None)
         run = RunDir(root / ref)
     else:
         raise ValueError(
-            f"{ref} is not a run directory under {root}, nor one attached in this browser "
-            "session (use Attach a run directory)."
+            f"{shown_ref(ref)} is not a run directory under {root}, nor one attached in this "
+            "browser session (use Attach a run directory)."
         )
     if not run.exists():
-        raise ValueError(f"{ref} is not a run directory (no config.json).")
+        raise ValueError(f"{shown_ref(ref)} is not a run directory (no config.json).")
     return run
 
 
@@ -374,8 +402,17 @@ def attach_run(ref: str, policy: Policy = LOCAL, root: Path | None = None) -> Ru
             raise PermissionError(refusal)
         run = RunDir(path)
     if run is None or not run.exists():
-        raise ValueError(f"{ref} is not a run directory (it has no config.json).")
+        raise ValueError(f"{shown_ref(ref)} is not a run directory (it has no config.json).")
     return run
+
+
+def shown_ref(ref: str, limit: int = SHOWN_REF_CHARS) -> str:
+    """`ref` as a message shows it: whole when short, else its start and end around an ellipsis
+    with the full length, so a crafted link cannot fill the page (or the log) with its text."""
+    if len(ref) <= limit:
+        return ref
+    keep = limit // 2
+    return f"{ref[:keep]}…{ref[-keep // 2 :]} ({len(ref):,} characters)"
 
 
 def _is_plain_name(name: str) -> bool:

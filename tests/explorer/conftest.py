@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer import state
@@ -15,6 +16,15 @@ from vae_core.train import train
 
 RUN_NAME = "finished-shapes"
 LATENT_DIM = 5
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """The app holds its process to one torch thread (runs.keep_ui_threads); AppTest runs it
+    in this one, so each test gives the rest of the suite its thread count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

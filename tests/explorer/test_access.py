@@ -10,6 +10,7 @@ import socket
 import string
 import subprocess
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -248,3 +249,79 @@ def test_server_refuses_a_foreign_host_header(tmp_path: Path) -> None:
         assert " 101 " in _websocket_handshake(url, f"127.0.0.1:{port}")
         assert " 101 " in _websocket_handshake(url, f"localhost:{port}")
         assert " 403 " in _websocket_handshake(url, f"rebound.example:{port}")
+
+
+# -- which pages may open a session --
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "accepted"),
+    [
+        (None, "localhost:8501", True),  # no Origin: not a browser page
+        ("http://localhost:8501", "localhost:8501", True),  # the app's own page
+        ("http://127.0.0.1:8501", "127.0.0.1:8501", True),
+        ("http://[::1]:8501", "[::1]:8501", True),
+        ("http://LOCALHOST:8501", "localhost:8501", True),
+        ("http://127.0.0.1:8501", "localhost:8501", True),  # allowed host, the app's port
+        ("https://app.example.com", "app.example.com", True),  # same origin behind a proxy
+        ("http://app.example.com:8080", "app.example.com", False),
+        ("http://localhost:9999", "localhost:8501", False),  # another local port: the attack
+        ("http://127.0.0.1:3000", "127.0.0.1:8501", False),
+        ("http://localhost", "localhost:8501", False),  # port 80
+        ("http://evil.example:8501", "localhost:8501", False),
+        ("null", "localhost:8501", False),  # a sandboxed frame or a file:// page
+        ("file://", "localhost:8501", False),
+        ("http://localhost:99999", "localhost:8501", False),  # not a port
+    ],
+)
+def test_only_the_apps_own_origin_may_open_a_session(
+    origin: str | None, host: str, accepted: bool
+) -> None:
+    headers = {"Host": host} | ({"Origin": origin} if origin is not None else {})
+    refusal = access.origin_refusal(headers, LOOPBACK_HOSTS, 8501)
+    assert (refusal is None) is accepted
+    if refusal:
+        assert "\n" not in refusal and "not from the app's own address" in refusal
+
+
+def test_an_operator_named_host_is_accepted_on_the_apps_port() -> None:
+    headers = {"host": "10.0.0.5:8501", "origin": "http://vae.lab.example:8501"}
+    assert access.origin_refusal(headers, ["*.lab.example"], 8501) is None
+    assert access.origin_refusal(headers, ["*"], 8501) is None
+    assert access.origin_refusal(headers, ["other.example"], 8501) is not None
+    assert access.origin_refusal(headers, [], 8501) is not None  # unset: own origin only
+
+
+def _session_text(url: str, origin: str, seconds: float = 30) -> bytes:
+    """Everything the app sends a WebSocket session opened with `origin`, until its first
+    script run finishes: protobuf bytes, in which every shown text appears as UTF-8."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from websockets.sync.client import connect
+
+    received = b""
+    stream = url.replace("http://", "ws://") + "/_stcore/stream"
+    with connect(stream, origin=origin, subprotocols=["streamlit"], open_timeout=20) as ws:
+        rerun = BackMsg()
+        rerun.rerun_script.query_string = ""
+        ws.send(rerun.SerializeToString())
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and b"Pick a dataset" not in received:
+            try:
+                received += ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+            if b"not from the app's own address" in received:
+                break
+    return received
+
+
+@pytest.mark.slow
+def test_a_page_on_another_local_port_cannot_use_the_app(tmp_path: Path) -> None:
+    with devserver.serve("explorer/app.py", env={runs.RUNS_ROOT_ENV: str(tmp_path)}) as url:
+        port = int(url.rsplit(":", 1)[1])
+        own = _session_text(url, f"http://127.0.0.1:{port}")
+        assert b"Pick a dataset" in own and b"own address" not in own
+        foreign = _session_text(url, f"http://localhost:{devserver.free_port()}")
+        assert b"not from the app's own address" in foreign
+        assert b"Pick a dataset" not in foreign and b"Start" not in foreign

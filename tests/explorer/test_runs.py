@@ -174,3 +174,20 @@ def test_apply_fix_sends_one_live_change(tmp_path) -> None:
     assert run.read_control()["set"] == {"beta_schedule": "linear", "warmup_steps": 1000}
     with pytest.raises(ValueError):
         runs.apply_fix(run, {"epochs": 3})
+
+
+@pytest.mark.parametrize("ref", ["a" * 5000, "/" + "a/" * 2500, "../" * 1700])
+def test_a_long_run_link_is_shortened_in_the_refusal(tmp_path: Path, ref: str) -> None:
+    for refuse in (
+        lambda: runs.open_run(ref, root=tmp_path),
+        lambda: runs.attach_run(ref, root=tmp_path),
+    ):
+        with pytest.raises(ValueError, match="is not a run directory") as caught:
+            refuse()
+        message = str(caught.value)
+        assert len(message) < 300 + len(str(tmp_path))
+        assert f"({len(ref):,} characters)" in message and ref[:40] in message
+
+
+def test_a_short_run_link_is_shown_whole() -> None:
+    assert runs.shown_ref("20261124-193000-shapes-mlp") == "20261124-193000-shapes-mlp"

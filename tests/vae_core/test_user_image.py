@@ -5,11 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import struct
+import subprocess
+import sys
+import threading
+import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from vae_core import user_image
 from vae_core.user_image import UserImageError, bytes_from_data_url, preprocess
@@ -21,10 +26,11 @@ def _encode(image: Image.Image, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A tiny valid-looking PNG whose header claims width x height (its data is one row)."""
+def _png_claiming(width: int, height: int, colour_type: int = 0) -> bytes:
+    """A tiny valid-looking PNG whose header claims width x height (its data is one row);
+    colour type 0 is grey, 6 RGBA."""
     data = _encode(Image.new("L", (1, 1)))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     chunk = b"IHDR" + ihdr
     start = data.index(b"IHDR") - 4
     new_chunk = struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
@@ -140,3 +146,120 @@ def test_a_canvas_data_url_round_trips() -> None:
         bytes_from_data_url("data:image/png;base64,***")
     with pytest.raises(UserImageError, match="over the limit"):
         bytes_from_data_url("data:image/png;base64," + "A" * 400, max_bytes=100)
+
+
+def _transparent_png(side: int) -> bytes:
+    image = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    image.paste((255, 255, 255, 255), (side // 4, side // 4, side // 2, side // 2))
+    return _encode(image)
+
+
+def test_a_small_file_that_decodes_huge_is_refused_from_its_header() -> None:
+    # A transparent 6320 x 6320 PNG is ~150 KiB of file and 152 MiB decoded: the header says so.
+    with pytest.raises(UserImageError, match=r"decoding it would take 152\.4 MiB") as caught:
+        preprocess(_png_claiming(6320, 6320, colour_type=6), (1, 28, 28))
+    assert "\n" not in str(caught.value) and "damaged" not in str(caught.value)
+    grey = _png_claiming(6320, 6320)  # 1 byte a pixel: 38 MiB, kept (decoding finds it cut)
+    with pytest.raises(UserImageError, match="truncated or damaged"):
+        preprocess(grey, (1, 28, 28))
+
+
+def _peak_added_mb(data: bytes, shape: tuple[int, int, int], tmp_path: Path) -> float:
+    """Peak RSS one preprocess() adds, in a fresh process (bench/upload_memory.py's child)."""
+    path = tmp_path / "upload.png"
+    path.write_bytes(data)
+    bench = Path(__file__).resolve().parents[2] / "bench" / "upload_memory.py"
+    command = [sys.executable, str(bench), "--child", str(path), *map(str, shape)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+    return float(out.stdout.strip().splitlines()[-1].split("\t")[0])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_the_largest_png_kept_adds_at_most_100_mb_while_decoding(tmp_path: Path) -> None:
+    side = 4096  # RGBA at 4 bytes a pixel: exactly the decode limit
+    assert side * side * 4 == user_image.MAX_DECODE_BYTES
+    assert _peak_added_mb(_transparent_png(side), (3, 64, 64), tmp_path) <= 100
+
+
+@pytest.mark.parametrize("size", [(960, 640), (1001, 997)])  # reduced by 2 exactly; by 5, trimmed
+def test_a_reduced_decode_matches_resizing_the_whole_image(size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(1)
+    detail = Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    photo = detail.resize(size, Image.Resampling.BICUBIC)  # detail 4 output pixels wide
+    taken = preprocess(_encode(photo), (3, 64, 64))
+    whole = np.asarray(ImageOps.fit(photo, (64, 64), Image.Resampling.BICUBIC))
+    difference = np.abs(taken.pixels.transpose(1, 2, 0).astype(int) - whole)
+    assert difference.mean() < 1.0 and difference.max() <= 8
+
+
+def test_concurrent_decodes_are_limited(monkeypatch: pytest.MonkeyPatch) -> None:
+    inside, most = 0, 0
+    lock = threading.Lock()
+    real_open = user_image._open_checked
+
+    def counting_open(*args: object) -> object:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.05)
+        try:
+            return real_open(*args)
+        finally:
+            with lock:
+                inside -= 1
+
+    monkeypatch.setattr(user_image, "_open_checked", counting_open)
+    data = _encode(Image.new("L", (64, 64), 9))
+    threads = [threading.Thread(target=preprocess, args=(data, (1, 28, 28))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == user_image.MAX_CONCURRENT_DECODES
+
+
+def test_a_decode_that_waits_too_long_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(user_image, "DECODE_WAIT_S", 0.01)
+    for _ in range(user_image.MAX_CONCURRENT_DECODES):
+        user_image._decodes.acquire()
+    try:
+        with pytest.raises(UserImageError, match="busy decoding other images"):
+            preprocess(_encode(Image.new("L", (8, 8))), (1, 28, 28))
+    finally:
+        for _ in range(user_image.MAX_CONCURRENT_DECODES):
+            user_image._decodes.release()
+
+
+def test_an_mpo_phone_photo_gives_its_first_frame() -> None:
+    first = Image.new("RGB", (120, 90), (250, 0, 0))
+    buffer = io.BytesIO()
+    first.save(buffer, format="MPO", save_all=True, append_images=[Image.new("RGB", (120, 90))])
+    taken = preprocess(buffer.getvalue(), (3, 28, 28))
+    red, green, blue = (int(c.mean()) for c in taken.pixels)
+    assert red > 230 and green < 20 and blue < 20
+    assert "took the first of the 2 frames of this MPO photo" in taken.notes
+
+
+def test_a_cmyk_jpeg_for_a_colour_run_says_it_was_converted() -> None:
+    cmyk = _encode(Image.new("CMYK", (40, 40), (0, 255, 255, 0)), "JPEG")  # red ink
+    taken = preprocess(cmyk, (3, 28, 28))
+    assert any(note.startswith("converted CMYK colour → RGB") for note in taken.notes)
+    assert taken.pixels[0].mean() > 200 and taken.pixels[1].mean() < 60
+    grey = preprocess(cmyk, (1, 28, 28))
+    assert "converted CMYK colour → grayscale to match the run's 1 channel" in grey.notes
+
+
+def test_big_palette_and_keyed_images_are_reduced_in_a_mode_that_averages() -> None:
+    palette = Image.new("P", (900, 900), 0)
+    palette.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    palette.paste(1, (0, 0, 900, 450))  # top half white (index 1), bottom black (index 0)
+    taken = preprocess(_encode(palette), (1, 28, 28))
+    assert taken.pixels[0, :10].min() == 255 and taken.pixels[0, -10:].max() == 0
+    keyed = Image.new("RGB", (900, 900), (255, 255, 255))
+    keyed.info["transparency"] = (255, 255, 255)  # every pixel is the transparent colour
+    taken = preprocess(_encode(keyed), (1, 28, 28))
+    assert taken.pixels.max() == 0 and "transparent pixels filled with black" in taken.notes
