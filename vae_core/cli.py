@@ -1,8 +1,8 @@
 """Command line: `python -m vae_core COMMAND ...`.
 
-Commands: train, eval, sample, control, history, fork, gradvar, import. Each builds the same
-dataclasses the UI builds and calls the library. The last stdout line of each is one JSON
-object, for scripts; bad input gives one line on stderr and exit code 2.
+Commands: train, eval, sample, control, history, fork, gradvar, import, rm, rename. Each
+builds the same dataclasses the UI builds and calls the library. The last stdout line of
+each is one JSON object, for scripts; bad input gives one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from vae_core.data import DATASETS, DatasetUnavailable, ImageDataset, load_datas
 from vae_core.distributed import RankLost, Terminated, close_ranks, init_ranks, raise_on_sigterm
 from vae_core.fork import fork_run
 from vae_core.rundir import RunDir, RunLocked
+from vae_core.runfolders import remove_run, rename_run
 from vae_core.train import TrainingDiverged, train
 
 
@@ -423,6 +424,28 @@ def _read_kwargs(args: argparse.Namespace) -> str | None:
     return Path(args.kwargs_file).read_text()
 
 
+def _add_rm_rename(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rm", help="delete a run folder (refused while a trainer is live)")
+    p.add_argument("run_dir")
+
+    p = sub.add_parser(
+        "rename", help="rename a run folder in place (refused while live); forks keep its link"
+    )
+    p.add_argument("run_dir")
+    p.add_argument("new_name", help="the new folder name: letters, digits, '.', '_', '-'")
+
+
+def _cmd_rm(args: argparse.Namespace) -> dict:
+    run = RunDir(args.run_dir)
+    remove_run(run)
+    return {"removed": str(run.path)}
+
+
+def _cmd_rename(args: argparse.Namespace) -> dict:
+    renamed = rename_run(RunDir(args.run_dir), args.new_name)
+    return {"run_dir": str(renamed.path), "was": str(args.run_dir)}
+
+
 COMMANDS = {
     "train": _cmd_train,
     "eval": _cmd_eval,
@@ -432,6 +455,8 @@ COMMANDS = {
     "fork": _cmd_fork,
     "gradvar": _cmd_gradvar,
     "import": _cmd_import,
+    "rm": _cmd_rm,
+    "rename": _cmd_rename,
 }
 
 
@@ -443,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_history_fork(sub)
     _add_gradvar(sub)
     _add_import(sub)
+    _add_rm_rename(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -2,7 +2,7 @@
 
 The fork keeps the parent's architecture and dataset and may change beta, lr, warm-up,
 epochs and seed. Its steps continue from the branch point, and its config.json records
-`parent: {run, step}`. From a checkpoint it also takes the optimizer state; from a
+`parent: {run, step, id}`. From a checkpoint it also takes the optimizer state; from a
 history point (weights only) Adam starts afresh.
 """
 
@@ -44,7 +44,10 @@ def fork_run(
             f"{train_config.epochs})"
         )
     fork = claim_run_dir(new_path)
-    fork.write_config(model_config, train_config, parent={"run": str(parent.path), "step": step})
+    # The parent's id finds it again after a rename (vae_core.runfolders.find_parent).
+    link = {"run": str(parent.path), "step": step}
+    link |= {"id": parent.run_id()} if parent.run_id() else {}
+    fork.write_config(model_config, train_config, parent=link)
     model = build_model(model_config)
     model.load_state_dict(weights)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, fused=True)

@@ -15,6 +15,7 @@ import math
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -418,19 +419,37 @@ class RunDir:
         train_config: TrainConfig,
         parent: dict[str, Any] | None = None,
     ) -> None:
-        """config.json; a fork's also names its parent run and the step it branched at."""
+        """config.json; a fork's also names its parent run and the step it branched at.
+
+        A rewrite (each trainer start) keeps the recorded parent and the run's id: the id is
+        made once, with the first config, and survives a rename of the folder.
+        """
         self.create()
         config = {"model": model_config.to_dict(), "train": train_config.to_dict()}
-        parent = parent or self.read_parent() if self.config_path.is_file() else parent
-        atomic_write_json(self.config_path, config | ({"parent": parent} if parent else {}))
+        if self.config_path.is_file():
+            parent = parent or self.read_parent()
+            run_id = self.run_id() or uuid.uuid4().hex
+        else:
+            run_id = uuid.uuid4().hex
+        config |= {"id": run_id} | ({"parent": parent} if parent else {})
+        atomic_write_json(self.config_path, config)
+
+    def run_id(self) -> str | None:
+        """The run's stable id (None for runs made before ids were recorded)."""
+        run_id = (self._read_json_object(self.config_path) or {}).get("id")
+        if run_id is not None and not isinstance(run_id, str):
+            raise RunDamaged(self.path, "config.json", "its id is not a string")
+        return run_id
 
     def read_parent(self) -> dict[str, Any] | None:
-        """{"run": path, "step": N} for a fork, else None."""
+        """{"run": path, "step": N, "id": the parent's id} for a fork, else None. The id is
+        absent in forks of runs made before ids; see vae_core.runfolders.find_parent."""
         parent = (self._read_json_object(self.config_path) or {}).get("parent")
         if parent is not None and not (
             isinstance(parent, dict)
             and isinstance(parent.get("run"), str)
             and isinstance(parent.get("step"), int)
+            and isinstance(parent.get("id", ""), str)
         ):
             raise RunDamaged(self.path, "config.json", "its parent is not {run, step}")
         return parent
@@ -639,6 +658,8 @@ def list_runs(root: str | Path) -> list[RunDir]:
         return []
     found = []
     for path in entries:
+        if path.name.startswith("."):
+            continue  # a run being removed (vae_core.runfolders) or a hidden folder
         run = RunDir(path)
         try:
             found.append((run.config_path.stat().st_mtime, run))

@@ -77,7 +77,8 @@ def test_fork_from_here_creates_a_run_that_names_its_parent(app, own_root, run_n
     assert not at.exception, at.exception
     forked = own_root / f"{run_name}-fork-{step}"
     config = json.loads((forked / "config.json").read_text())
-    assert config["parent"] == {"run": str(own_root / run_name), "step": step}
+    parent = RunDir(own_root / run_name)
+    assert config["parent"] == {"run": str(parent.path), "step": step, "id": parent.run_id()}
     assert RunDir(forked).read_config()[1].beta == 0.0
     assert at.query_params[state.RUN_PARAM] == forked.name
 

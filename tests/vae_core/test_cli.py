@@ -216,7 +216,7 @@ def test_fork_trains_a_branch_and_refuses_bad_input_creating_nothing(trained_run
     )
     assert out["epoch"] == 1 and out["step"] > 0
     parent = json.loads((new / "config.json").read_text())["parent"]
-    assert parent == {"run": str(trained_run.path), "step": 0}
+    assert parent == {"run": str(trained_run.path), "step": 0, "id": trained_run.run_id()}
     for args, message in (
         (["--step", "3"], "step 3 is in neither the history nor the checkpoints"),
         (["--lr", "nan"], "must be a finite number"),
@@ -265,3 +265,28 @@ def test_eval_disentanglement_refuses_a_dataset_without_factors(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     assert "needs a dataset with ground-truth factors" in result.stderr
     assert "'fashion-mnist' has none" in result.stderr
+
+
+def test_rename_keeps_a_forks_link_and_rm_refuses_a_live_run(trained_run, tmp_path):
+    from vae_core.fork import fork_run
+    from vae_core.runfolders import find_parent
+
+    parent = RunDir(tmp_path / "parent")
+    shutil.copytree(trained_run.path, parent.path, ignore=shutil.ignore_patterns("lock"))
+    fork = fork_run(parent, tmp_path / "fork", step=0)
+    out = last_json(vae_core("rename", str(parent.path), "shapes-mlp-z3-b1-1").stdout)
+    renamed = RunDir(tmp_path / "shapes-mlp-z3-b1-1")
+    assert out["run_dir"] == str(renamed.path) and renamed.exists() and not parent.path.exists()
+    assert find_parent(fork).path == renamed.path
+    with renamed.acquire_lock():  # a trainer writing it
+        for args in (("rm", str(renamed.path)), ("rename", str(renamed.path), "x")):
+            refused = vae_core(*args, check=False)
+            assert refused.returncode == 2 and "is training" in refused.stderr
+            assert len(refused.stderr.strip().splitlines()) == 1
+    bad = vae_core("rename", str(renamed.path), "../escape", check=False)
+    assert bad.returncode == 2 and "letters, digits" in bad.stderr
+    assert last_json(vae_core("rm", str(renamed.path)).stdout)["removed"] == str(renamed.path)
+    assert not renamed.path.exists() and fork.exists() and find_parent(fork) is None
+    not_a_run = vae_core("rm", str(tmp_path), check=False)
+    assert not_a_run.returncode == 2 and "not a run directory" in not_a_run.stderr
+    assert fork.exists()

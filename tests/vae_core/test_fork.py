@@ -32,7 +32,8 @@ def test_a_fork_starts_from_the_parents_weights_and_continues_its_steps(parent, 
     assert start.step == point.step
     assert all(torch.equal(start.model_state[k], weights[k]) for k in weights)
     config = json.loads(fork.config_path.read_text())
-    assert config["parent"] == {"run": str(parent.path), "step": point.step}
+    link = {"run": str(parent.path), "step": point.step, "id": parent.run_id()}
+    assert config["parent"] == link and len(link["id"]) == 32
     model_config, train_config = fork.read_config()
     assert train_config.beta == 0.0 and model_config == parent.read_config()[0]
     summary = train(model_config, train_config, fork, resume=True)
