@@ -44,6 +44,7 @@ if run is None:
     st.stop()
 
 st.header(access.plain(run.path.name))
+state.apply_next_view()  # a run just started or forked opens in Training
 view = st.segmented_control(
     "View",
     list(VIEWS),

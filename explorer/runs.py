@@ -7,18 +7,20 @@ page reload or a second browser tab sees the same runs and never starts a duplic
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from explorer.access import LOCAL, Policy
+from vae_core.catalog import is_available_offline
 from vae_core.config import ModelConfig, TrainConfig, build_configs
 from vae_core.process import RunFolderTaken, claim_run_dir, resume_training
 from vae_core.rundir import RunDir, Status, list_runs
+from vae_core.runfolders import check_run_name, find_parent, remove_run, rename_run
 
 RUNS_ROOT_ENV = "VAE_EXPLORER_RUNS"
 MAX_TRAINERS_ENV = "VAE_EXPLORER_MAX_TRAINERS"  # trainers this app runs at once (default: cores)
@@ -48,6 +50,7 @@ class RunChoices:
     image_size: int | None = None  # shapes / folder only
     folder: str = ""  # folder only
     num_samples: int | None = None  # shapes only: training images to generate
+    name: str = ""  # the run's folder name; "" = a short one made from the choices
     hidden_dim: int = 400
     dataset_options: dict[str, Any] = field(default_factory=dict)  # extra loader options
 
@@ -57,10 +60,30 @@ def runs_root() -> Path:
     return Path(os.environ.get(RUNS_ROOT_ENV) or "runs").expanduser()
 
 
-def new_run_name(dataset: str, architecture: str, now: float | None = None) -> str:
-    """A sortable run name like 20261124-193000-shapes-mlp."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return f"{stamp}-{dataset}-{architecture}"
+DATASET_SHORT = {"mnist": "mnist", "fashion-mnist": "fmnist", "shapes": "shapes"}
+
+
+def name_stem(choices: RunChoices) -> str:
+    """What a run is, in a few characters: fmnist-mlp-z10-b1 (dataset, model, latent, beta)."""
+    dataset = DATASET_SHORT.get(choices.dataset) or _folder_stem(choices.folder)
+    return f"{dataset}-{choices.architecture}-z{choices.latent_dim}-b{choices.beta:g}"
+
+
+def _folder_stem(folder: str) -> str:
+    """An image folder's own name, cut to what a run name can hold (else "folder")."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(folder.strip()).name).strip(".-_")[:20]
+    return stem or "folder"
+
+
+def new_run_name(stem: str, root: Path) -> str:
+    """stem-N with N one past the highest number any run of that stem under `root` has
+    (a removed run's number is not handed out again while a later one exists)."""
+    pattern = re.compile(rf"{re.escape(stem)}-(\d+)")
+    try:
+        taken = [m.group(1) for p in root.iterdir() if (m := pattern.fullmatch(p.name))]
+    except OSError:
+        taken = []
+    return f"{stem}-{max(map(int, taken), default=0) + 1}"
 
 
 def claim_new_run(root: Path, name: str) -> RunDir:
@@ -72,6 +95,23 @@ def claim_new_run(root: Path, name: str) -> RunDir:
         except RunFolderTaken:
             continue
     raise FileExistsError(f"{root} holds 999 runs named {name}-*; pick another runs folder")
+
+
+def claim_run_for(choices: RunChoices, root: Path) -> RunDir:
+    """The new run's folder: the name the user typed (refused if taken), else stem-N."""
+    if choices.name.strip():
+        name = check_run_name(choices.name)
+        try:
+            return claim_run_dir(root / name)
+        except RunFolderTaken:
+            raise FileExistsError(f"a run named {name} exists; pick another name") from None
+    stem = name_stem(choices)
+    for _ in range(1000):  # another tab may take stem-N between the look and the claim
+        try:
+            return claim_run_dir(root / new_run_name(stem, root))
+        except RunFolderTaken:
+            continue
+    raise FileExistsError(f"{root} holds too many runs named {stem}-*; pick a name")
 
 
 def dataset_options(choices: RunChoices) -> dict[str, Any]:
@@ -145,13 +185,17 @@ def start_run(choices: RunChoices, root: Path | None = None, policy: Policy = LO
     """Validate the choices, then launch a trainer on a new run dir under `root`.
 
     Raises before anything is written: PermissionError when `policy` forbids it (training
-    off, image folder not allowed), RuntimeError at the trainer limit, ValueError for bad
-    hyperparameters or a missing folder.
+    off, image folder not allowed), RuntimeError at the trainer limit or for data that
+    cannot be loaded (DatasetUnavailable), ValueError for bad hyperparameters or a missing
+    folder.
     """
     check_may_start(choices, policy)
     model_config, train_config = configs_from_choices(choices)
+    if choices.name.strip():
+        check_run_name(choices.name)  # before anything else is looked at
+    check_data(choices)
     root = runs_root() if root is None else root
-    run = claim_new_run(root, new_run_name(choices.dataset, choices.architecture))
+    run = claim_run_for(choices, root)
     run.write_config(model_config, train_config)
     _children.append(resume_training(run))
     return run
@@ -211,6 +255,19 @@ def import_run(choices: ImportChoices, root: Path | None = None, policy: Policy 
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         raise ValueError((lines[-1] if lines else "the import failed").removeprefix("error: "))
     return RunDir(run_dir)
+
+
+def needs_download(choices: RunChoices) -> bool:
+    """Whether Start must fetch the dataset first (MNIST / Fashion-MNIST not on disk)."""
+    return not is_available_offline(choices.dataset)
+
+
+def check_data(choices: RunChoices) -> None:
+    """Refuse, before a run folder exists, a dataset that cannot be loaded (RuntimeError
+    DatasetUnavailable, saying what to do); one not on disk is downloaded now."""
+    from vae_core.data import ensure_available  # imports torch: only when Start is pressed
+
+    ensure_available(choices.dataset, **dataset_options(choices))
 
 
 def check_may_start(choices: RunChoices, policy: Policy = LOCAL) -> None:
@@ -462,3 +519,43 @@ def trainer_log_tail(run: RunDir, max_lines: int = 15) -> str:
     # tqdm redraws with carriage returns; keep only what each line finally showed.
     lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
     return "\n".join([line for line in lines if line.strip()][-max_lines:])
+
+
+def rename(run: RunDir, new_name: str, policy: Policy = LOCAL) -> RunDir:
+    """Rename a run folder in place; refused (PermissionError) where `policy` forbids
+    training, RunLocked while it trains, FileExistsError / ValueError for the name."""
+    if policy.train_refusal:
+        raise PermissionError(policy.train_refusal)
+    return rename_run(run, new_name)
+
+
+def delete(run: RunDir, policy: Policy = LOCAL) -> None:
+    """Delete a run folder for good; refused like `rename`."""
+    if policy.train_refusal:
+        raise PermissionError(policy.train_refusal)
+    remove_run(run)
+
+
+def parent_of(run: RunDir) -> RunDir | None:
+    """The run a fork branched from, found by its id even after a rename (None if none)."""
+    try:
+        return find_parent(run, roots=[runs_root()])
+    except (ValueError, OSError):  # a damaged config: the picker and Compare still draw
+        return None
+
+
+def state_line(status: Status) -> str:
+    """The run's state for people: "running", "stopped at step 700", "finished", "dead"."""
+    if status.stopped_by_user:
+        return f"stopped at step {status.step}"
+    return status.display_state
+
+
+def picker_label(run: RunDir) -> str:
+    """The run picker's line: name · state, and ⑂ parent for a fork."""
+    try:
+        label = f"{run.path.name} · {state_line(run_status(run))}"
+    except (ValueError, OSError):
+        return f"{run.path.name} · damaged"
+    parent = parent_of(run)
+    return label + (f" · ⑂ {parent.path.name}" if parent is not None else "")

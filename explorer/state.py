@@ -18,6 +18,8 @@ Z_PARAM = "z"  # query parameter: a shared latent point, comma-separated; read o
 APP_VIEW = "view"  # the view selector; bound to ?view=... so a reload keeps the view
 SIDEBAR_NOTICE = "sidebar.notice"  # a one-shot message to show after a rerun
 SIDEBAR_ATTACHED = "sidebar.attached"  # tuple of run paths (resolved) this session attached
+SIDEBAR_RENAME_TO = "sidebar.rename_to"  # per run: the Rename field's text
+SIDEBAR_DELETE_SURE = "sidebar.delete_sure"  # per run: the "Delete ... for good" checkbox
 TRAINING_LAST_STATE = "training.phase"  # (live, has snapshot) at the last full run
 TRAINING_GRADVAR = "training.gradvar"  # (run path, version, summary dict) last measured
 TRAINING_ACTIVE_THRESHOLD = "training.active_threshold"  # nats: a dim above it is active
@@ -78,6 +80,11 @@ def set_live_setting(setting: str, run_name: str, value: float) -> None:
     """Show a value sent to the trainer (e.g. by a health fix) in the sidebar's live input,
     so that Apply live does not send the old one back. Call from a widget callback."""
     st.session_state[live_setting_key(setting, run_name)] = value
+
+
+def run_widget_key(prefix: str, run_name: str) -> str:
+    """A widget key of one run's own (e.g. its Rename field), so each run starts afresh."""
+    return f"{prefix}.{run_name}"
 
 
 def slider_key(dim: int) -> str:
@@ -205,3 +212,19 @@ def refuse_own_image(message: str) -> None:
 def open_view(label: str) -> None:
     """Switch to another view (a label of app.VIEWS); call from a widget callback."""
     st.session_state[APP_VIEW] = label
+
+
+APP_NEXT_VIEW = "app.next_view"  # a view to show after the next rerun (a new run: Training)
+
+
+def open_view_after_rerun(label: str) -> None:
+    """Show view `label` on the next run of the page; callable anywhere, before st.rerun()."""
+    st.session_state[APP_NEXT_VIEW] = label
+
+
+def apply_next_view() -> None:
+    """Switch to the view asked for by open_view_after_rerun; app.py calls this before it
+    draws the view selector (a widget's key cannot change once the widget exists)."""
+    label = st.session_state.pop(APP_NEXT_VIEW, None)
+    if label is not None:
+        st.session_state[APP_VIEW] = label

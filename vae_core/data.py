@@ -192,6 +192,19 @@ def dataset_info(name: str, **options: Any) -> DatasetInfo:
     return _folder_info(size, channels, _class_names(root, files))
 
 
+def ensure_available(name: str, data_dir: str | Path | None = None, **options: Any) -> None:
+    """Make sure a run of `name` can load its data, before any run folder exists: MNIST /
+    Fashion-MNIST not on disk are downloaded now, a folder must hold images. Raises
+    DatasetUnavailable (what to do about it) or ValueError (bad options)."""
+    _check_name_and_options(name, options)
+    if name in ("mnist", "fashion-mnist"):
+        for split in SPLITS:
+            if find_local_idx(name, split, data_dir) is None:
+                _download_idx(name, split, data_dir)
+    elif name == "folder":
+        dataset_info(name, **options)  # lists the images: none, or no such folder, raises
+
+
 def _check_name_and_options(name: str, options: dict[str, Any]) -> None:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")

@@ -40,6 +40,7 @@ STATES: tuple[str, ...] = ("starting", "running", "paused", "finished", "failed"
 LIVE_STATES: tuple[str, ...] = ("starting", "running", "paused")
 STOPPED_BY_USER = "stopped by user"  # the reason of a run finished early by a stop command
 IMPORTED_REASON = "imported, not trained here yet"  # a user's own VAE, ready to fine-tune
+MISSING_DATA_REASON = "DatasetUnavailable:"  # how the reason of a run failed for data begins
 HEARTBEAT_STALE_S = 15.0  # a live trainer beats every second, from its own thread
 SAFE_SUFFIXES = (".safetensors",)
 CONTROL_COMMANDS = (None, "pause", "resume", "stop")
@@ -203,6 +204,12 @@ class Status:
     @property
     def stopped_by_user(self) -> bool:
         return self.state == "finished" and self.reason == STOPPED_BY_USER
+
+    @property
+    def failed_for_missing_data(self) -> bool:
+        """Failed because its dataset could not be loaded (vae_core.data.DatasetUnavailable,
+        named in the reason the trainer wrote): no learning rate fixes that."""
+        return self.state == "failed" and self.reason.startswith(MISSING_DATA_REASON)
 
     @property
     def is_resumable(self) -> bool:

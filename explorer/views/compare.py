@@ -33,9 +33,9 @@ def render(run: RunDir) -> None:
         st.markdown(WHAT)
     names = runs.run_names()
     default = [run.path.name] if run.path.name in names else []
-    parent = run.read_parent()
-    if parent and RunDir(parent["run"]).path.name in names:
-        default.append(RunDir(parent["run"]).path.name)
+    parent = runs.parent_of(run)  # by its id: still found after a rename
+    if parent is not None and parent.path.name in names:
+        default.append(parent.path.name)
     chosen = st.multiselect(
         "Runs to compare", names, default=default, max_selections=4, key=state.COMPARE_RUNS
     )

@@ -36,6 +36,7 @@ def render(run: RunDir, step: int, epoch: int, key: str) -> None:
             st.error(f"Not forked: {access.plain(e)}")
             return
         state.set_open_run_ref(runs.run_ref(fork))
+        state.open_view_after_rerun("Training")
         st.session_state[state.SIDEBAR_NOTICE] = f"Forked {fork.path.name} from step {step}"
         st.rerun()
     if refusal:

@@ -6,6 +6,8 @@ drawn before torch is loaded (tests/test_first_page.py).
 
 from __future__ import annotations
 
+import contextlib
+
 import streamlit as st
 
 from explorer import access, guard, runs, state
@@ -22,6 +24,7 @@ from vae_core.config import (
     WARMUP_RANGE,
 )
 from vae_core.rundir import RunDir
+from vae_core.runfolders import MAX_NAME_CHARS
 
 # What can go wrong when the user's input is turned into a run; shown as st.error. Missing
 # data (vae_core.data.DatasetUnavailable) is a RuntimeError, caught beside these.
@@ -49,6 +52,7 @@ def render() -> RunDir | None:
             # A fragment, so the state line and the enabled buttons follow the trainer.
             every = STATUS_REFRESH_S if _is_live(run) else None
             st.fragment(_run_controls, run_every=every)(run)
+            _manage_run(run)
         with st.expander("New run", expanded=run is None):
             _new_run_form()
         with st.expander("Open your own model"):
@@ -81,18 +85,95 @@ def _run_picker() -> RunDir | None:
     if names:
         # Start, Fork and the URL open runs too: the picker follows the open run.
         st.session_state["sidebar.run_select"] = current
+        labels = _picker_labels(names, run)
         st.selectbox(
             f"Run ({len(names)} in {access.plain(runs.runs_root())})",
             names,
+            format_func=lambda ref: labels.get(ref, ref),
             placeholder="Pick a run",
             key="sidebar.run_select",
             on_change=lambda: _open(st.session_state["sidebar.run_select"] or ""),
+            help=_picker_help(run),
         )
     with st.popover("Attach a run directory", width="stretch"):
         path = st.text_input("Path to a run directory", key="sidebar.attach_path")
         if st.button("Attach", key="sidebar.attach") and path:
             _attach(path)
     return run
+
+
+def _picker_labels(names: list[str], run: RunDir | None) -> dict[str, str]:
+    """name -> "name · state · ⑂ parent" for every run in the picker."""
+    root = runs.runs_root()
+    labels = {name: runs.picker_label(RunDir(root / name)) for name in names}
+    if run is not None and runs.run_ref(run) not in labels:  # attached from outside the root
+        labels[runs.run_ref(run)] = runs.picker_label(run)
+    return labels
+
+
+def _picker_help(run: RunDir | None) -> str | None:
+    """The open run's full name, state and parent: the picker may cut its line short."""
+    if run is None:
+        return None
+    parent = runs.parent_of(run)
+    try:
+        branch = run.read_parent()
+    except (ValueError, OSError):
+        branch = None
+    text = runs.picker_label(run).split(" · ⑂ ")[0]
+    if parent is not None and branch is not None:
+        text += f", forked from {parent.path.name} at step {branch['step']}"
+    elif branch is not None:
+        text += f", forked at step {branch['step']} from a run that is gone"
+    return access.plain(text)
+
+
+def _manage_run(run: RunDir) -> None:
+    """Rename or delete the open run (never a live one; deleting asks first)."""
+    refusal = access.current().train_refusal
+    with st.popover("Rename or delete this run", icon=":material/edit:", width="stretch"):
+        if refusal:
+            st.caption(access.plain(refusal))
+        live = _is_live(run)
+        if live:
+            st.caption("It is training: stop it first, then rename or delete it.")
+        locked = live or refusal is not None
+        # Keyed by run: each run's field starts at its own name.
+        key = state.run_widget_key(state.SIDEBAR_RENAME_TO, run.path.name)
+        name = st.text_input("New name", value=run.path.name, key=key)
+        if st.button("Rename", key="sidebar.rename", disabled=locked) and name != run.path.name:
+            _rename(run, name)
+        sure = st.checkbox(
+            f"Delete {run.path.name} and all its files (weights, history, metrics)",
+            key=state.run_widget_key(state.SIDEBAR_DELETE_SURE, run.path.name),
+            disabled=locked,
+        )
+        if st.button("Delete for good", key="sidebar.delete", disabled=locked or not sure):
+            _delete(run)
+
+
+def _rename(run: RunDir, name: str) -> None:
+    try:
+        renamed = runs.rename(run, name, access.current())
+    except (*USER_ERRORS, RuntimeError) as e:  # RuntimeError: RunLocked, it trains
+        st.error(access.plain(e))
+        return
+    if str(run.path.resolve()) in state.attached_runs():
+        state.add_attached_run(str(renamed.path.resolve()))
+    _open(runs.run_ref(renamed))
+    st.session_state[state.SIDEBAR_NOTICE] = f"Renamed {run.path.name} to {renamed.path.name}"
+    st.rerun()
+
+
+def _delete(run: RunDir) -> None:
+    try:
+        runs.delete(run, access.current())
+    except (*USER_ERRORS, RuntimeError) as e:
+        st.error(access.plain(e))
+        return
+    _open("")
+    st.session_state[state.SIDEBAR_NOTICE] = f"Deleted {run.path.name}"
+    st.rerun()
 
 
 def _attach(path: str) -> None:
@@ -117,7 +198,7 @@ def _run_controls(run: RunDir) -> None:
     if status.world_size > 1:
         where += f", {status.world_size} processes"
     st.caption(
-        f"**{access.plain(run.path.name)}**: {access.plain(status.display_state + where)}"
+        f"**{access.plain(run.path.name)}**: {access.plain(runs.state_line(status) + where)}"
         f" · epoch {status.epoch}"
     )
     refusal = access.current().train_refusal
@@ -198,11 +279,13 @@ def _new_run_form() -> None:
         st.caption(access.plain(refusal))
     if submitted:
         try:
-            run = runs.start_run(choices, policy=policy)  # checks the policy again
+            with _fetching(choices):
+                run = runs.start_run(choices, policy=policy)  # checks the policy again
         except (*USER_ERRORS, RuntimeError) as e:  # RuntimeError: trainer limit, missing data
             st.error(f"Not started: {access.plain(e)}")
             return
         state.set_open_run_ref(runs.run_ref(run))
+        state.open_view_after_rerun("Training")
         st.session_state[state.SIDEBAR_NOTICE] = f"Started {run.path.name}"
         st.rerun()
 
@@ -261,6 +344,14 @@ def _import_form() -> None:
         st.rerun()
 
 
+def _fetching(choices: runs.RunChoices):
+    """A spinner while Start downloads a dataset that is not on disk (else nothing)."""
+    if not runs.needs_download(choices):
+        return contextlib.nullcontext()
+    label = DATASET_LABELS[choices.dataset]
+    return st.spinner(f"{label} is not on this machine: downloading it before the run starts…")
+
+
 def _choices(default: str) -> runs.RunChoices:
     dataset = st.selectbox(
         "Dataset", DATASETS, index=DATASETS.index(default), format_func=DATASET_LABELS.get
@@ -277,6 +368,13 @@ def _choices(default: str) -> runs.RunChoices:
         help="training images to generate",
     )
     architecture = st.radio("Model", ARCHITECTURES, horizontal=True)
+    name = st.text_input(
+        "Run name (optional)",
+        placeholder="e.g. fmnist-mlp-z10-b1-3",
+        max_chars=MAX_NAME_CHARS,
+        help="Left empty: dataset-model-z<latent>-b<beta>-<counter>. "
+        "Letters, digits, '.', '_' and '-'.",
+    )
     latent_dim = st.number_input("Latent size", min_value=1, max_value=MAX_LATENT_DIM, value=10)
     col_beta, col_lr = st.columns(2)
     beta = col_beta.number_input(
@@ -310,6 +408,7 @@ def _choices(default: str) -> runs.RunChoices:
         image_size=int(image_size),
         folder=folder,
         num_samples=int(num_samples),
+        name=name.strip(),
     )
 
 

@@ -146,7 +146,8 @@ def _readouts(run: RunDir, status: Status) -> None:
     shown = status.display_state
     total = f" / {status.total_steps}" if status.total_steps else ""
     cols = st.columns(5)
-    cols[0].metric("State", shown + (" (other host)" if status.on_other_host else ""))
+    said = "stopped" if status.stopped_by_user else shown  # the Step beside it says where
+    cols[0].metric("State", said + (" (other host)" if status.on_other_host else ""))
     cols[1].metric("Step", f"{status.step}{total}")
     cols[2].metric("Epoch", status.epoch)
     cols[3].metric("Samples/s", f"{status.samples_per_s:,.0f}" if status.heartbeat else "–")
@@ -184,6 +185,11 @@ def _failure(run: RunDir, status: Status) -> None:
     refusal = access.current().train_refusal
     if refusal:
         st.caption(access.plain(refusal))
+    if status.failed_for_missing_data:
+        st.info(
+            "The data is missing, not a training problem: put the dataset where the message "
+            "says, then resume with the same settings (or start a run on another dataset)."
+        )
     if status.is_resumable:
         _resume_form(run, status, refusal)
     elif status.on_other_host:
@@ -195,9 +201,10 @@ def _failure(run: RunDir, status: Status) -> None:
 
 
 def _resume_form(run: RunDir, status: Status, refusal: str | None) -> None:
-    """Resume from the last good checkpoint; a failed run is offered a 10x lower lr."""
+    """Resume from the last good checkpoint; a run that failed in training (not for
+    missing data) is offered a 10x lower lr."""
     beta, lr = runs.live_settings(run)
-    if status.state == "failed":
+    if status.state == "failed" and not status.failed_for_missing_data:
         lr = max(lr / 10, LR_RANGE[0])
     with st.form("training.resume_form", border=False):
         col_lr, col_beta, col_go = st.columns([1, 1, 2], vertical_alignment="bottom")

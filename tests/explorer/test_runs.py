@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,9 @@ from vae_core.rundir import RunDir
 SHAPES = runs.RunChoices(dataset="shapes", latent_dim=3, epochs=1, image_size=28, num_samples=256)
 
 
-def test_run_names_sort_by_time_and_never_collide(tmp_path: Path) -> None:
-    now = time.mktime((2026, 11, 24, 19, 30, 0, 0, 0, -1))
-    name = runs.new_run_name("shapes", "mlp", now)
-    assert name == "20261124-193000-shapes-mlp"
+def test_run_names_are_short_and_never_collide(tmp_path: Path) -> None:
+    name = runs.new_run_name(runs.name_stem(SHAPES), tmp_path)
+    assert name == "shapes-mlp-z3-b1-1"
     (tmp_path / name).mkdir()
     assert runs.claim_new_run(tmp_path, name).path == tmp_path / f"{name}-2"
 

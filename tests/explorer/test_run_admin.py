@@ -1,0 +1,162 @@
+"""Runs as a new user meets them in the sidebar: rename, delete (asks first, never a live
+run), short names, the picker's state and parent, data that cannot load, a new run's view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer import access, runs, state
+from vae_core import data
+from vae_core.process import kill_trainer
+from vae_core.rundir import STOPPED_BY_USER, RunDir, RunLocked
+from vae_core.runfolders import find_parent
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _run(path: Path, parent: RunDir | None = None) -> RunDir:
+    run = RunDir(path)
+    choices = runs.RunChoices(dataset="shapes", latent_dim=2, image_size=28, num_samples=256)
+    link = {"run": str(parent.path), "step": 40, "id": parent.run_id()} if parent else None
+    run.write_config(*runs.configs_from_choices(choices), parent=link)
+    run.write_status("finished", step=90, reason=STOPPED_BY_USER)
+    return run
+
+
+def _picker(at: AppTest):
+    (picker,) = [s for s in at.selectbox if s.key == "sidebar.run_select"]
+    return picker
+
+
+def _button(at: AppTest, key: str):
+    (button,) = [b for b in at.button if b.key == key]
+    return button
+
+
+def test_rename_in_the_sidebar_keeps_the_forks_parent_and_opens_the_new_name(
+    app, empty_runs_root
+) -> None:
+    parent = _run(empty_runs_root / "parent")
+    fork = _run(empty_runs_root / "kid", parent=parent)
+    at = app(run="parent")
+    labels = [_picker(at).proto.options[i] for i in range(2)]
+    assert "kid · stopped at step 90 · ⑂ parent" in labels
+    key = state.run_widget_key(state.SIDEBAR_RENAME_TO, "parent")
+    next(t for t in at.text_input if t.key == key).input("fmnist-mlp-z10-b1-1")
+    _button(at, "sidebar.rename").click().run()
+    assert not at.exception and not at.error
+    assert at.query_params[state.RUN_PARAM] == "fmnist-mlp-z10-b1-1"
+    notice = access.plain("Renamed parent to fmnist-mlp-z10-b1-1")
+    assert any(notice in s.value for s in at.success)
+    assert find_parent(fork).path.name == "fmnist-mlp-z10-b1-1"
+    assert "kid · stopped at step 90 · ⑂ fmnist-mlp-z10-b1-1" in _picker(at).proto.options
+    at.query_params[state.RUN_PARAM] = "kid"
+    help_text = _picker(at.run()).help  # the full line, on hover
+    assert (
+        access.plain("kid · stopped at step 90, forked from fmnist-mlp-z10-b1-1 at step 40")
+        == help_text
+    )
+
+
+def test_delete_asks_first_then_removes_the_run(app, empty_runs_root) -> None:
+    _run(empty_runs_root / "doomed")
+    at = app(run="doomed")
+    assert _button(at, "sidebar.delete").disabled  # not before the user confirms
+    sure = state.run_widget_key(state.SIDEBAR_DELETE_SURE, "doomed")
+    next(c for c in at.checkbox if c.key == sure).check().run()
+    _button(at, "sidebar.delete").click().run()
+    assert not at.exception and not at.error
+    assert not (empty_runs_root / "doomed").exists()
+    assert any("press **Start**" in m.value for m in at.markdown)  # nothing open now
+
+
+def test_a_live_run_cannot_be_deleted_or_renamed(app, empty_runs_root) -> None:
+    run = _run(empty_runs_root / "busy")
+    with run.acquire_lock():  # a trainer holds it
+        at = app(run="busy")
+        assert _button(at, "sidebar.delete").disabled and _button(at, "sidebar.rename").disabled
+        assert any("stop it first" in c.value for c in at.caption)
+        with pytest.raises(RunLocked):  # a hand-made event gets no further
+            runs.delete(run)
+    assert run.exists()
+
+
+def test_start_gives_a_short_name_or_the_typed_one_and_opens_training(app, empty_runs_root) -> None:
+    try:
+        at = app(view="Scatter")
+        next(s for s in at.selectbox if s.label == "Dataset").set_value("shapes")
+        (epochs,) = [n for n in at.number_input if n.label == "Epochs"]
+        epochs.set_value(1)
+        next(n for n in at.number_input if n.label == "Shapes: images").set_value(256)
+        at = next(b for b in at.button if b.label == "Start").click().run()
+        assert not at.exception and not at.error
+        assert at.query_params[state.RUN_PARAM] == "shapes-mlp-z10-b1-1"
+        assert at.session_state[state.APP_VIEW] == "Training"
+        kill_trainer(RunDir(empty_runs_root / "shapes-mlp-z10-b1-1"))
+        at.session_state[state.APP_VIEW] = "Scatter"
+        next(t for t in at.text_input if t.label == "Run name (optional)").input("mine")
+        at = next(b for b in at.button if b.label == "Start").click().run()
+        assert at.query_params[state.RUN_PARAM] == "mine"
+        assert at.session_state[state.APP_VIEW] == "Training"
+    finally:
+        for child in empty_runs_root.iterdir():
+            kill_trainer(RunDir(child))
+        for process in list(runs._children):
+            process.kill()
+            process.wait(timeout=30)
+        runs.reap_children()
+
+
+def test_run_names_count_up_per_kind_of_run(tmp_path: Path) -> None:
+    choices = runs.RunChoices(dataset="fashion-mnist", latent_dim=10, beta=0.5)
+    assert runs.name_stem(choices) == "fmnist-mlp-z10-b0.5"
+    assert runs.new_run_name("fmnist-mlp-z10-b0.5", tmp_path) == "fmnist-mlp-z10-b0.5-1"
+    (tmp_path / "fmnist-mlp-z10-b0.5-3").mkdir()
+    (tmp_path / "fmnist-mlp-z10-b0.5-3-fork-100").mkdir()
+    assert runs.new_run_name("fmnist-mlp-z10-b0.5", tmp_path) == "fmnist-mlp-z10-b0.5-4"
+    folder = runs.RunChoices(dataset="folder", folder="/data/My Faces!", architecture="conv")
+    assert runs.name_stem(folder) == "My-Faces-conv-z10-b1"
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MNIST on disk and no network: a download fails as it does offline."""
+    monkeypatch.setenv("VAE_EXPLORER_DATA", str(tmp_path / "no-data"))
+
+    def no_network(name, split, data_dir):
+        raise data.DatasetUnavailable("MNIST is not on this machine and could not be downloaded")
+
+    monkeypatch.setattr(data, "_download_idx", no_network)
+
+
+def test_a_dataset_that_cannot_load_is_refused_before_a_run_exists(
+    app, empty_runs_root, offline
+) -> None:
+    at = app()
+    next(s for s in at.selectbox if s.label == "Dataset").set_value("mnist")
+    at = next(b for b in at.button if b.label == "Start").click().run()
+    assert not at.exception
+    assert any(e.value.startswith("Not started: MNIST is not on this machine") for e in at.error)
+    assert not empty_runs_root.exists() or not any(empty_runs_root.iterdir())
+
+
+def test_a_run_failed_for_missing_data_is_not_offered_a_lower_lr(
+    app, empty_runs_root, offline
+) -> None:
+    from vae_core.train import train
+
+    run = RunDir(empty_runs_root / "no-data")
+    choices = runs.RunChoices(dataset="mnist", lr=1e-3)
+    with pytest.raises(data.DatasetUnavailable):
+        train(*runs.configs_from_choices(choices), run)  # what the trainer process does
+    assert run.read_status().failed_for_missing_data
+    at = app(run="no-data")
+    assert not at.exception
+    (lr_input,) = [
+        n for n in at.number_input if n.form_id == "training.resume_form" and n.label == "lr"
+    ]
+    assert lr_input.value == pytest.approx(1e-3)  # the lr was never the problem
+    assert any("The data is missing" in i.value for i in at.info)
