@@ -218,15 +218,15 @@ def scatter_figure(
     fig = go.Figure()
     for label in np.unique(labels):
         mask = labels == label
-        name = class_names[label] if 0 <= label < len(class_names) else str(label)
+        name = class_name(int(label), class_names)
         fig.add_trace(
             go.Scattergl(
                 x=coords[mask, 0],
                 y=coords[mask, 1],
                 mode="markers",
-                name=str(name),
+                name=name,
                 customdata=indices[mask],
-                marker={"size": 5, "opacity": 0.7},
+                marker={"size": 5, "opacity": 0.7, "color": class_color(label)},
                 hovertemplate=f"{name}<br>#%{{customdata}}<extra></extra>",
             )
         )
@@ -239,7 +239,8 @@ def scatter_figure(
         height=height,
         xaxis_title=axis_titles[0],
         yaxis_title=axis_titles[1],
-        legend={"itemsizing": "constant"},
+        showlegend=True,  # even for one class: the colour must be read somewhere
+        legend=CLASS_LEGEND,
         dragmode="pan",
         **_LAYOUT,
     )
@@ -389,11 +390,29 @@ def _test_trace(steps: np.ndarray, values: np.ndarray, name: str, color: str, ya
     }
 
 
-# The time-lapse colours each class itself (plotly's default sequence), so its GIF matches.
+# One class -> one colour in every picture (scatter, hole map, time-lapse and its GIF,
+# Compare, inspector): a class's colour comes from its label, never from the order in which
+# traces happen to be added. Plotly's D3 sequence, then its lighter pairs (Tab20) for >10.
 CLASS_COLORS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+    "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )  # fmt: skip
+
+
+def class_color(label: int) -> str:
+    """The colour of class `label` everywhere in the app."""
+    return CLASS_COLORS[int(label) % len(CLASS_COLORS)]
+
+
+def class_name(label: int, class_names: Sequence[str]) -> str:
+    """The class's name, or its number when the dataset names none."""
+    return str(class_names[label]) if 0 <= label < len(class_names) else str(label)
+
+
+# The legend of every class-coloured figure (beside the plot, titled).
+CLASS_LEGEND = {"title": {"text": "class"}, "itemsizing": "constant"}
 
 
 def fixed_ranges(frames: np.ndarray, pad: float = 0.08) -> tuple[tuple[float, float], ...]:
@@ -446,8 +465,8 @@ def timelapse_figure(
                 "x": frames[t, mask, 0],
                 "y": frames[t, mask, 1],
                 "mode": "markers",
-                "name": str(class_names[c] if 0 <= c < len(class_names) else c),
-                "marker": {"size": 4, "opacity": 0.7, "color": CLASS_COLORS[c % 10]},
+                "name": class_name(c, class_names),
+                "marker": {"size": 4, "opacity": 0.7, "color": class_color(c)},
                 "hoverinfo": "skip",
             }
             for c, mask in zip(classes, masks, strict=True)
@@ -483,7 +502,8 @@ def timelapse_figure(
         "title": {"text": titles[last]},
         "xaxis": {"range": [x0, x1], "autorange": False, "title": axis_titles[0]},
         "yaxis": {"range": [y0, y1], "autorange": False, "title": axis_titles[1]},
-        "legend": {"itemsizing": "constant"},
+        "showlegend": True,
+        "legend": CLASS_LEGEND,
         "sliders": [slider],
         "updatemenus": [{"type": "buttons", "showactive": False, "buttons": buttons, **_BELOW}],
     }

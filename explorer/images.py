@@ -78,15 +78,22 @@ def scatter_gif(
     colors: Sequence[str],
     size: int = 320,
     frame_ms: int = 250,
+    class_names: Sequence[str] = (),
 ) -> bytes:
-    """A looping GIF of scatter frames (T, N, 2): 2-px dots coloured by label, fixed axes
-    `ranges` ((x0, x1), (y0, y1)), grey cross-hairs through the origin, a title per frame."""
+    """A looping GIF of scatter frames (T, N, 2): 2-px dots coloured by label (colors[label],
+    the app's one class -> colour map), fixed axes `ranges` ((x0, x1), (y0, y1)), grey
+    cross-hairs through the origin, a title per frame and a legend of the classes below."""
     from PIL import ImageColor, ImageDraw
 
     (x0, x1), (y0, y1) = ranges
     top = 16  # title band
     palette = np.array([ImageColor.getrgb(c)[:3] for c in colors], dtype=np.uint8)
-    dot_colors = palette[np.asarray(labels) % len(palette)]  # (N, 3)
+    labels = np.asarray(labels)
+    dot_colors = palette[labels % len(palette)]  # (N, 3)
+    legend = _legend(
+        [(_label_name(c, class_names), palette[c % len(palette)]) for c in np.unique(labels)],
+        size,
+    )
     origin = (round(-x0 / (x1 - x0) * (size - 2)), top + round(y1 / (y1 - y0) * (size - 2)))
     pictures = []
     for xy, title in zip(np.asarray(frames, dtype=np.float64), titles, strict=True):
@@ -102,7 +109,7 @@ def scatter_gif(
         for dx in (0, 1):
             for dy in (0, 1):
                 canvas[py + dy, px + dx] = dot_colors[inside]
-        picture = Image.fromarray(canvas)
+        picture = Image.fromarray(np.concatenate([canvas, legend]))  # legend band below
         ImageDraw.Draw(picture).text((4, 2), title, fill=(0, 0, 0))
         pictures.append(picture)
     buffer = io.BytesIO()
@@ -110,3 +117,32 @@ def scatter_gif(
         buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0
     )
     return buffer.getvalue()
+
+
+LEGEND_ROW_PX, SWATCH_PX = 14, 8
+
+
+def _label_name(label: int, class_names: Sequence[str]) -> str:
+    return str(class_names[label]) if 0 <= label < len(class_names) else str(label)
+
+
+def _legend(entries: Sequence[tuple[str, np.ndarray]], width: int) -> np.ndarray:
+    """A white band (H, width, 3): a colour swatch and the class name per entry, in rows."""
+    from PIL import ImageDraw
+
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    places, x, row = [], 4, 0
+    for name, _ in entries:
+        span = SWATCH_PX + 4 + int(measure.textlength(name)) + 10
+        if x > 4 and x + span > width:
+            x, row = 4, row + 1  # wrap to the next row
+        places.append((x, row))
+        x += span
+    band = Image.new("RGB", (width, (row + 1) * LEGEND_ROW_PX + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(band)
+    for (name, rgb), (x, row) in zip(entries, places, strict=True):
+        y = 2 + row * LEGEND_ROW_PX
+        fill = tuple(int(v) for v in rgb)
+        draw.rectangle([x, y + 2, x + SWATCH_PX - 1, y + 1 + SWATCH_PX], fill=fill)
+        draw.text((x + SWATCH_PX + 4, y), name, fill=(0, 0, 0))
+    return np.asarray(band)

@@ -77,7 +77,7 @@ def _summary(run: RunDir, metrics: MetricsView) -> dict[str, object]:
     iwae = test.get("iwae")
     return {
         "run": run.path.name,
-        "state": runs.run_status(run).display_state,
+        "state": runs.state_line(runs.run_status(run)),
         "step": row.get("step"),
         "ELBO": row.get("elbo"),
         "KL": row.get("kl"),
@@ -104,7 +104,10 @@ def _latent_maps(compared: list[RunDir]) -> None:
         fig = charts.scatter_figure(
             coords, codes.labels, codes.indices, class_names, axis_titles=axes, height=360
         )
-        fig.update_layout(showlegend=False, title={"text": html.escape(r.path.name)})
+        fig.update_layout(  # a narrow column: the class legend goes below the map
+            title={"text": html.escape(r.path.name)},
+            legend={"orientation": "h", "y": -0.25, "title": {"text": ""}},
+        )
         col.plotly_chart(fig, key=f"compare.map.{r.path.name}", width="stretch")
 
 

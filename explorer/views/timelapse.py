@@ -49,7 +49,7 @@ def render(run: RunDir) -> None:
         f"{time.perf_counter() - started:.2f} s. Press Play, or drag the step slider."
     )
     st.plotly_chart(fig, key="scatter.timelapse_chart", width="stretch")
-    _gif(lapse, labels, titles)
+    _gif(lapse, labels, titles, cache.test_data(run_path).info.class_names)
     with st.expander("Fork from a history point"):
         steps = [p.step for p in points]
         step = st.select_slider(
@@ -80,11 +80,20 @@ def _tracks(run_path: str, lapse: TimeLapse) -> list[tuple[str, np.ndarray]]:
     return tracks
 
 
-def _gif(lapse: TimeLapse, labels: np.ndarray, titles: list[str]) -> None:
-    """An animated GIF of the same frames, rendered only when asked for."""
+def _gif(
+    lapse: TimeLapse, labels: np.ndarray, titles: list[str], class_names: tuple[str, ...]
+) -> None:
+    """An animated GIF of the same frames, in the figure's class colours, with a legend;
+    rendered only when asked for."""
     if st.button("Make a GIF of the time-lapse", key="scatter.timelapse_gif"):
         ranges = charts.fixed_ranges(lapse.frames)
         data = images.scatter_gif(
-            lapse.frames, labels, titles, ranges, charts.CLASS_COLORS, frame_ms=FRAME_MS
+            lapse.frames,
+            labels,
+            titles,
+            ranges,
+            charts.CLASS_COLORS,
+            frame_ms=FRAME_MS,
+            class_names=class_names,
         )
         st.download_button("Download GIF", data, "timelapse.gif", "image/gif", on_click="ignore")
