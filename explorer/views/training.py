@@ -70,8 +70,8 @@ def _panel(run_path: str) -> None:
         st.rerun(scope="app")
     _readouts(run, status)
     metrics = cache.metrics_log(run_path).refresh()
-    if metrics.is_empty:
-        st.info("Waiting for the first metrics… (the trainer logs every few steps)")
+    if metrics.points("train", "elbo").steps.size < 2:  # one point draws no line: no axes yet
+        st.info("Waiting for the first rows: the curves appear once the trainer has logged two.")
         return
     model_config, train_config = run.read_config()
     settings = health.settings_of(metrics, train_config)

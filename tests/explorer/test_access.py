@@ -38,6 +38,12 @@ def test_config_binds_to_loopback_and_allows_only_loopback_host_names() -> None:
     assert config["allowedHosts"] and all(access.is_loopback(h) for h in config["allowedHosts"])
 
 
+def test_config_hides_the_deploy_button() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "viewer"  # Streamlit shows Deploy in "auto"
+
+
 @pytest.mark.parametrize(
     ("address", "loopback"),
     [

@@ -160,3 +160,19 @@ def test_a_run_failed_for_missing_data_is_not_offered_a_lower_lr(
     ]
     assert lr_input.value == pytest.approx(1e-3)  # the lr was never the problem
     assert any("The data is missing" in i.value for i in at.info)
+
+
+def test_a_fresh_run_waits_for_rows_and_a_stopped_run_says_where_it_stopped(
+    app, empty_runs_root
+) -> None:
+    run = _run(empty_runs_root / "fresh")  # stopped by the user at step 90
+    run.log_metrics(step=2, epoch=0, split="train", elbo=-20.0, recon=18.0, kl=2.0, beta=1.0)
+    at = app(run="fresh")
+    assert not at.exception
+    assert any(i.value.startswith("Waiting for the first rows") for i in at.info)
+    assert not [c for c in at.get("plotly_chart") if "training.curves" in c.proto.id]
+    assert {m.label: m.value for m in at.metric}["State"] == "stopped"
+    assert any("stopped at step 90" in c.value for c in at.caption)  # the sidebar's line
+    run.log_metrics(step=4, epoch=0, split="train", elbo=-19.0, recon=17.0, kl=2.0, beta=1.0)
+    at = app(run="fresh")
+    assert [c for c in at.get("plotly_chart") if "training.curves" in c.proto.id]
