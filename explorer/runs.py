@@ -551,11 +551,109 @@ def state_line(status: Status) -> str:
     return status.display_state
 
 
-def picker_label(run: RunDir) -> str:
-    """The run picker's line: name · state, and ⑂ parent for a fork."""
+# One mark per state, so the picker's narrow lines keep the run's name readable.
+STATE_MARKS = {
+    "starting": "…",
+    "running": "▶",
+    "paused": "⏸",
+    "finished": "✓",
+    "stopped": "■",
+    "failed": "✗",
+    "dead": "○",
+    "damaged": "!",
+}
+MARKS_HELP = "▶ running · ⏸ paused · ✓ finished · ■ stopped · ✗ failed · ○ no trainer · └ a fork"
+
+
+def state_word(run: RunDir) -> str:
+    """One word (a key of STATE_MARKS) for the run's state; "damaged" when unreadable."""
     try:
-        label = f"{run.path.name} · {state_line(run_status(run))}"
+        status = run_status(run)
     except (ValueError, OSError):
-        return f"{run.path.name} · damaged"
+        return "damaged"
+    return "stopped" if status.stopped_by_user else status.display_state
+
+
+def run_tree(root: Path | None = None) -> list[tuple[RunDir, int]]:
+    """(run, depth) of every run under the root: newest first, each fork right below its
+    parent (depth 1, 2... for forks of forks), found by the parent's id after renames."""
+    root = runs_root() if root is None else root
+    found = [run for run in list_runs(root) if _directly_under(run.path, root)]
+    children: dict[str, list[RunDir]] = {}
+    has_parent = set()
+    for run in found:
+        parent = _parent_among(run, found)
+        if parent is not None and parent.path.name != run.path.name:
+            children.setdefault(parent.path.name, []).append(run)
+            has_parent.add(run.path.name)
+    ordered: list[tuple[RunDir, int]] = []
+    seen: set[str] = set()
+
+    def visit(run: RunDir, depth: int) -> None:
+        if run.path.name in seen:
+            return  # a loop of hand-edited parents: each run once
+        seen.add(run.path.name)
+        ordered.append((run, depth))
+        for child in children.get(run.path.name, []):
+            visit(child, depth + 1)
+
+    for run in found:
+        if run.path.name not in has_parent:
+            visit(run, 0)
+    for run in found:  # only runs caught in a parent loop are left
+        visit(run, 0)
+    return ordered
+
+
+def _parent_among(run: RunDir, found: list[RunDir]) -> RunDir | None:
+    try:
+        link = run.read_parent()
+    except (ValueError, OSError):
+        return None
+    if link is None:
+        return None
+    wanted = link.get("id")
+    for candidate in found:
+        if wanted is not None and _run_id(candidate) == wanted:
+            return candidate
+    if wanted is None:  # recorded before ids: the path
+        recorded = Path(link["run"]).name
+        return next((c for c in found if c.path.name == recorded), None)
+    return None
+
+
+def _run_id(run: RunDir) -> str | None:
+    try:
+        return run.run_id()
+    except (ValueError, OSError):
+        return None
+
+
+def picker_label(run: RunDir, depth: int = 0) -> str:
+    """The run picker's line: a state mark and the name, forks indented under their parent."""
+    indent = "\u00a0\u00a0" * max(depth - 1, 0) + ("└ " if depth else "")
+    return f"{indent}{STATE_MARKS.get(state_word(run), '?')} {run.path.name}"
+
+
+def describe(run: RunDir) -> str:
+    """The open run in full: name, state and, for a fork, its parent and branch step."""
+    try:
+        text = f"{run.path.name}: {state_line(run_status(run))}"
+    except (ValueError, OSError):
+        return f"{run.path.name}: damaged"
+    branch = lineage(run)
+    return f"{text}, {branch}" if branch else text
+
+
+def lineage(run: RunDir) -> str | None:
+    """ "forked from <parent> at step N" for a fork (its parent found by id), else None."""
+    try:
+        link = run.read_parent()
+    except (ValueError, OSError):
+        return None
+    if link is None:
+        return None
     parent = parent_of(run)
-    return label + (f" · ⑂ {parent.path.name}" if parent is not None else "")
+    if parent is None:
+        return f"forked at step {link['step']} from a run that is gone"
+    return f"forked from {parent.path.name} at step {link['step']}"

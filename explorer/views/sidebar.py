@@ -78,14 +78,16 @@ def _run_picker() -> RunDir | None:
     except ValueError as e:  # not a run, or out of the root and not attached here
         st.error(access.plain(e))
         run = None
-    names = runs.run_names()
+    tree = runs.run_tree()  # forks right under their parents
+    names = [r.path.name for r, _ in tree]
+    labels = {r.path.name: runs.picker_label(r, depth) for r, depth in tree}
     current = runs.run_ref(run) if run is not None else None
     if current is not None and current not in names:
         names = [current, *names]  # an attached run outside the runs root
+        labels[current] = runs.picker_label(run)
     if names:
         # Start, Fork and the URL open runs too: the picker follows the open run.
         st.session_state["sidebar.run_select"] = current
-        labels = _picker_labels(names, run)
         st.selectbox(
             f"Run ({len(names)} in {access.plain(runs.runs_root())})",
             names,
@@ -95,6 +97,9 @@ def _run_picker() -> RunDir | None:
             on_change=lambda: _open(st.session_state["sidebar.run_select"] or ""),
             help=_picker_help(run),
         )
+        branch = runs.lineage(run) if run is not None else None
+        if branch:  # in full: the picker's line is cut at the sidebar's width
+            st.caption(f"⑂ {access.plain(branch)}")
     with st.popover("Attach a run directory", width="stretch"):
         path = st.text_input("Path to a run directory", key="sidebar.attach_path")
         if st.button("Attach", key="sidebar.attach") and path:
@@ -102,29 +107,11 @@ def _run_picker() -> RunDir | None:
     return run
 
 
-def _picker_labels(names: list[str], run: RunDir | None) -> dict[str, str]:
-    """name -> "name · state · ⑂ parent" for every run in the picker."""
-    root = runs.runs_root()
-    labels = {name: runs.picker_label(RunDir(root / name)) for name in names}
-    if run is not None and runs.run_ref(run) not in labels:  # attached from outside the root
-        labels[runs.run_ref(run)] = runs.picker_label(run)
-    return labels
-
-
-def _picker_help(run: RunDir | None) -> str | None:
-    """The open run's full name, state and parent: the picker may cut its line short."""
-    if run is None:
-        return None
-    parent = runs.parent_of(run)
-    try:
-        branch = run.read_parent()
-    except (ValueError, OSError):
-        branch = None
-    text = runs.picker_label(run).split(" · ⑂ ")[0]
-    if parent is not None and branch is not None:
-        text += f", forked from {parent.path.name} at step {branch['step']}"
-    elif branch is not None:
-        text += f", forked at step {branch['step']} from a run that is gone"
+def _picker_help(run: RunDir | None) -> str:
+    """The marks' meanings and the open run in full, on hover."""
+    text = runs.MARKS_HELP
+    if run is not None:
+        text += f"\n\nOpen: {runs.describe(run)}"
     return access.plain(text)
 
 

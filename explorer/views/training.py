@@ -71,7 +71,11 @@ def _panel(run_path: str) -> None:
     _readouts(run, status)
     metrics = cache.metrics_log(run_path).refresh()
     if metrics.points("train", "elbo").steps.size < 2:  # one point draws no line: no axes yet
-        st.info("Waiting for the first rows: the curves appear once the trainer has logged two.")
+        st.info(
+            "Waiting for the first rows: the curves appear once the trainer has logged two."
+            if status.is_live
+            else "No curves: the run logged fewer than two rows of training metrics."
+        )
         return
     model_config, train_config = run.read_config()
     settings = health.settings_of(metrics, train_config)

@@ -41,9 +41,11 @@ def test_rename_in_the_sidebar_keeps_the_forks_parent_and_opens_the_new_name(
 ) -> None:
     parent = _run(empty_runs_root / "parent")
     fork = _run(empty_runs_root / "kid", parent=parent)
+    _run(empty_runs_root / "other")
     at = app(run="parent")
-    labels = [_picker(at).proto.options[i] for i in range(2)]
-    assert "kid · stopped at step 90 · ⑂ parent" in labels
+    options = _picker(at).proto.options
+    # Newest first, the fork right under its parent, a state mark on each line.
+    assert options == ["■ other", "■ parent", "└ ■ kid"]
     key = state.run_widget_key(state.SIDEBAR_RENAME_TO, "parent")
     next(t for t in at.text_input if t.key == key).input("fmnist-mlp-z10-b1-1")
     _button(at, "sidebar.rename").click().run()
@@ -52,13 +54,13 @@ def test_rename_in_the_sidebar_keeps_the_forks_parent_and_opens_the_new_name(
     notice = access.plain("Renamed parent to fmnist-mlp-z10-b1-1")
     assert any(notice in s.value for s in at.success)
     assert find_parent(fork).path.name == "fmnist-mlp-z10-b1-1"
-    assert "kid · stopped at step 90 · ⑂ fmnist-mlp-z10-b1-1" in _picker(at).proto.options
+    assert _picker(at).proto.options[-1] == "└ ■ kid"  # still under its renamed parent
     at.query_params[state.RUN_PARAM] = "kid"
-    help_text = _picker(at.run()).help  # the full line, on hover
-    assert (
-        access.plain("kid · stopped at step 90, forked from fmnist-mlp-z10-b1-1 at step 40")
-        == help_text
-    )
+    at.run()
+    said = "kid: stopped at step 90, forked from fmnist-mlp-z10-b1-1 at step 40"
+    assert _picker(at).help.endswith(access.plain(said))  # the full line, on hover
+    branch = access.plain("forked from fmnist-mlp-z10-b1-1 at step 40")
+    assert any(c.value == f"⑂ {branch}" for c in at.caption)  # and under the picker
 
 
 def test_delete_asks_first_then_removes_the_run(app, empty_runs_root) -> None:
@@ -165,14 +167,19 @@ def test_a_run_failed_for_missing_data_is_not_offered_a_lower_lr(
 def test_a_fresh_run_waits_for_rows_and_a_stopped_run_says_where_it_stopped(
     app, empty_runs_root
 ) -> None:
-    run = _run(empty_runs_root / "fresh")  # stopped by the user at step 90
+    run = _run(empty_runs_root / "fresh")
+    run.write_status("running", step=2)
     run.log_metrics(step=2, epoch=0, split="train", elbo=-20.0, recon=18.0, kl=2.0, beta=1.0)
-    at = app(run="fresh")
+    with run.acquire_lock():  # its trainer lives
+        at = app(run="fresh")
+        assert any(i.value.startswith("Waiting for the first rows") for i in at.info)
+        assert not [c for c in at.get("plotly_chart") if "training.curves" in c.proto.id]
+        run.log_metrics(step=4, epoch=0, split="train", elbo=-19.0, recon=17.0, kl=2.0, beta=1)
+        at = app(run="fresh")
+        assert [c for c in at.get("plotly_chart") if "training.curves" in c.proto.id]
+    _run(empty_runs_root / "halted")  # stopped by the user at step 90, no rows
+    at = app(run="halted")
     assert not at.exception
-    assert any(i.value.startswith("Waiting for the first rows") for i in at.info)
-    assert not [c for c in at.get("plotly_chart") if "training.curves" in c.proto.id]
     assert {m.label: m.value for m in at.metric}["State"] == "stopped"
     assert any("stopped at step 90" in c.value for c in at.caption)  # the sidebar's line
-    run.log_metrics(step=4, epoch=0, split="train", elbo=-19.0, recon=17.0, kl=2.0, beta=1.0)
-    at = app(run="fresh")
-    assert [c for c in at.get("plotly_chart") if "training.curves" in c.proto.id]
+    assert any(i.value.startswith("No curves") for i in at.info)  # none will come
