@@ -555,14 +555,14 @@ def state_line(status: Status) -> str:
 STATE_MARKS = {
     "starting": "…",
     "running": "▶",
-    "paused": "⏸",
+    "paused": "‖",
     "finished": "✓",
     "stopped": "■",
     "failed": "✗",
     "dead": "○",
     "damaged": "!",
 }
-MARKS_HELP = "▶ running · ⏸ paused · ✓ finished · ■ stopped · ✗ failed · ○ no trainer · └ a fork"
+MARKS_HELP = "▶ running · ‖ paused · ✓ finished · ■ stopped · ✗ failed · ○ no trainer · └ a fork"
 
 
 def state_word(run: RunDir) -> str:

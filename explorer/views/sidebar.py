@@ -99,7 +99,7 @@ def _run_picker() -> RunDir | None:
         )
         branch = runs.lineage(run) if run is not None else None
         if branch:  # in full: the picker's line is cut at the sidebar's width
-            st.caption(f"⑂ {access.plain(branch)}")
+            st.caption(access.plain(branch[0].upper() + branch[1:]))
     with st.popover("Attach a run directory", width="stretch"):
         path = st.text_input("Path to a run directory", key="sidebar.attach_path")
         if st.button("Attach", key="sidebar.attach") and path:
