@@ -579,10 +579,12 @@ def run_tree(root: Path | None = None) -> list[tuple[RunDir, int]]:
     parent (depth 1, 2... for forks of forks), found by the parent's id after renames."""
     root = runs_root() if root is None else root
     found = [run for run in list_runs(root) if _directly_under(run.path, root)]
+    by_id = {run_id: run for run in found if (run_id := _run_id(run)) is not None}
+    by_name = {run.path.name: run for run in found}
     children: dict[str, list[RunDir]] = {}
     has_parent = set()
     for run in found:
-        parent = _parent_among(run, found)
+        parent = _parent_among(run, by_id, by_name)
         if parent is not None and parent.path.name != run.path.name:
             children.setdefault(parent.path.name, []).append(run)
             has_parent.add(run.path.name)
@@ -605,21 +607,20 @@ def run_tree(root: Path | None = None) -> list[tuple[RunDir, int]]:
     return ordered
 
 
-def _parent_among(run: RunDir, found: list[RunDir]) -> RunDir | None:
+def _parent_among(
+    run: RunDir, by_id: dict[str, RunDir], by_name: dict[str, RunDir]
+) -> RunDir | None:
+    """The run's parent among the listed runs: by the recorded id, or (forks recorded before
+    ids) by the recorded folder's name."""
     try:
         link = run.read_parent()
     except (ValueError, OSError):
         return None
     if link is None:
         return None
-    wanted = link.get("id")
-    for candidate in found:
-        if wanted is not None and _run_id(candidate) == wanted:
-            return candidate
-    if wanted is None:  # recorded before ids: the path
-        recorded = Path(link["run"]).name
-        return next((c for c in found if c.path.name == recorded), None)
-    return None
+    if "id" in link:
+        return by_id.get(link["id"])
+    return by_name.get(Path(link["run"]).name)
 
 
 def _run_id(run: RunDir) -> str | None:

@@ -183,3 +183,19 @@ def test_a_fresh_run_waits_for_rows_and_a_stopped_run_says_where_it_stopped(
     assert {m.label: m.value for m in at.metric}["State"] == "stopped"
     assert any("stopped at step 90" in c.value for c in at.caption)  # the sidebar's line
     assert any(i.value.startswith("No curves") for i in at.info)  # none will come
+
+
+def test_the_picker_nests_forks_of_forks_and_survives_a_parent_loop(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    top = _run(root / "top")
+    kid = _run(root / "kid", parent=top)
+    _run(root / "grandkid", parent=kid)
+    tree = [(run.path.name, depth) for run, depth in runs.run_tree(root)]
+    assert tree == [("top", 0), ("kid", 1), ("grandkid", 2)]
+    assert runs.picker_label(RunDir(root / "grandkid"), 2) == "\u00a0\u00a0└ ■ grandkid"
+    # Hand-edited configs naming each other as parents: each run is still listed once.
+    a, b = _run(root / "a"), _run(root / "b")
+    a.write_config(*a.read_config(), parent={"run": str(b.path), "step": 1, "id": b.run_id()})
+    b.write_config(*b.read_config(), parent={"run": str(a.path), "step": 1, "id": a.run_id()})
+    names = [run.path.name for run, _ in runs.run_tree(root)]
+    assert sorted(names) == ["a", "b", "grandkid", "kid", "top"]
