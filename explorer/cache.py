@@ -101,8 +101,8 @@ TIMELAPSE_IMAGES = 2000  # the fixed test subset (the first images) a time-lapse
 def history_codes(run_path: str, step: int, _point: history.HistoryPoint) -> np.ndarray:
     """mu (N, D) of the first TIMELAPSE_IMAGES test images at the history point `_point`
     (at `step`; a point's file never changes once written, so (run, step) is its key)."""
-    net = build_model(RunDir(run_path).read_config()[0])
-    net.load_state_dict(history.load_weights(_point))
+    # RunDamaged, one line, for weights that do not fit (a file copied from another run)
+    net = history.load_into(build_model(RunDir(run_path).read_config()[0]), _point)
     return latent.encode_dataset(net, test_data(run_path), TIMELAPSE_IMAGES).mu
 
 

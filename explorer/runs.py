@@ -6,11 +6,13 @@ page reload or a second browser tab sees the same runs and never starts a duplic
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,12 @@ from explorer.access import LOCAL, Policy
 from vae_core.catalog import is_available_offline
 from vae_core.config import ModelConfig, TrainConfig, build_configs
 from vae_core.process import RunFolderTaken, claim_run_dir, resume_training
-from vae_core.rundir import RunDir, Status, list_runs
+from vae_core.rundir import RunDir, Status, list_runs, require_trainer
 from vae_core.runfolders import check_run_name, find_parent, remove_run, rename_run
 
 RUNS_ROOT_ENV = "VAE_EXPLORER_RUNS"
 MAX_TRAINERS_ENV = "VAE_EXPLORER_MAX_TRAINERS"  # trainers this app runs at once (default: cores)
+SLOTS_DIR = ".trainer-slots"  # under the runs root: one flock-ed file per trainer slot
 LOG_TAIL_BYTES = 64 * 1024  # how much of trainer.log the failure box reads, from the end
 UI_TORCH_THREADS = 1  # the core the page keeps for itself; trainers share the others
 SHOWN_REF_CHARS = 80  # of a ?run= value or typed path echoed in a message (a link may carry 5,000)
@@ -189,15 +192,16 @@ def start_run(choices: RunChoices, root: Path | None = None, policy: Policy = LO
     cannot be loaded (DatasetUnavailable), ValueError for bad hyperparameters or a missing
     folder.
     """
-    check_may_start(choices, policy)
-    model_config, train_config = configs_from_choices(choices)
     if choices.name.strip():
         check_run_name(choices.name)  # before anything else is looked at
-    check_data(choices)
     root = runs_root() if root is None else root
-    run = claim_run_for(choices, root)
-    run.write_config(model_config, train_config)
-    _children.append(resume_training(run))
+    check_may_start(choices, policy, root)
+    model_config, train_config = configs_from_choices(choices)
+    check_data(choices)
+    with trainer_slot(root) as slot:
+        run = claim_run_for(choices, root)
+        run.write_config(model_config, train_config)
+        _children.append(resume_training(run, pass_fds=(slot,)))
     return run
 
 
@@ -270,7 +274,7 @@ def check_data(choices: RunChoices) -> None:
     ensure_available(choices.dataset, **dataset_options(choices))
 
 
-def check_may_start(choices: RunChoices, policy: Policy = LOCAL) -> None:
+def check_may_start(choices: RunChoices, policy: Policy = LOCAL, root: Path | None = None) -> None:
     """Raise unless `policy` lets this browser start these choices and a trainer slot is free.
 
     The folder is checked before anything looks at it, so a refused browser cannot even
@@ -282,7 +286,7 @@ def check_may_start(choices: RunChoices, policy: Policy = LOCAL) -> None:
         refusal = policy.image_folder_refusal(Path(choices.folder.strip()).expanduser())
         if refusal:
             raise PermissionError(refusal)
-    check_trainer_capacity()
+    check_trainer_capacity(root=root)
 
 
 def max_trainers(environ: Mapping[str, str] = os.environ) -> int:
@@ -299,20 +303,72 @@ def max_trainers(environ: Mapping[str, str] = os.environ) -> int:
     return limit
 
 
-def running_trainers() -> int:
-    """Trainers this app started that are still alive."""
+def running_trainers(root: Path | None = None) -> int:
+    """Trainers this app started (any session, any app process on this runs root) that are
+    still alive: the trainer slots whose lock is held."""
     reap_children()
-    return len(_children)
+    folder = (runs_root() if root is None else root) / SLOTS_DIR
+    try:
+        slots = list(folder.glob("slot-*"))
+    except OSError:
+        return 0
+    return sum(_slot_held(path) for path in slots)
 
 
-def check_trainer_capacity(environ: Mapping[str, str] = os.environ) -> None:
-    """RuntimeError when this app already runs its limit of trainers (each takes cores)."""
-    running, limit = running_trainers(), max_trainers(environ)
+def _slot_held(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def check_trainer_capacity(
+    environ: Mapping[str, str] = os.environ, root: Path | None = None
+) -> None:
+    """RuntimeError when this app already runs its limit of trainers (each takes cores).
+    A quick look before anything is written; `trainer_slot` is the atomic check."""
+    running, limit = running_trainers(root), max_trainers(environ)
     if running >= limit:
-        raise RuntimeError(
-            f"{running} trainers already running (the limit, set by {MAX_TRAINERS_ENV}); "
-            "stop one first"
-        )
+        raise RuntimeError(_at_limit(limit))
+
+
+def _at_limit(limit: int) -> str:
+    return (
+        f"{limit} trainers already running (the limit, set by {MAX_TRAINERS_ENV}); stop one first"
+    )
+
+
+@contextlib.contextmanager
+def trainer_slot(root: Path | None = None) -> Iterator[int]:
+    """A descriptor holding the flock of a free trainer slot; RuntimeError at the limit.
+
+    Counting and launching are one step for every session and app process: the slot is
+    locked before the launch, the trainer inherits the descriptor (resume_training's
+    pass_fds) and holds the slot until it exits, however it exits.
+    """
+    limit = max_trainers()
+    folder = (runs_root() if root is None else root) / SLOTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(limit):
+        fd = os.open(folder / f"slot-{i}", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield fd
+        finally:
+            os.close(fd)  # a launched trainer keeps its inherited copy, and the lock with it
+        return
+    raise RuntimeError(_at_limit(limit))
 
 
 def resume_run(run: RunDir, beta: float | None = None, lr: float | None = None) -> None:
@@ -322,8 +378,8 @@ def resume_run(run: RunDir, beta: float | None = None, lr: float | None = None) 
     if run_status(run).is_live:
         run.send_control("resume", **changes)
     else:
-        check_trainer_capacity()
-        _children.append(resume_training(run, **changes))
+        with trainer_slot() as slot:
+            _children.append(resume_training(run, **changes, pass_fds=(slot,)))
 
 
 def fork_and_start(
@@ -343,29 +399,34 @@ def fork_and_start(
 
     if policy.train_refusal:
         raise PermissionError(policy.train_refusal)
-    check_trainer_capacity()
     root = runs_root() if root is None else root
+    check_trainer_capacity(root=root)
     name = f"{parent.path.name}-fork-{'newest' if step is None else step}"
-    for n in range(1, 1000):
-        try:
-            fork = fork_run(parent, root / (name if n == 1 else f"{name}-{n}"), step, **changes)
-        except RunFolderTaken:
-            continue
-        _children.append(resume_training(fork))
-        return fork
+    with trainer_slot(root) as slot:
+        for n in range(1, 1000):
+            try:
+                fork = fork_run(parent, root / (name if n == 1 else f"{name}-{n}"), step, **changes)
+            except RunFolderTaken:
+                continue
+            _children.append(resume_training(fork, pass_fds=(slot,)))
+            return fork
     raise FileExistsError(f"{root} holds 999 runs named {name}-*; pick another runs folder")
 
 
 def pause_run(run: RunDir) -> None:
+    require_trainer(run)  # NoTrainer: the same rule as the CLI's `control`
     run.send_control("pause")
 
 
 def stop_run(run: RunDir) -> None:
+    require_trainer(run)
     run.send_control("stop")
 
 
 def apply_live(run: RunDir, beta: float, lr: float) -> None:
-    """Send new beta / lr to the running trainer (ValueError when out of range)."""
+    """Send new beta / lr to the running trainer (ValueError when out of range, NoTrainer
+    when no trainer runs it)."""
+    require_trainer(run)
     run.send_control(None, beta=beta, lr=lr)
 
 
@@ -375,6 +436,7 @@ def apply_fix(run: RunDir, changes: Mapping[str, Any]) -> None:
     ValueError when a value is out of range or the setting cannot change live."""
     if not changes:
         raise ValueError("a fix must change at least one setting")
+    require_trainer(run)
     run.send_control(None, **changes)
 
 

@@ -23,6 +23,7 @@ LOCK_NAME = ".attributes.lock"
 FORMAT = 1
 MAX_NAME = 60  # characters
 MAX_GROUP = 10_000  # test-image indices kept per group
+MAX_INDEX = 2**31  # an index past this is no test image (and would overflow numpy's int64)
 
 
 class AttributesError(ValueError):
@@ -45,10 +46,20 @@ class Attribute:
 
     def __post_init__(self) -> None:
         check_name(self.name)
-        if not self.vector or not all(math.isfinite(v) for v in self.vector):
+        if not self.vector or not all(_finite(v) for v in self.vector):
             raise AttributesError(f"attribute {self.name!r}: the vector must be finite numbers")
         if not any(self.vector):
             raise AttributesError(f"attribute {self.name!r}: the vector is zero")
+        # Its length, squared as the unit vector takes it: it must not overflow to inf.
+        if not math.isfinite(sum(float(v) * float(v) for v in self.vector)):
+            raise AttributesError(f"attribute {self.name!r}: the vector is too long (overflows)")
+
+    def group_mismatch(self, num_images: int) -> str | None:
+        """Why the saved groups can't be indices into a test set of this size; None if they
+        can."""
+        if all(0 <= i < num_images for i in (*self.group_a, *self.group_b)):
+            return None
+        return f"attribute {self.name!r} names test images beyond this run's {num_images}: refused"
 
     def mismatch(self, latent_dim: int) -> str | None:
         """Why this vector can't be used in a latent of this size; None if it can."""
@@ -66,6 +77,13 @@ class Attribute:
             "group_b": list(self.group_b),
             "source": self.source,
         }
+
+
+def _finite(v: float) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def check_name(name: object) -> str:
@@ -93,6 +111,8 @@ def read_attributes(run_path: str | Path) -> dict[str, Attribute]:
         raise AttributesError(
             f"{FILE_NAME} is damaged (not JSON: {e.msg}, line {e.lineno})"
         ) from None
+    except RecursionError:
+        raise AttributesError(f"{FILE_NAME} is damaged (JSON nested too deeply)") from None
     entries = data.get("attributes") if isinstance(data, dict) else None
     if not isinstance(entries, dict):
         raise AttributesError(f'{FILE_NAME} is damaged: expected {{"attributes": {{...}}}}')
@@ -118,8 +138,10 @@ def _numbers(name: str, field: str, value: object, kind: type) -> tuple:
         isinstance(v, ok_types) and not isinstance(v, bool) for v in value
     ):
         raise AttributesError(f"{FILE_NAME}: {field} of {name!r} must be a flat list of numbers")
-    if kind is int and (len(value) > MAX_GROUP or any(v < 0 for v in value)):
+    if kind is int and (len(value) > MAX_GROUP or any(not 0 <= v < MAX_INDEX for v in value)):
         raise AttributesError(f"{FILE_NAME}: {field} of {name!r} is not a list of image indices")
+    if kind is float and not all(_finite(v) for v in value):
+        raise AttributesError(f"{FILE_NAME}: {field} of {name!r} must be finite numbers")
     return tuple(kind(v) for v in value)
 
 

@@ -8,9 +8,11 @@ each is one JSON object, for scripts; bad input gives one line on stderr and exi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -19,13 +21,36 @@ import torch
 
 from vae_core import history
 from vae_core.checkpoint import load_run_model
-from vae_core.config import BETA_SCHEDULES, PRECISIONS, ModelConfig, TrainConfig, build_configs
+from vae_core.config import (
+    BETA_SCHEDULES,
+    MAX_HIDDEN_DIM,
+    MAX_SEED,
+    MAX_THREADS,
+    PRECISIONS,
+    ModelConfig,
+    TrainConfig,
+    build_configs,
+)
 from vae_core.data import DATASETS, DatasetUnavailable, ImageDataset, load_dataset
-from vae_core.distributed import RankLost, Terminated, close_ranks, init_ranks, raise_on_sigterm
+from vae_core.distributed import (
+    RankLost,
+    Terminated,
+    close_ranks,
+    init_ranks,
+    launched_by_torchrun,
+    raise_on_sigterm,
+)
 from vae_core.fork import fork_run
-from vae_core.rundir import RunDir, RunLocked
+from vae_core.process import refuse_inside_run
+from vae_core.rundir import (
+    RunDir,
+    RunLocked,
+    check_control,
+    read_safetensors_metadata,
+    require_trainer,
+)
 from vae_core.runfolders import remove_run, rename_run
-from vae_core.train import TrainingDiverged, train
+from vae_core.train import RunInUse, TrainingDiverged, train
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -43,12 +68,30 @@ def positive_int(text: str) -> int:
     return value
 
 
+def bounded_int(high: int, low: int = 1):
+    """argparse type: an integer in low..high (the bound is said in the error)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {text[:20]}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in "invalid integer value"
+    return parse
+
+
 def finite_float(text: str) -> float:
     """argparse type: a finite number (no nan / inf)."""
     value = float(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
+
+
+MAX_SAMPLES = 4096  # sample --n: a 64 x 64 grid
+MAX_IWAE_K = 100_000  # eval --iwae-k: 20x the K of reported numbers (5000)
+SEED = bounded_int(MAX_SEED, low=0)
 
 
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -83,12 +126,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue RUN_DIR from its newest checkpoint; only --beta and --lr may change",
+        help="continue RUN_DIR from its newest checkpoint; --epochs sets the new total, "
+        "live settings (--beta, --lr, ...) and the machine's (--threads, --device, ...) may "
+        "change, the rest must match the run",
     )
     _add_dataset_args(p)
     p.add_argument("--model", default="mlp", choices=("mlp", "conv"))
     p.add_argument("--latent-dim", type=positive_int, default=20)
-    p.add_argument("--hidden-dim", type=positive_int, default=400)
+    p.add_argument("--hidden-dim", type=bounded_int(MAX_HIDDEN_DIM), default=400)
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=finite_float, default=None, help="Adam learning rate (1e-3)")
@@ -108,10 +153,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--free-bits", type=finite_float, default=0.0, help="free bits lambda, nats per dim"
     )
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=SEED, default=1)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument(
-        "--threads", type=positive_int, default=None, help="torch CPU threads (all cores)"
+        "--threads", type=bounded_int(MAX_THREADS), default=None, help="torch CPU threads (all)"
     )
     p.add_argument(
         "--eval-batches", type=positive_int, default=None, help="cap test batches per eval"
@@ -136,7 +181,7 @@ def _add_eval_sample_control(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--run-dir", help="evaluate the run's newest weights (snapshot or checkpoint)")
     src.add_argument("--checkpoint", help="a .safetensors checkpoint inside a run directory")
     p.add_argument(
-        "--iwae-k", type=positive_int, default=None, help="also estimate log p(x), K samples"
+        "--iwae-k", type=bounded_int(MAX_IWAE_K), default=None, help="also log p(x), K samples"
     )
     p.add_argument("--iwae-n", type=positive_int, default=None, help="test images for IWAE (all)")
     p.add_argument(
@@ -148,9 +193,9 @@ def _add_eval_sample_control(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sample", help="decode samples from the prior into a PNG grid")
     p.add_argument("--run-dir", required=True)
-    p.add_argument("--n", type=positive_int, default=64)
+    p.add_argument("--n", type=bounded_int(MAX_SAMPLES), default=64)
     p.add_argument("--temperature", type=finite_float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default="samples.png")
 
     p = sub.add_parser("control", help="pause / resume / stop a run, or set beta=.. lr=..")
@@ -173,7 +218,7 @@ def _add_gradvar(sub: argparse._SubParsersAction) -> None:
         "--samples", type=positive_int, default=100, help="single-sample estimates (>= 2)"
     )
     p.add_argument("--batch-size", type=positive_int, default=64, help="first test images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
 
@@ -208,15 +253,22 @@ def _cmd_train(args: argparse.Namespace) -> dict:
     if run.path.exists() and not run.path.is_dir():
         raise ValueError(f"--run-dir {run.path} is a file; give a folder for the run")
     if args.resume:
-        model_config, train_config = run.read_config()
-        overrides = {k: v for k, v in (("lr", args.lr), ("beta", args.beta)) if v is not None}
+        (model_config, train_config), overrides = _resume_configs(args, run)
     else:
+        refuse_inside_run(run.path)
         (model_config, train_config), overrides = configs_from_args(args), {}
     raise_on_sigterm()
     ranks = init_ranks(train_config.device, train_config.dist_timeout_s)  # torchrun, or one
     # A progress bar only on a terminal: in trainer.log its redraws would grow without end.
     progress = sys.stderr.isatty() and ranks.is_main
+    made = False
     try:
+        if train_config.batch_size < ranks.world_size:  # refused before a folder is made
+            raise ValueError(
+                f"--batch-size {train_config.batch_size} is the global batch: it must be at "
+                f"least the number of processes ({ranks.world_size})"
+            )
+        made = ranks.is_main and not args.resume and _make_folder(run.path)
         return train(
             model_config,
             train_config,
@@ -226,8 +278,98 @@ def _cmd_train(args: argparse.Namespace) -> dict:
             live_overrides=overrides,
             ranks=ranks,
         )
+    except BaseException as e:
+        if made and not isinstance(e, RunLocked | RunInUse):
+            _remove_if_unstarted(run)  # a refusal (data, precision...) leaves nothing behind
+        raise
     finally:
         close_ranks(ranks)
+
+
+# train --resume: what each flag may do. The ones fixed when a run starts are refused when
+# they differ from the run's; the live settings apply as a live change; the rest replace
+# the run's (the machine it runs on, and --epochs: the new total).
+FIXED_ON_RESUME = {
+    "dataset": lambda m, t: t.dataset,
+    "folder": lambda m, t: t.dataset_options.get("path"),
+    "image_size": lambda m, t: t.dataset_options.get("image_size"),
+    "num_samples": lambda m, t: t.dataset_options.get("num_samples"),
+    "model": lambda m, t: m.architecture,
+    "latent_dim": lambda m, t: m.latent_dim,
+    "hidden_dim": lambda m, t: m.hidden_dim,
+    "batch_size": lambda m, t: t.batch_size,
+    "seed": lambda m, t: t.seed,
+}
+LIVE_ON_RESUME = ("beta", "lr", "free_bits", "warmup_steps", "beta_schedule")
+REPLACED_ON_RESUME = {
+    "epochs": "epochs",
+    "threads": "num_threads",
+    "device": "device",
+    "precision": "precision",
+    "eval_batches": "eval_batches",
+    "dist_timeout": "dist_timeout_s",
+    "data_dir": "data_dir",
+}
+
+
+def _resume_configs(
+    args: argparse.Namespace, run: RunDir
+) -> tuple[tuple[ModelConfig, TrainConfig], dict]:
+    """The run's configs with the flags given beside --resume applied, and the live
+    overrides; ValueError, one line, for a flag that cannot change or an --epochs total
+    the run has reached already."""
+    model_config, train_config = run.read_config()
+    given = getattr(args, "given", set())
+    for name in sorted(given & FIXED_ON_RESUME.keys()):
+        kept = FIXED_ON_RESUME[name](model_config, train_config)
+        if getattr(args, name) != kept:
+            may = ", ".join(
+                f"--{n.replace('_', '-')}" for n in (*REPLACED_ON_RESUME, *LIVE_ON_RESUME)
+            )
+            raise ValueError(
+                f"--{name.replace('_', '-')} cannot change on resume (this run's is {kept!r}); "
+                f"with --resume only {may} may change"
+            )
+    replaced = {REPLACED_ON_RESUME[n]: getattr(args, n) for n in given & REPLACED_ON_RESUME.keys()}
+    train_config = dataclasses.replace(train_config, **replaced)  # validated
+    done = _epochs_done(run)
+    if done >= train_config.epochs:
+        raise ValueError(
+            f"{run.path} has trained {done} of its {train_config.epochs} epochs: give "
+            f"--epochs above {done} (the new total) to train on"
+        )
+    overrides = {n: getattr(args, n) for n in LIVE_ON_RESUME if n in given}
+    return (model_config, train_config), overrides
+
+
+def _epochs_done(run: RunDir) -> int:
+    """The epoch of the newest checkpoint (0 without one, or if it cannot be read: the
+    trainer then says what is wrong with it)."""
+    path = run.latest_checkpoint()
+    if path is None:
+        return 0
+    try:
+        return int(read_safetensors_metadata(path).get("epoch", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def _make_folder(path: Path) -> bool:
+    """Create the new run's folder; True if this call made it (and may remove it again)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return False
+    return True
+
+
+def _remove_if_unstarted(run: RunDir) -> None:
+    """Remove a run folder this command made when training never began: no metrics, no
+    snapshot, no checkpoint (a refused start leaves nothing behind)."""
+    started = run.metrics_path.exists() or run.snapshot_path.exists() or run.checkpoints()
+    if not started and not run.is_locked():
+        shutil.rmtree(run.path, ignore_errors=True)
 
 
 def _cmd_eval(args: argparse.Namespace) -> dict:
@@ -318,7 +460,17 @@ def _cmd_control(args: argparse.Namespace) -> dict:
     if args.command == "set" and not changes:
         raise ValueError("set needs at least one change, e.g. beta=4 lr=3e-4")
     command = None if args.command == "set" else args.command
+    check_control(command, changes)  # bad values first, then whether anyone listens
+    require_trainer(run)  # NoTrainer: nothing is written for a run no trainer runs
     return run.send_control(command, **changes)
+
+
+def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The options on the command line itself, not filled in from their defaults."""
+    unset = object()
+    blank = argparse.Namespace(**{a.dest: unset for a in parser._actions if a.dest != "help"})
+    parsed = parser.parse_args(argv, blank)  # argparse fills in only what is still missing
+    return {name for name, value in vars(parsed).items() if value is not unset}
 
 
 def _one_line(error: BaseException) -> str:
@@ -340,7 +492,7 @@ def _add_history_fork(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=finite_float, default=None)
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--warmup-steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=SEED, default=None)
 
 
 def _cmd_history(args: argparse.Namespace) -> dict:
@@ -355,6 +507,11 @@ def _cmd_history(args: argparse.Namespace) -> dict:
 
 
 def _cmd_fork(args: argparse.Namespace) -> dict:
+    if launched_by_torchrun():  # every rank would race to build the same folder
+        raise ValueError(
+            "fork runs as one process: run it without torchrun, then continue the fork "
+            "under torchrun with `train --resume --run-dir NEW`"
+        )
     names = ("beta", "lr", "epochs", "warmup_steps", "seed")
     changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     fork = fork_run(RunDir(args.parent), args.run_dir, args.step, **changes)
@@ -469,7 +626,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_gradvar(sub)
     _add_import(sub)
     _add_rm_rename(sub)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.command_name == "train":
+        args.given = given_options(sub.choices["train"], argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = COMMANDS[args.command_name](args)

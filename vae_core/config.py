@@ -24,6 +24,11 @@ MAX_LATENT_DIM = 256
 MAX_IMPORTED_LATENT = 65_536  # values in an imported model's latent (a 4x128x128 latent fits)
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
+MAX_HIDDEN_DIM = 8192  # an MLP layer of 8192 x 12288 (64x64 RGB) is 400 MB of weights already
+MAX_THREADS = 256  # torch CPU threads; far more than that fails inside OpenMP, not here
+MAX_DIST_TIMEOUT_S = 86_400.0  # a day: a longer collective timeout overflows timedelta
+MAX_SEED = 2**32 - 1  # seeds are 0..2**32-1 (numpy's range; torch's is wider)
+MIN_CYCLE_PERIOD = 10  # steps: a shorter cyclical period is beta 0 most of the time, not a ramp
 # The limits of what may change while a run trains: the CLI, the sidebar's widgets,
 # control.json and TrainConfig all read them from here. (low, high), both inclusive.
 BETA_RANGE = (0.0, 1000.0)
@@ -66,6 +71,22 @@ def check_live_setting(name: str, value: Any) -> float | int | str:
         _check(float(value).is_integer(), f"{name} must be a whole number, got {value!r}")
         return int(value)
     return float(value)
+
+
+def _short(value: Any) -> str:
+    """A value for an error line: a 5,000-digit seed is cut, not echoed whole."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_schedule(schedule: str, warmup_steps: int) -> None:
+    """A cyclical KL schedule needs a period of at least MIN_CYCLE_PERIOD steps (0 = off):
+    with period 1 beta stays 0 (a plain autoencoder), with 2 it alternates 0 and beta."""
+    _check(
+        schedule != "cyclical" or warmup_steps == 0 or warmup_steps >= MIN_CYCLE_PERIOD,
+        f"a cyclical KL schedule needs a period (warmup_steps) of at least {MIN_CYCLE_PERIOD} "
+        f"steps, got {warmup_steps}",
+    )
 
 
 class _JsonMixin:
@@ -184,7 +205,10 @@ class ModelConfig(_JsonMixin):
             1 <= self.latent_dim <= limit,
             f"latent_dim must be in 1..{limit}, got {self.latent_dim}",
         )
-        _check(self.hidden_dim >= 1, f"hidden_dim must be >= 1, got {self.hidden_dim}")
+        _check(
+            1 <= self.hidden_dim <= MAX_HIDDEN_DIM,
+            f"hidden_dim must be in 1..{MAX_HIDDEN_DIM}, got {self.hidden_dim}",
+        )
         if self.architecture == "conv":
             _check(
                 len(self.conv_channels) >= 1 and all(c >= 1 for c in self.conv_channels),
@@ -246,6 +270,11 @@ class TrainConfig(_JsonMixin):
         self.free_bits = check_live_setting("free_bits", self.free_bits)
         self.beta_schedule = check_live_setting("beta_schedule", self.beta_schedule)
         _check(0 < self.cycle_ratio <= 1, f"cycle_ratio must be in (0, 1], got {self.cycle_ratio}")
+        check_schedule(self.beta_schedule, self.warmup_steps)
+        _check(
+            type(self.seed) is int and 0 <= self.seed <= MAX_SEED,
+            f"seed must be a whole number in 0..{MAX_SEED}, got {_short(self.seed)}",
+        )
         _check(self.iwae_k >= 0 and self.iwae_n >= 0, "iwae_k and iwae_n must be >= 0")
         _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
         _check(
@@ -253,12 +282,13 @@ class TrainConfig(_JsonMixin):
             f"precision must be one of {PRECISIONS}, got {self.precision!r}",
         )
         _check(
-            math.isfinite(self.dist_timeout_s) and self.dist_timeout_s >= 1,
-            f"dist_timeout_s must be >= 1 second, got {self.dist_timeout_s}",
+            math.isfinite(self.dist_timeout_s) and 1 <= self.dist_timeout_s <= MAX_DIST_TIMEOUT_S,
+            f"dist_timeout_s must be in 1..{MAX_DIST_TIMEOUT_S:g} seconds, "
+            f"got {self.dist_timeout_s:g}",
         )
         _check(
-            self.num_threads is None or self.num_threads >= 1,
-            f"num_threads must be >= 1 or None, got {self.num_threads}",
+            self.num_threads is None or 1 <= self.num_threads <= MAX_THREADS,
+            f"num_threads must be in 1..{MAX_THREADS} or None, got {self.num_threads}",
         )
         _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         _check(self.snapshot_every_s > 0, "snapshot_every_s must be > 0")

@@ -8,7 +8,11 @@ history point (weights only) Adam starts afresh.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +20,10 @@ import torch
 
 from vae_core import history
 from vae_core.checkpoint import load_checkpoint, save_checkpoint
+from vae_core.config import TrainConfig
 from vae_core.models import build_model
-from vae_core.process import RunFolderTaken, claim_run_dir
-from vae_core.rundir import RunDir
+from vae_core.process import RunFolderTaken, claim_run_dir, refuse_inside_run
+from vae_core.rundir import RunDamaged, RunDir, UnsafeCheckpointError, read_safetensors_metadata
 
 FORKABLE = ("beta", "lr", "epochs", "warmup_steps", "seed")
 
@@ -27,8 +32,13 @@ def fork_run(
     parent: RunDir, new_path: str | Path, step: int | None = None, **changes: Any
 ) -> RunDir:
     """Create the fork's folder, config and starting checkpoint; nothing is created when
-    the parent is not a run, the step is in neither its history nor its checkpoints, the
-    new folder exists, or a change is out of range (ValueError / FileNotFoundError)."""
+    the parent is not a run, the step is in neither its history nor its checkpoints, its
+    weights do not fit the parent's model (RunDamaged), the new folder exists or lies inside
+    a run, or a change is out of range (ValueError / FileNotFoundError).
+
+    The fork is built in a hidden folder beside `new_path` and renamed into place whole: a
+    crash or a kill midway leaves no half-made run that claims a parent.
+    """
     unknown = sorted(set(changes) - set(FORKABLE))
     if unknown:
         raise ValueError(f"a fork can change {', '.join(FORKABLE)}; not {unknown}")
@@ -37,22 +47,49 @@ def fork_run(
     new_path = Path(new_path)
     if new_path.exists():
         raise RunFolderTaken(f"{new_path} already exists; pick a new --run-dir for the fork")
-    weights, optimizer_state, step, epoch = _branch_point(parent, step)
+    refuse_inside_run(new_path)
+    weights, optimizer_state, step, epoch, file = _branch_point(parent, step)
     if epoch >= train_config.epochs:
         raise ValueError(
             f"the fork starts in epoch {epoch}: give it --epochs above that (now "
             f"{train_config.epochs})"
         )
-    fork = claim_run_dir(new_path)
-    # The parent's id finds it again after a rename (vae_core.runfolders.find_parent).
-    link = {"run": str(parent.path), "step": step}
-    link |= {"id": parent.run_id()} if parent.run_id() else {}
-    fork.write_config(model_config, train_config, parent=link)
-    model = build_model(model_config)
-    model.load_state_dict(weights)
+    model = history.fit_weights(build_model(model_config), weights, parent.path, file)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, fused=True)
     if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+        try:
+            optimizer.load_state_dict(optimizer_state)
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise RunDamaged(parent.path, file, f"its optimizer state does not fit: {e}") from None
+    claim = claim_run_dir(new_path)  # the name is ours: built beside it, then swapped in
+    building = None
+    try:
+        building = RunDir(tempfile.mkdtemp(prefix=f".{new_path.name}.", dir=new_path.parent))
+        _save_start(building, model, optimizer, step, epoch, train_config)
+        # config.json last: until the rename, the folder is no run a listing would show
+        # The parent's id finds it again after a rename (vae_core.runfolders.find_parent).
+        link = {"run": str(parent.path), "step": step}
+        link |= {"id": parent.run_id()} if parent.run_id() else {}
+        building.write_config(model_config, train_config, parent=link)
+        os.replace(building.path, claim.path)  # over the empty claimed folder, in one step
+    except BaseException:
+        if building is not None:
+            shutil.rmtree(building.path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            claim.path.rmdir()  # still the empty claim: nothing is left behind
+        raise
+    return RunDir(new_path)
+
+
+def _save_start(
+    fork: RunDir,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    epoch: int,
+    train_config: TrainConfig,
+) -> None:
+    """The fork's first checkpoint: the branch point's weights, its settings from step 0."""
     extra = {
         "next_batch": 0,  # a fresh pass over the data, shuffled by the fork's seed
         "beta": train_config.beta,
@@ -65,14 +102,14 @@ def fork_run(
     shuffle = torch.Generator().manual_seed(train_config.seed)
     torch.manual_seed(train_config.seed)
     save_checkpoint(fork, model, optimizer, step, epoch, extra, shuffle.get_state())
-    return fork
 
 
 def _branch_point(
     parent: RunDir, step: int | None
-) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, int, int]:
-    """(weights, optimizer state or None, step, epoch) at `step` (None: the newest)."""
-    checkpoints = {int(p.stem.removeprefix("step-")): p for p in parent.checkpoints()}
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, int, int, str]:
+    """(weights, optimizer state or None, step, epoch, the file's name in the run) at `step`
+    (None: the newest). Steps come from the files' headers, never from their names."""
+    checkpoints = {_checkpoint_step(parent, p): p for p in parent.checkpoints()}
     points = {p.step: p for p in history.list_points(parent)}
     if step is None:
         newest = max([*checkpoints, *points], default=None)
@@ -80,12 +117,27 @@ def _branch_point(
             raise ValueError(f"{parent.path} has no history or checkpoint to fork from yet")
         step = newest
     if step in checkpoints:
-        ckpt = load_checkpoint(checkpoints[step])
-        return ckpt.model_state, ckpt.optimizer_state, ckpt.step, ckpt.epoch
+        path = checkpoints[step]
+        try:
+            ckpt = load_checkpoint(path)
+        except UnsafeCheckpointError as e:
+            raise RunDamaged(parent.path, f"checkpoints/{path.name}", e) from None
+        return ckpt.model_state, ckpt.optimizer_state, step, ckpt.epoch, f"checkpoints/{path.name}"
     if step in points:
-        return history.load_weights(points[step]), None, step, points[step].epoch
+        point = points[step]
+        file = f"history/{point.path.name}"
+        return history.load_weights(point), None, step, point.epoch, file
     known = sorted({*checkpoints, *points})[-8:]
     raise ValueError(
         f"step {step} is in neither the history nor the checkpoints of {parent.path}; "
         f"the newest: {', '.join(map(str, known)) or 'none'}"
     )
+
+
+def _checkpoint_step(run: RunDir, path: Path) -> int:
+    """A checkpoint's step, from its header (RunDamaged naming the file if it has none)."""
+    try:
+        return int(read_safetensors_metadata(path)["step"])
+    except (OSError, ValueError, KeyError) as e:
+        problem = f"no step in its header ({e})"
+        raise RunDamaged(run.path, f"checkpoints/{path.name}", problem) from None

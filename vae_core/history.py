@@ -66,13 +66,13 @@ def thin(run: RunDir, max_points: int = MAX_POINTS) -> int:
     in log-step goes first (its removal opens the smallest hole), which keeps the spacing
     close to log-uniform.
     """
-    paths = _paths(run)
+    points = list_points(run)
     deleted = 0
-    while len(paths) > max_points:
-        logs = [math.log1p(_step_of(p)) for p in paths]
+    while len(points) > max_points:
+        logs = [math.log1p(p.step) for p in points]
         holes = [logs[i + 1] - logs[i - 1] for i in range(1, len(logs) - 1)]
         victim = 1 + holes.index(min(holes))
-        paths.pop(victim).unlink(missing_ok=True)
+        points.pop(victim).path.unlink(missing_ok=True)
         deleted += 1
     return deleted
 
@@ -95,8 +95,16 @@ def list_points(run: RunDir) -> list[HistoryPoint]:
         except FileNotFoundError:
             continue  # thinned away while we listed
         except (OSError, ValueError, KeyError) as e:
-            raise RunDamaged(run.path, f"history/{path.name}", e) from None
-    return points
+            raise RunDamaged(run.path, f"history/{path.name}", _why(e)) from None
+    # The step is the header's: the one source for the listing, thinning, resume and forks
+    # (a file's name is only a hint, and may be anything a user renamed it to).
+    return sorted(points, key=lambda p: p.step)
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"its header has no {error}"
+    return f"its header is damaged ({error})" if isinstance(error, ValueError) else str(error)
 
 
 def point_at(run: RunDir, step: int | None) -> HistoryPoint:
@@ -113,6 +121,29 @@ def point_at(run: RunDir, step: int | None) -> HistoryPoint:
     raise ValueError(f"step {step} is not in the history of {run.path}; the newest: {steps}")
 
 
+def fit_weights(
+    model: torch.nn.Module, weights: dict[str, torch.Tensor], run_path: Path, file: str
+) -> torch.nn.Module:
+    """`model` holding `weights`; RunDamaged in one line when they do not fit it (a weights
+    file copied from another run: other keys or shapes)."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:  # load_state_dict lists every problem, one per line
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        first = (lines[1:] or lines or ["wrong keys or shapes"])[0]
+        first = first if len(first) <= 200 else first[:197] + "..."
+        problem = f"its weights do not fit this run's model: {first}"
+        raise RunDamaged(run_path, file, problem) from None
+    return model
+
+
+def load_into(model: torch.nn.Module, point: HistoryPoint) -> torch.nn.Module:
+    """`model` (of the run's config) holding the weights at `point`; RunDamaged if they do
+    not fit or the file is not safetensors."""
+    run_path = point.path.parent.parent
+    return fit_weights(model, load_weights(point), run_path, f"history/{point.path.name}")
+
+
 def load_weights(point: HistoryPoint) -> dict[str, torch.Tensor]:
     from vae_core.rundir import load_safetensors
 
@@ -124,9 +155,9 @@ def load_weights(point: HistoryPoint) -> dict[str, torch.Tensor]:
 
 def drop_after(run: RunDir, step: int) -> int:
     """Delete points past `step`: on resume they belong to the dead trainer's lost future."""
-    later = [p for p in _paths(run) if _step_of(p) > step]
-    for path in later:
-        path.unlink(missing_ok=True)
+    later = [p for p in list_points(run) if p.step > step]
+    for point in later:
+        point.path.unlink(missing_ok=True)
     return len(later)
 
 
@@ -136,7 +167,3 @@ def disk_bytes(run: RunDir) -> int:
 
 def _paths(run: RunDir) -> list[Path]:
     return sorted(history_dir(run).glob("step-*.safetensors"))
-
-
-def _step_of(path: Path) -> int:
-    return int(path.stem.removeprefix("step-"))

@@ -24,9 +24,24 @@ class RunFolderTaken(FileExistsError):
     """The folder for a new run exists already (another Start, another tab, a double click)."""
 
 
-def claim_run_dir(path: str | Path) -> RunDir:
-    """Create the folder of a new run; exactly one caller wins a race for the same path."""
+class RunInsideRun(ValueError):
+    """A new run's folder inside another run (its checkpoints/, history/, or any folder
+    below it): the parent's clean-up and listings would then trip over the new run."""
+
+
+def refuse_inside_run(path: str | Path) -> None:
+    """RunInsideRun if a folder above `path` (symlinks resolved) holds a run."""
     path = Path(path)
+    for folder in path.resolve().parents:
+        if (folder / "config.json").is_file() and (folder / "checkpoints").is_dir():
+            raise RunInsideRun(f"{path} is inside the run {folder}; pick a folder outside any run")
+
+
+def claim_run_dir(path: str | Path) -> RunDir:
+    """Create the folder of a new run; exactly one caller wins a race for the same path.
+    RunInsideRun, before anything is made, for a folder inside another run."""
+    path = Path(path)
+    refuse_inside_run(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         path.mkdir()  # atomic: the kernel lets only one mkdir of a name succeed
@@ -45,10 +60,14 @@ def start_training(
 
 
 def resume_training(
-    run: RunDir, beta: float | None = None, lr: float | None = None
+    run: RunDir,
+    beta: float | None = None,
+    lr: float | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen:
     """Launch a trainer that continues `run` from its newest checkpoint (or its start),
-    optionally with a new beta / lr (e.g. lower, after a divergence)."""
+    optionally with a new beta / lr (e.g. lower, after a divergence). `pass_fds` are
+    inherited by the trainer (the app's flock-ed trainer slot: held while it lives)."""
     if run.is_locked():
         raise RunLocked(f"a trainer (pid {run.lock_holder()}) is already running {run.path}")
     previous = run.read_status()
@@ -65,6 +84,7 @@ def resume_training(
             # Own session: a Streamlit rerun or Ctrl-C in the UI's terminal leaves it training.
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            pass_fds=pass_fds,
         )
     # Readers see 'starting' with the child's pid at once, before torch has even imported.
     # Commands sent before this launch are spent; any sent from now on, even while the

@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors import SafetensorError
 
-from vae_core.atomic import atomic_save_tensors, atomic_write_json
+from vae_core.atomic import DiskFull, atomic_save_tensors, atomic_write_json, is_disk_full
 from vae_core.config import (
     LIVE_CHOICES,
     LIVE_SETTINGS,
     ModelConfig,
     TrainConfig,
     check_live_setting,
+    check_schedule,
 )
 
 if TYPE_CHECKING:  # imported where they are used: the UI's first page needs neither
@@ -482,8 +483,14 @@ class RunDir:
             self._repair_metrics_tail()
             self._metrics_file = open(self.metrics_path, "a", encoding="utf-8")
         row.setdefault("time", time.time())
-        self._metrics_file.write(json.dumps(row) + "\n")
-        self._metrics_file.flush()
+        line = json.dumps(row) + "\n"
+        try:
+            self._metrics_file.write(line)
+            self._metrics_file.flush()
+        except OSError as e:
+            if is_disk_full(e):
+                raise DiskFull(self.metrics_path, len(line)) from None
+            raise
 
     def _repair_metrics_tail(self) -> None:
         """Cut a torn last line (a kill -9 mid-append) so the next row starts on its own line."""
@@ -572,7 +579,7 @@ class RunDir:
             control = {
                 "seq": self._next_control_seq(),
                 "command": "stop" if keep_stop else command or pending.get("command"),
-                "set": {**pending.get("set", {}), **changes},
+                "set": check_control(None, {**pending.get("set", {}), **changes}),
                 "time": time.time(),
             }
             atomic_write_json(self.control_path, control)
@@ -644,6 +651,23 @@ class RunDir:
         return found[-1] if found else None
 
 
+class NoTrainer(ValueError):
+    """A command for a run that no trainer is running: it would never be obeyed (a trainer
+    started later discards commands sent before it started)."""
+
+
+def require_trainer(run: RunDir) -> Status:
+    """The run's Status if a trainer is there to obey a command, else NoTrainer (one rule
+    for the app's buttons and the CLI's `control`)."""
+    status = run.read_status() or Status("starting", locked=run.is_locked())
+    if not status.is_live:
+        raise NoTrainer(
+            f"no trainer is running {run.path} (it is {status.display_state}); nothing was "
+            "sent: resume the run first (a command sent while none runs would be dropped)"
+        )
+    return status
+
+
 def check_control(command: str | None, changes: dict[str, Any]) -> dict[str, float]:
     """The validated `set` of a control command; ValueError names what is wrong."""
     if command not in CONTROL_COMMANDS:
@@ -652,7 +676,10 @@ def check_control(command: str | None, changes: dict[str, Any]) -> dict[str, flo
     unknown = sorted(set(changes) - set(live))
     if unknown:
         raise ValueError(f"cannot change {unknown} live; only {', '.join(live)}")
-    return {name: check_live_setting(name, value) for name, value in changes.items()}
+    checked = {name: check_live_setting(name, value) for name, value in changes.items()}
+    if "beta_schedule" in checked and "warmup_steps" in checked:
+        check_schedule(checked["beta_schedule"], checked["warmup_steps"])
+    return checked
 
 
 def list_runs(root: str | Path) -> list[RunDir]:

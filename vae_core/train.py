@@ -21,8 +21,9 @@ import torch
 from tqdm import tqdm
 
 from vae_core import history
+from vae_core.atomic import DiskFull
 from vae_core.checkpoint import NonFiniteWeightsError, load_checkpoint, save_checkpoint
-from vae_core.config import BETA_SCHEDULES, ModelConfig, TrainConfig
+from vae_core.config import BETA_SCHEDULES, ModelConfig, TrainConfig, check_schedule
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.distributed import (
     ONE_PROCESS,
@@ -158,6 +159,7 @@ def apply_control(run: RunDir, live: LiveSettings, step: int = 0) -> bool:
     command, changes = control.get("command"), control.get("set", {})
     try:
         changes = check_control(command, changes if isinstance(changes, dict) else {"set": 0})
+        _check_schedule_after(live, changes)
     except ValueError as e:
         log.warning("control %d refused: %s", seq, e)
         return False
@@ -170,6 +172,12 @@ def apply_control(run: RunDir, live: LiveSettings, step: int = 0) -> bool:
         live.stop = True
     live.changes.append({"command": command, "changed": sorted(changes)})
     return True
+
+
+def _check_schedule_after(live: LiveSettings, changes: dict[str, Any]) -> None:
+    """ValueError if `changes` would leave a cyclical schedule with too short a period."""
+    schedule = changes.get("beta_schedule", live.beta_schedule)
+    check_schedule(schedule, changes.get("warmup_steps", live.warmup_steps))
 
 
 @dataclass
@@ -340,10 +348,8 @@ def train(
             f"{run.path} already holds a run; pass --resume to continue it, or pick a new --run-dir"
         )
     with run.acquire_lock():
-        previous = run.read_status() if resume else None
-        heartbeat = Heartbeat(
-            run, step=0, epoch=0, control_seq=previous.control_seq if previous else 0
-        )
+        spent = _spent_control_seq(run) if resume else 0
+        heartbeat = Heartbeat(run, step=0, epoch=0, control_seq=spent)
         try:
             return _train(
                 model_config, train_config, run, resume, progress, overrides, heartbeat, ranks
@@ -351,13 +357,31 @@ def train(
         except BaseException as e:
             # Readers (the UI) learn why the trainer died from status.json, not a traceback.
             failure = rank_lost(e) if ranks.distributed and is_collective_error(e) else e
-            named = isinstance(failure, TrainingDiverged | RankLost | Terminated)
+            named = isinstance(failure, TrainingDiverged | RankLost | Terminated | DiskFull)
             heartbeat.stop("failed", reason=str(failure) if named else f"{type(e).__name__}: {e}")
             if failure is not e:
                 raise failure from e
             raise
         finally:
             run.close()
+
+
+def _spent_control_seq(run: RunDir) -> int:
+    """The newest command this trainer must not obey: one rule for the app and the CLI,
+    commands sent while no trainer ran are discarded (a stale stop must not end a resume).
+
+    A launcher (process.resume_training) announces this very process as 'starting' and
+    records what was spent at launch, so commands sent while the trainer imports are kept.
+    """
+    previous = run.read_status()
+    if previous is not None and previous.state == "starting" and previous.pid == os.getpid():
+        return previous.control_seq
+    try:
+        pending = run.read_control().get("seq", 0)
+    except RunDamaged:
+        pending = 0
+    pending = pending if type(pending) is int else 0
+    return max(previous.control_seq if previous else 0, pending)
 
 
 def _train(
@@ -412,6 +436,7 @@ def _train(
         torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank + at.step)
     net = _parallel(model, ranks, device)  # what the step calls: DDP averages the gradients
     if overrides:
+        _check_schedule_after(live, overrides)
         live.update(overrides, at.step)
         live.changes.append({"command": "resume", "changed": sorted(overrides)})
         if main:

@@ -56,9 +56,10 @@ def slider_specs(
     """The attribute sliders that fit this latent (name, unit direction, range, histogram)
     for the live component and the slider grid; and the refusals / damage, one line each."""
     attributes, _, problems = all_attributes(run_path)
+    num_images = len(cache.test_data(run_path)) if attributes else 0
     usable = []
     for attribute in attributes.values():
-        why = attribute.mismatch(latent_dim)
+        why = attribute.mismatch(latent_dim) or attribute.group_mismatch(num_images)
         if why is None:
             usable.append(attribute)
         else:

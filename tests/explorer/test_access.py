@@ -10,6 +10,7 @@ import socket
 import string
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -191,24 +192,70 @@ def test_max_trainers_comes_from_the_environment() -> None:
             runs.max_trainers({runs.MAX_TRAINERS_ENV: bad})
 
 
+def _slot_holder(root: Path) -> subprocess.Popen:
+    """A process that holds one trainer slot, as a launched trainer does (its fd inherited)."""
+    with runs.trainer_slot(root) as slot:
+        sleeper = "import time; time.sleep(60)"
+        return subprocess.Popen([sys.executable, "-c", sleeper], pass_fds=(slot,))
+
+
 def test_start_is_refused_at_the_trainer_limit(tmp_path: Path, monkeypatch) -> None:
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    monkeypatch.setattr(runs, "_children", [sleeper])
     monkeypatch.setenv(runs.MAX_TRAINERS_ENV, "1")
+    root = tmp_path / "runs"
+    holder = _slot_holder(root)
+    monkeypatch.setattr(runs, "_children", [])  # started by another app process: not ours
     try:
-        assert runs.running_trainers() == 1
+        assert runs.running_trainers(root) == 1
         with pytest.raises(RuntimeError) as refused:
-            runs.start_run(SHAPES, tmp_path / "runs")
+            runs.start_run(SHAPES, root)
         assert str(refused.value) == (
             "1 trainers already running (the limit, set by VAE_EXPLORER_MAX_TRAINERS); "
             "stop one first"
         )
-        assert not (tmp_path / "runs").exists()
+        assert runs.run_names(root) == []
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    assert runs.running_trainers() == 0  # the dead one is reaped and frees its slot
-    runs.check_trainer_capacity()
+        holder.kill()
+        holder.wait()
+    assert runs.running_trainers(root) == 0  # the dead one frees its slot
+    runs.check_trainer_capacity(root=root)
+
+
+def test_sessions_pressing_start_at_once_never_exceed_the_limit(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv(runs.MAX_TRAINERS_ENV, "1")
+    root = tmp_path / "runs"
+    launched: list[subprocess.Popen] = []
+
+    def slow_launch(run: RunDir, pass_fds: tuple[int, ...] = (), **_: object):
+        # a trainer as the app starts it, slow to start: the window the check must close
+        sleeper = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=pass_fds
+        )
+        launched.append(sleeper)
+        time.sleep(0.5)
+        return sleeper
+
+    monkeypatch.setattr(runs, "resume_training", slow_launch)
+    outcomes: list[object] = []
+
+    def start() -> None:
+        try:
+            outcomes.append(runs.start_run(SHAPES, root))
+        except RuntimeError as e:
+            outcomes.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(launched) == 1 and len(runs.run_names(root)) == 1
+        assert sum(isinstance(o, RuntimeError) for o in outcomes) == 2
+    finally:
+        for process in launched:
+            process.kill()
+            process.wait()
+        runs.reap_children()
 
 
 # -- trainer.log --

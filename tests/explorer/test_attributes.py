@@ -155,3 +155,34 @@ def test_box_and_lasso_selections_are_groups_and_a_click_is_not() -> None:
     at.run()
     assert at.session_state["kept"] == [False, True]
     assert at.session_state[state.SCATTER_GROUP] == ("run", (3, 5))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"attributes": {"x": {"vector": [1' + "0" * 400 + "]}}}", "finite numbers"),
+        ('{"attributes": {"x": {"vector": [1e300, 1e300, 1, 1, 1]}}}', "too long"),
+    ],
+    ids=["deep-nesting", "huge-int", "norm-overflow"],
+)
+def test_a_damaged_attributes_file_is_one_line_and_the_sliders_keep_working(
+    run_copy, latent_dim, text, message
+) -> None:
+    (run_copy / "attributes.json").write_text(text)
+    at = _open(run_copy, "Latent sliders")
+    assert not at.exception, at.exception
+    (warning,) = at.warning
+    assert message in warning.value and "\n" not in warning.value
+    dims = [s for s in at.slider if (s.key or "").startswith("sliders.dim.")]
+    assert len(dims) == latent_dim
+
+
+def test_saved_groups_beyond_the_test_set_are_refused_in_one_line(run_copy, latent_dim) -> None:
+    save_attribute(run_copy, Attribute("far", (1.0,) * latent_dim, group_a=(0,), group_b=(10**9,)))
+    save_attribute(run_copy, Attribute("near", (1.0,) * latent_dim, group_a=(0,), group_b=(1,)))
+    at = _open(run_copy, "Latent sliders")
+    assert not at.exception, at.exception
+    assert any("'far' names test images beyond" in w.value.replace("\\", "") for w in at.warning)
+    attrs = [s.label for s in at.slider if (s.key or "").startswith("sliders.attr.")]
+    assert attrs == ["near"]

@@ -12,7 +12,7 @@ import pytest
 from explorer import runs
 from vae_core.metrics_log import MetricsLog
 from vae_core.process import kill_trainer, wait_for_state
-from vae_core.rundir import RunDir
+from vae_core.rundir import NoTrainer, RunDir
 
 SHAPES = runs.RunChoices(dataset="shapes", latent_dim=3, epochs=1, image_size=28, num_samples=256)
 
@@ -93,14 +93,26 @@ def test_resolve_run_by_name_or_path(tmp_path: Path) -> None:
 
 def test_live_changes_are_written_to_control_json(tmp_path: Path) -> None:
     run = _fake_run(tmp_path / "r")
-    runs.apply_live(run, beta=4.0, lr=3e-4)
-    runs.pause_run(run)  # before the trainer read the change: both travel together
-    control = run.read_control()
-    assert control["command"] == "pause" and control["set"] == {"beta": 4.0, "lr": 3e-4}
-    for beta, lr in ((-1.0, 1e-3), (float("nan"), 1e-3), (1.0, float("inf")), (1.0, 2.0)):
-        with pytest.raises(ValueError, match="must be a finite number in"):
-            runs.apply_live(run, beta=beta, lr=lr)
+    with run.acquire_lock():  # a trainer holds the run
+        runs.apply_live(run, beta=4.0, lr=3e-4)
+        runs.pause_run(run)  # before the trainer read the change: both travel together
+        control = run.read_control()
+        assert control["command"] == "pause" and control["set"] == {"beta": 4.0, "lr": 3e-4}
+        for beta, lr in ((-1.0, 1e-3), (float("nan"), 1e-3), (1.0, float("inf")), (1.0, 2.0)):
+            with pytest.raises(ValueError, match="must be a finite number in"):
+                runs.apply_live(run, beta=beta, lr=lr)
     assert run.read_control() == control
+
+
+def test_commands_to_a_run_no_trainer_runs_are_refused_like_the_cli(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path / "r")
+    run.write_status("finished")
+    for send in (runs.pause_run, runs.stop_run, lambda r: runs.apply_live(r, 2.0, 1e-3)):
+        with pytest.raises(NoTrainer, match=r"no trainer is running .* \(it is finished\)"):
+            send(run)
+    with pytest.raises(NoTrainer):
+        runs.apply_fix(run, {"beta": 2.0})
+    assert not run.control_path.exists()
 
 
 def test_live_settings_fall_back_to_the_config(tmp_path: Path) -> None:
@@ -168,10 +180,13 @@ def test_new_run_choices_carry_the_kl_schedule_and_free_bits_into_the_config() -
 
 def test_apply_fix_sends_one_live_change(tmp_path) -> None:
     run = RunDir(tmp_path / "run")
-    runs.apply_fix(run, {"beta_schedule": "linear", "warmup_steps": 1000})
-    assert run.read_control()["set"] == {"beta_schedule": "linear", "warmup_steps": 1000}
-    with pytest.raises(ValueError):
-        runs.apply_fix(run, {"epochs": 3})
+    with run.acquire_lock():
+        runs.apply_fix(run, {"beta_schedule": "linear", "warmup_steps": 1000})
+        assert run.read_control()["set"] == {"beta_schedule": "linear", "warmup_steps": 1000}
+        with pytest.raises(ValueError):
+            runs.apply_fix(run, {"epochs": 3})
+        with pytest.raises(ValueError, match="at least 10 steps, got 3"):
+            runs.apply_fix(run, {"beta_schedule": "cyclical", "warmup_steps": 3})
 
 
 @pytest.mark.parametrize("ref", ["a" * 5000, "/" + "a/" * 2500, "../" * 1700])

@@ -111,3 +111,20 @@ def test_training_view_offers_a_fork_of_the_newest_point(app, own_root, run_name
     step = history.list_points(RunDir(own_root / run_name))[-1].step
     assert any(e.label == f"Fork from here (step {step})" for e in at.expander)
     assert at.selectbox(key="training.fork.preset").options == list(fork.PRESETS)
+
+
+def test_a_history_file_of_another_model_is_one_line_not_a_traceback(
+    app, own_root, run_name
+) -> None:
+    from vae_core.config import ModelConfig
+    from vae_core.models import VAE
+
+    run = RunDir(own_root / run_name)
+    other = VAE(ModelConfig(image_shape=(1, 28, 28), latent_dim=2, hidden_dim=8))
+    step = history.list_points(run)[-1].step + 1
+    history.save_point(run, other, step, epoch=1, test_elbo=-1.0)  # copied from elsewhere
+    at = app(run_name, "Scatter", **{state.SCATTER_TIMELAPSE: "Time-lapse"})
+    assert not at.exception
+    (error,) = at.error
+    text = error.value.replace("\\", "")  # markdown escapes
+    assert f"step-{step:09d}.safetensors: its weights do not fit" in text and "\n" not in text

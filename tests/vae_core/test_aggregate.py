@@ -179,6 +179,10 @@ def test_attributes_round_trip_and_replace_by_name(tmp_path) -> None:
         ('{"attributes": {"a": {"vector": [1], "group_a": [-1]}}}', "image indices"),
         ('{"attributes": {"": {"vector": [1]}}}', "characters of text"),
         ('{"attributes": {"a": 3}}', "not an object"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),  # RecursionError
+        ('{"attributes": {"a": {"vector": [1, 1' + "0" * 400 + "]}}}", "finite numbers"),
+        ('{"attributes": {"a": {"vector": [1e300, 1e300]}}}', "too long"),  # |v| overflows
+        ('{"attributes": {"a": {"vector": [1], "group_a": [1' + "0" * 30 + "]}}}", "indices"),
     ],
 )
 def test_a_damaged_attributes_file_is_one_clear_error_and_is_not_overwritten(
@@ -192,3 +196,10 @@ def test_a_damaged_attributes_file_is_one_clear_error_and_is_not_overwritten(
         save_attribute(tmp_path, Attribute("new", (1.0,)))
     assert (tmp_path / "attributes.json").read_text() == text
     json.dumps(str(error.value))  # plain text
+
+
+def test_saved_groups_are_checked_against_the_test_set_size() -> None:
+    attribute = Attribute("a", (1.0, 0.0), group_a=(0, 4), group_b=(9,))
+    assert attribute.group_mismatch(10) is None
+    why = attribute.group_mismatch(5)
+    assert why == "attribute 'a' names test images beyond this run's 5: refused"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,9 +17,15 @@ from vae_core.rundir import RunDir
 SHAPES = ["--dataset", "shapes", "--image-size", "28", "--latent-dim", "3", "--hidden-dim", "32"]
 
 
-def vae_core(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def vae_core(
+    *args: str, check: bool = True, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "vae_core", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "vae_core", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
     )
     if check:
         assert result.returncode == 0, result.stderr
@@ -81,7 +88,8 @@ def test_sample_writes_a_png_grid(trained_run, tmp_path):
 
 
 def test_control_set_writes_a_sequenced_command(trained_run):
-    vae_core("control", str(trained_run.path), "set", "beta=4", "lr=3e-4")
+    with trained_run.acquire_lock():  # a trainer holds the run
+        vae_core("control", str(trained_run.path), "set", "beta=4", "lr=3e-4")
     control = trained_run.read_control()
     assert control["set"] == {"beta": 4.0, "lr": 3e-4} and control["command"] is None
 
@@ -96,7 +104,7 @@ def test_control_set_writes_a_sequenced_command(trained_run):
             ["train", "--dataset", "shapes", "--latent-dim", "0", "--run-dir", "x"],
             "must be a positive integer, got 0",
         ),
-        (["sample", "--run-dir", "x", "--n", "0"], "must be a positive integer, got 0"),
+        (["sample", "--run-dir", "x", "--n", "0"], "must be in 1..4096, got 0"),
         (["eval", "--run-dir", "x", "--iwae-n", "-5"], "must be a positive integer, got -5"),
         (["control", "/nonexistent/run", "pause"], "not a run directory"),
         (["eval", "--checkpoint", "/nonexistent/model.pt"], "not a run directory"),
@@ -121,7 +129,8 @@ def test_eval_refuses_a_pickle_checkpoint(trained_run, tmp_path):
 def test_control_set_refuses_non_finite_and_out_of_range_values(trained_run):
     before = trained_run.control_path.read_bytes() if trained_run.control_path.exists() else None
     for change in ("beta=nan", "lr=inf", "epochs=3"):  # ranges: test_rundir
-        result = vae_core("control", str(trained_run.path), "set", change, check=False)
+        with trained_run.acquire_lock():
+            result = vae_core("control", str(trained_run.path), "set", change, check=False)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     after = trained_run.control_path.read_bytes() if trained_run.control_path.exists() else None
     assert after == before
@@ -290,3 +299,167 @@ def test_rename_keeps_a_forks_link_and_rm_refuses_a_live_run(trained_run, tmp_pa
     not_a_run = vae_core("rm", str(tmp_path), check=False)
     assert not_a_run.returncode == 2 and "not a run directory" in not_a_run.stderr
     assert fork.exists()
+
+
+def one_line_refusal(result: subprocess.CompletedProcess, *parts: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hidden-dim", "200000000"], "--hidden-dim: must be in 1..8192"),
+        (["--threads", "100000"], "--threads: must be in 1..256"),
+        (["--dist-timeout", "1e300"], "dist_timeout_s must be in 1..86400 seconds"),
+        (["--seed", "9" * 40], "--seed: must be in 0..4294967295"),
+        (["--seed", "-1"], "--seed: must be in 0..4294967295"),
+        (
+            ["--beta-schedule", "cyclical", "--warmup-steps", "2"],
+            "period (warmup_steps) of at least 10",
+        ),
+        (["--beta-schedule", "cyclical", "--warmup-steps", "1"], "of at least 10 steps, got 1"),
+    ],
+)
+def test_unbounded_train_inputs_are_refused_and_leave_nothing(tmp_path, args, message):
+    run = tmp_path / "run"
+    one_line_refusal(
+        vae_core("train", *SHAPES[:4], *args, "--run-dir", str(run), check=False), message
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sample", "--run-dir", "x", "--n", "100000000"], "--n: must be in 1..4096"),
+        (["eval", "--run-dir", "x", "--iwae-k", "100000000"], "--iwae-k: must be in 1..100000"),
+        (["sample", "--run-dir", "x", "--seed", "9" * 30], "--seed: must be in 0..4294967295"),
+        (["gradvar", "--run-dir", "x", "--seed", "-3"], "--seed: must be in 0..4294967295"),
+    ],
+)
+def test_unbounded_sample_and_eval_inputs_say_the_bound(args, message):
+    one_line_refusal(vae_core(*args, check=False), message)
+
+
+def test_a_refused_start_leaves_no_folder(tmp_path):
+    run = tmp_path / "run"
+    result = vae_core(
+        "train",
+        *SHAPES,
+        "--precision",
+        "fp16",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(run),
+        check=False,
+    )
+    one_line_refusal(result, "--precision fp16 needs a CUDA GPU")
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("below", ["checkpoints/new", "history/new", "some/deeper/folder"])
+def test_train_or_fork_inside_another_run_is_refused(trained_run, tmp_path, below):
+    before = sorted(trained_run.path.rglob("*"))
+    target = trained_run.path / below
+    message = f"is inside the run {trained_run.path}; pick a folder outside any run"
+    one_line_refusal(vae_core("train", *SHAPES, "--run-dir", str(target), check=False), message)
+    fork = vae_core(
+        "fork",
+        "--from",
+        str(trained_run.path),
+        "--run-dir",
+        str(target),
+        "--epochs",
+        "3",
+        check=False,
+    )
+    one_line_refusal(fork, message)
+    assert sorted(trained_run.path.rglob("*")) == before
+
+
+def test_fork_under_torchrun_is_refused(trained_run, tmp_path):
+    env = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}
+    result = vae_core(
+        "fork",
+        "--from",
+        str(trained_run.path),
+        "--run-dir",
+        str(tmp_path / "f"),
+        check=False,
+        env=env,
+    )
+    one_line_refusal(result, "fork runs as one process: run it without torchrun")
+    assert not (tmp_path / "f").exists()
+
+
+def test_control_says_when_no_trainer_is_listening(trained_run):
+    before = trained_run.control_path.read_bytes() if trained_run.control_path.exists() else None
+    result = vae_core("control", str(trained_run.path), "stop", check=False)
+    one_line_refusal(result, f"no trainer is running {trained_run.path} (it is finished)")
+    after = trained_run.control_path.read_bytes() if trained_run.control_path.exists() else None
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--latent-dim", "5"], "--latent-dim cannot change on resume (this run's is 3)"),
+        (["--dataset", "mnist"], "--dataset cannot change on resume (this run's is 'shapes')"),
+        (["--batch-size", "64"], "--batch-size cannot change on resume (this run's is 256)"),
+        ([], "has trained 1 of its 1 epochs: give --epochs above 1"),
+        (["--epochs", "1"], "has trained 1 of its 1 epochs: give --epochs above 1"),
+    ],
+)
+def test_resume_refuses_flags_it_cannot_apply(trained_run, args, message):
+    before = {p: p.stat().st_mtime_ns for p in trained_run.path.rglob("*")}
+    result = vae_core("train", "--resume", "--run-dir", str(trained_run.path), *args, check=False)
+    one_line_refusal(result, message)
+    assert {p: p.stat().st_mtime_ns for p in trained_run.path.rglob("*")} == before
+
+
+def test_resume_with_epochs_trains_to_the_new_total_and_drops_a_stale_stop(trained_run, tmp_path):
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(trained_run.path, run.path, ignore=shutil.ignore_patterns("lock"))
+    run.send_control("stop")  # sent while no trainer ran (the API; `control` refuses it)
+    same = [*SHAPES, "--threads", "1"]  # the run's own values: accepted beside --resume
+    result = vae_core(
+        "train", "--resume", "--run-dir", str(run.path), *same, "--epochs", "2", timeout=300
+    )
+    summary = last_json(result.stdout)
+    assert summary["epoch"] == 2 and not summary["stopped"]
+    assert run.read_config()[1].epochs == 2
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_space(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    probe = subprocess.run(
+        ["unshare", "-r", "-m", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {disk}"],
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip("no user namespaces here to mount a small disk")
+    train_cmd = [sys.executable, "-m", "vae_core", "train", *SHAPES, "--num-samples", "512"]
+    train_cmd += ["--epochs", "1", "--threads", "1", "--run-dir", str(disk / "run")]
+    # 700 KB: the snapshot and a history point fit, the first checkpoint (with Adam's
+    # state) does not; the status is printed from inside, before the disk goes away
+    script = (
+        f"mount -t tmpfs -o size=700k tmpfs {disk} && "
+        f"{' '.join(train_cmd)} 2>{tmp_path / 'err'}; echo rc=$?; cat {disk / 'run'}/status.json"
+    )
+    result = subprocess.run(
+        ["unshare", "-r", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300
+    )
+    err = (tmp_path / "err").read_text().splitlines()
+    lines = [line for line in err if not line.startswith("INFO")]
+    assert "rc=2" in result.stdout, result.stdout + result.stderr
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    assert lines[0].startswith(f"error: disk full: writing {disk / 'run' / 'checkpoints'}/step-")
+    assert "needed about" in lines[0] and "KB free" in lines[0]
+    status = json.loads(result.stdout.split("rc=2", 1)[1])
+    assert status["state"] == "failed" and status["reason"].startswith("disk full: writing")

@@ -113,7 +113,7 @@ def test_bad_precision_and_fp16_on_cpu_are_one_line_errors(tmp_path: Path) -> No
     assert fp16.stderr.strip().splitlines()[-1] == (
         "error: --precision fp16 needs a CUDA GPU; on CPU use bf16 or fp32"
     )
-    assert raw_status(run)["state"] == "failed"
+    assert not run.exists()  # a refused start leaves nothing behind
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
@@ -286,3 +286,14 @@ def test_the_same_warmup_sent_again_does_not_restart_it() -> None:
     assert (live.warmup_start, live.beta) == (48, 3.0)
     live.update({"beta_schedule": "cyclical"}, step=90)
     assert live.warmup_start == 90
+
+
+def test_a_global_batch_smaller_than_the_world_is_refused_before_a_folder(tmp_path: Path):
+    run = tmp_path / "run"
+    result = torchrun(2, "train", *SMALL_SHAPES, *TRAIN, "--batch-size", "1", "--run-dir", str(run))
+    assert result.returncode != 0
+    assert (
+        "error: --batch-size 1 is the global batch: it must be at least the number of "
+        "processes (2)" in result.stderr
+    )
+    assert not run.exists()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 
+from vae_core import fork as fork_module
 from vae_core import history
 from vae_core.checkpoint import load_checkpoint
+from vae_core.config import ModelConfig
 from vae_core.fork import fork_run
-from vae_core.process import RunFolderTaken
-from vae_core.rundir import RunDir
+from vae_core.models import VAE
+from vae_core.process import RunFolderTaken, RunInsideRun
+from vae_core.rundir import RunDamaged, RunDir
 from vae_core.train import train
 
 from .test_history import tiny_configs
@@ -74,3 +78,56 @@ def test_a_fork_into_an_existing_folder_or_from_a_non_run_is_refused(parent, tmp
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         fork_run(RunDir(tmp_path / "taken"), tmp_path / "new")
     assert not (tmp_path / "new").exists() and list((tmp_path / "taken").iterdir()) == []
+
+
+def _foreign_weights_in_history(parent: RunDir, tmp_path) -> int:
+    """A history file of another model (other hidden size) copied into the parent's history."""
+    other = VAE(ModelConfig(image_shape=(1, 28, 28), latent_dim=3, hidden_dim=8))
+    step = history.list_points(parent)[-1].step + 1
+    history.save_point(parent, other, step, epoch=1, test_elbo=-1.0)
+    return step
+
+
+def test_weights_that_do_not_fit_the_model_are_damaged_and_create_nothing(tmp_path_factory):
+    parent = RunDir(tmp_path_factory.mktemp("foreign") / "parent")
+    train(*tiny_configs(epochs=1), parent)
+    new = parent.path.parent / "fork"
+    step = _foreign_weights_in_history(parent, tmp_path_factory)
+    with pytest.raises(RunDamaged) as damaged:
+        fork_run(parent, new, step, epochs=3)
+    message = str(damaged.value)
+    assert "\n" not in message and f"history/step-{step:09d}.safetensors" in message
+    assert "do not fit this run's model" in message and "size mismatch" in message
+    assert sorted(p.name for p in parent.path.parent.iterdir()) == ["parent"]  # nothing made
+
+
+def test_a_fork_failing_midway_leaves_no_folder_behind(parent, tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fork_module, "save_checkpoint", full)
+    with pytest.raises(OSError, match="No space left"):
+        fork_run(parent, tmp_path / "fork", epochs=3)
+    assert list(tmp_path.iterdir()) == []  # no half-made fork, no temp folder
+
+
+@pytest.mark.parametrize("below", ["checkpoints/fork", "history/fork", "deeper/still/fork"])
+def test_a_fork_inside_a_run_is_refused(parent, below):
+    before = sorted(parent.path.rglob("*"))
+    with pytest.raises(RunInsideRun, match=re.escape(f"inside the run {parent.path}")):
+        fork_run(parent, parent.path / below, epochs=3)
+    assert sorted(parent.path.rglob("*")) == before
+
+
+def test_steps_come_from_the_header_not_the_file_name(tmp_path):
+    run = RunDir(tmp_path / "run")
+    train(*tiny_configs(epochs=1), run)
+    point = history.list_points(run)[-1]
+    renamed = point.path.with_name("step-abc.safetensors")
+    point.path.rename(renamed)
+    fork = fork_run(run, tmp_path / "fork", point.step, epochs=3)
+    assert (fork.read_parent()["run"], fork.read_parent()["step"]) == (str(run.path), point.step)
+    # a checkpoint renamed the same way: its step is read from the header too
+    newest = run.latest_checkpoint()
+    newest.rename(newest.with_name("step-xyz.safetensors"))
+    assert fork_run(run, tmp_path / "fork2", epochs=3).read_parent()["step"] == point.step

@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
 import torch
+from safetensors.torch import save_file
 
 from vae_core import history
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.models import VAE
-from vae_core.rundir import RunDir
+from vae_core.rundir import RunDamaged, RunDir
 from vae_core.train import train
 
 SHAPES = {"image_size": 28, "num_samples": 512}
@@ -72,3 +74,34 @@ def test_a_resume_drops_points_the_dead_trainer_wrote_after_its_checkpoint(tmp_p
     train(*tiny_configs(epochs=2), run, resume=True)
     steps = [p.step for p in history.list_points(run)]
     assert 999 not in steps and steps[-1] == 64
+
+
+def test_a_renamed_history_file_resumes_by_its_header_step(tmp_path):
+    run = RunDir(tmp_path / "run")
+    train(*tiny_configs(epochs=1), run)
+    point = history.list_points(run)[2]
+    point.path.rename(point.path.with_name("step-abc.safetensors"))
+    train(*tiny_configs(epochs=2), run, resume=True)  # drops and thins by the header's step
+    steps = [p.step for p in history.list_points(run)]
+    assert point.step in steps and steps == sorted(steps) and steps[-1] == 64
+
+
+def test_a_history_file_without_a_step_is_named_in_one_line(tmp_path):
+    run = RunDir(tmp_path / "run")
+    train(*tiny_configs(epochs=1), run)
+    model = VAE(tiny_configs()[0])
+    bad = history.history_dir(run) / "step-abc.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, bad, {"step": "abc"})
+    with pytest.raises(RunDamaged) as damaged:
+        train(*tiny_configs(epochs=2), run, resume=True)
+    assert "history/step-abc.safetensors" in str(damaged.value)
+    assert "\n" not in str(damaged.value)
+
+
+def test_weights_of_another_model_are_damaged_in_one_line(tmp_path):
+    run = RunDir(tmp_path / "run").create()
+    other = VAE(ModelConfig(image_shape=(1, 28, 28), latent_dim=3, hidden_dim=8))
+    history.save_point(run, other, 10, epoch=0, test_elbo=-1.0)
+    (point,) = history.list_points(run)
+    with pytest.raises(RunDamaged, match=r"step-000000010\.safetensors: its weights do not fit"):
+        history.load_into(VAE(tiny_configs()[0]), point)

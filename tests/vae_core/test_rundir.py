@@ -165,6 +165,40 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == [path]
 
 
+def test_a_full_disk_names_the_file_and_the_space_it_needed(tmp_path, monkeypatch):
+    import errno
+
+    from vae_core import atomic
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    path = tmp_path / "status.json"
+    with pytest.raises(atomic.DiskFull) as error:
+        atomic_write_bytes(path, b"x" * 2500)
+    assert str(error.value).startswith(f"disk full: writing {path} needed about 2.5 KB, ")
+    assert str(error.value).endswith(" free; free some space") and list(tmp_path.iterdir()) == []
+    assert error.value.errno == errno.ENOSPC  # still an OSError for every caller
+
+
+def test_a_full_disk_under_the_safetensors_writer_is_a_disk_full_error(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    from vae_core import atomic
+
+    def full(*_args, **_kwargs):  # what safetensors raises on ENOSPC (seen on a tmpfs)
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    monkeypatch.setattr("safetensors.torch.save_file", full)
+    path = tmp_path / "snapshot.safetensors"
+    with pytest.raises(atomic.DiskFull, match=f"writing {path} needed about 4.1 KB"):
+        atomic.atomic_save_tensors(path, {"w": torch.zeros(1000)}, {"step": "1"})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_control_commands_are_sequenced_and_validated(tmp_run_dir):
     first = tmp_run_dir.send_control("pause")
     second = tmp_run_dir.send_control(beta=4.0, lr=3e-4)

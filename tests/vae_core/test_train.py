@@ -106,13 +106,13 @@ def test_resume_continues_exactly_where_training_stopped(tmp_path):
 
 def test_resume_restores_the_schedules_exactly(tmp_path):
     """Cyclical beta, free bits and a warm-up restarted live all survive a stop + resume."""
-    settings = {"beta_schedule": "cyclical", "warmup_steps": 4, "free_bits": 0.1, "epochs": 3}
+    settings = {"beta_schedule": "cyclical", "warmup_steps": 12, "free_bits": 0.1, "epochs": 3}
     straight = RunDir(tmp_path / "straight")
     split = RunDir(tmp_path / "split")
     for run in (straight, split):
         run.path.mkdir()
         run.write_config(*tiny_configs(**settings))
-        run.send_control(None, warmup_steps=3, free_bits=0.2)  # obeyed at the first step
+        run.send_control(None, warmup_steps=10, free_bits=0.2)  # obeyed at the first step
         run.write_status("starting", control_seq=0)
     train(*straight.read_config(), straight, resume=True)
     model_config, train_config = split.read_config()
@@ -122,7 +122,7 @@ def test_resume_restores_the_schedules_exactly(tmp_path):
     train(model_config, train_config, split, resume=True)
     a = load_checkpoint(straight.latest_checkpoint())
     b = load_checkpoint(split.latest_checkpoint())
-    assert b.step == 18 and b.extra["warmup_steps"] == 3 and b.extra["free_bits"] == 0.2
+    assert b.step == 18 and b.extra["warmup_steps"] == 10 and b.extra["free_bits"] == 0.2
     for name in a.model_state:
         torch.testing.assert_close(a.model_state[name], b.model_state[name], rtol=0, atol=0)
     betas = {r["step"]: r["beta"] for r in straight.read_metrics() if r.get("split") == "train"}
@@ -252,6 +252,28 @@ def test_a_control_with_unknown_keys_or_bad_values_is_refused_by_the_trainer(tmp
     assert (live.beta, live.lr, live.stop) == (1.0, 1e-3, False)
     run.control_path.write_text(json.dumps({"seq": 9, "command": None, "set": {"beta": 2}}))
     assert train_module.apply_control(run, live) and live.beta == 2.0
+
+
+def test_a_command_sent_while_no_trainer_ran_is_discarded_on_resume(tmp_path):
+    run = RunDir(tmp_path / "run")
+    train(*tiny_configs(epochs=1), run)
+    run.send_control("stop")  # to a finished run: no trainer will ever obey it
+    summary = train(*tiny_configs(epochs=2), run, resume=True)  # as `train --resume` does
+    assert not summary["stopped"] and summary["epoch"] == 2
+    assert run.read_status().state == "finished" and not run.read_status().stopped_by_user
+
+
+def test_a_live_change_that_makes_the_cyclical_period_too_short_is_refused(tmp_path):
+    run = RunDir(tmp_path / "run")
+    live = train_module.LiveSettings(beta=1.0, lr=1e-3, beta_schedule="cyclical", warmup_steps=100)
+    run.send_control(None, warmup_steps=2)  # fine alone; too short for the schedule in force
+    assert not train_module.apply_control(run, live)
+    assert live.warmup_steps == 100
+    with pytest.raises(ValueError, match="at least 10 steps, got 1"):
+        run.send_control(None, beta_schedule="cyclical", warmup_steps=1)
+    with pytest.raises(ValueError, match="at least 10 steps, got 1"):
+        TrainConfig(beta_schedule="cyclical", warmup_steps=1)
+    assert TrainConfig(beta_schedule="cyclical", warmup_steps=10).warmup_steps == 10
 
 
 def test_building_a_dataset_cache_shows_its_progress_in_status(tmp_path, monkeypatch):
