@@ -50,6 +50,7 @@ def trained_run(tmp_path_factory) -> RunDir:
         "1",
         "--run-dir",
         str(run_dir),
+        timeout=600,  # an epoch of 20,000 images: minutes on a loaded 2-core machine
     )
     return RunDir(run_dir)
 
