@@ -11,7 +11,6 @@ that cannot be exported, or that the browser's runtime rejects, gets a one-line 
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ import streamlit.components.v1 as components
 from vae_core.export import OnnxDecoder
 
 FRONTEND_DIR = Path(__file__).with_name("live_decoder")
-_FRONTEND_FILES = ("index.html", "main.mjs", "decoder.mjs", "style.css")
+_FRONTEND_FILES = ("index.html", "main.mjs", "style.css")
 # What the page loads of the npm package (`make setup` installs it): the wasm build's ES
 # module, its Emscripten glue and the (single-threaded use of the) SIMD wasm binary.
 ORT_DIR = FRONTEND_DIR / "node_modules" / "onnxruntime-web" / "dist"
@@ -123,19 +122,8 @@ def _new_user_z(memo: dict[str, Any], value: Any) -> list[float] | None:
     return [float(v) for v in value["z"]]
 
 
-def _model_args(decoder: OnnxDecoder | dict[str, Any], send: bool) -> dict[str, Any]:
-    """The decoder's spec, and its bytes when they have to travel (as a binary protobuf
-    field: about 25% smaller than base64 text)."""
-    if isinstance(decoder, OnnxDecoder):
-        spec = {**decoder.spec(), "kind": "onnx"}
-        return {"decoder": spec if send else None, "model": decoder.onnx if send else None}
-    spec = {k: v for k, v in decoder.items() if k != "weights_b64"}  # the JS interpreter's
-    model = base64.b64decode(decoder["weights_b64"]) if send else None
-    return {"decoder": {**spec, "kind": "interpreter"} if send else None, "model": model}
-
-
 def live_latent_sliders(
-    decoder: OnnxDecoder | dict[str, Any],
+    decoder: OnnxDecoder,
     z: Sequence[float],
     kl_per_dim: Sequence[float] | None = None,
     order: Sequence[int] | None = None,
@@ -153,8 +141,7 @@ def live_latent_sliders(
 
     Args:
         decoder: `vae_core.export.onnx_decoder(model, version=...)` (cache it); its version
-            decides when the model is sent again, so pass the snapshot version. (A
-            `decoder_payload` dict runs the hand-written interpreter instead.)
+            decides when the model is sent again, so pass the snapshot version.
         z: the latent vector to show, (D,). Passing a different z than last run moves the
             sliders (reset, prior sample, a point picked elsewhere); feed back what this returns.
         kl_per_dim: KL per dimension in nats, shown in the labels; below `inactive_below`
@@ -177,10 +164,9 @@ def live_latent_sliders(
         The latent vector the user committed (released a drag or stepped with the keyboard)
         since the last run, or None when the user changed nothing.
     """
-    D = decoder.latent_dim if isinstance(decoder, OnnxDecoder) else int(decoder["latent_dim"])
-    _check_args(D, z, kl_per_dim, order)
-    _check_tracks(D, histograms, attributes)
-    version = str(decoder.version if isinstance(decoder, OnnxDecoder) else decoder["version"])
+    _check_args(decoder.latent_dim, z, kl_per_dim, order)
+    _check_tracks(decoder.latent_dim, histograms, attributes)
+    version = decoder.version
     memo: dict[str, Any] = st.session_state.setdefault(f"{key}::live_decoder", {})
     # The browser's last report, read before drawing so this run already shows it: passing
     # the caller's older z would look to the browser like Python moving the sliders.
@@ -193,7 +179,9 @@ def live_latent_sliders(
         key=key,
         default=None,
         version=version,
-        **_model_args(decoder, send),
+        decoder=decoder.spec() if send else None,
+        # bytes travel as a binary protobuf field (about 25% smaller than base64 text)
+        model=decoder.onnx if send else None,
         z=[float(v) for v in (z if user_z is None else user_z)],
         ack=memo.get("seen_event"),  # the newest browser change this z already includes
         kl=None if kl_per_dim is None else [float(v) for v in kl_per_dim],

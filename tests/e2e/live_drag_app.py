@@ -2,12 +2,11 @@
 
 Run: streamlit run tests/e2e/live_drag_app.py -- [decoder] [latent_dim] [top_dims]
 `decoder` is one of live_drag_models.SHAPES (default mlp), or "unsupported": an ONNX model
-with an op no runtime has, which the browser rejects. It builds the (seeded) decoder, shows
-the component and writes back what it reports. Environment:
-  LIVE_DRAG_BACKEND=interpreter  the hand-written JS interpreter instead of ONNX Runtime Web
-                                 (built-in decoders only; bench/live_drag.py compares them)
-  LIVE_DRAG_VERSION_FILE=path    the snapshot version is read from this file every 0.3 s (a
-                                 "training run" publishing snapshots while the user drags)
+with an op no runtime has, which the browser rejects. `?decoder=NAME` in the URL picks
+another of SHAPES at its own latent size (one server for the browser parity test). It builds
+the (seeded) decoder, shows the component and writes back what it reports.
+LIVE_DRAG_VERSION_FILE=path in the environment: the snapshot version is read from this file
+every 0.3 s (a "training run" publishing snapshots while the user drags).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import streamlit as st
 
 from explorer.components import live_latent_sliders
 from explorer.components.live_sliders import live_drag_blocker
-from vae_core.export import OnnxDecoder, decoder_payload, onnx_decoder
+from vae_core.export import OnnxDecoder, onnx_decoder
 
 VERSION_FILE = os.environ.get("LIVE_DRAG_VERSION_FILE")
 
@@ -45,12 +44,10 @@ def _unsupported_onnx(latent_dim: int) -> OnnxDecoder:
 
 
 @st.cache_resource
-def _decoder(name: str, latent_dim: int, version: int, backend: str) -> OnnxDecoder | dict:
+def _decoder(name: str, latent_dim: int, version: int) -> OnnxDecoder:
     if name == "unsupported":
         return _unsupported_onnx(latent_dim)
     model = live_drag_models.build(name, latent_dim, version)
-    if backend == "interpreter":
-        return decoder_payload(model, version=version)
     return onnx_decoder(model, version=version, latent_dim=latent_dim)
 
 
@@ -60,8 +57,10 @@ def _version() -> int:
 
 name = sys.argv[1] if len(sys.argv) > 1 else "mlp"
 latent_dim = int(sys.argv[2]) if len(sys.argv) > 2 else 8
+if st.query_params.get("decoder") in live_drag_models.SHAPES:
+    name = st.query_params["decoder"]
+    latent_dim = live_drag_models.SHAPES[name][0]
 top_dims = int(sys.argv[3]) if len(sys.argv) > 3 else None
-backend = os.environ.get("LIVE_DRAG_BACKEND", "onnx")
 kl = [2.0 / (d + 1) if d % 4 != 3 else 0.001 for d in range(latent_dim)]
 order = sorted(range(latent_dim), key=lambda d: -kl[d])
 
@@ -77,8 +76,8 @@ if st.button("Reset"):
 
 def _sliders() -> None:
     version = _version()
-    decoder = _decoder(name, latent_dim, version, backend)
-    reason = None if isinstance(decoder, dict) else live_drag_blocker(decoder)
+    decoder = _decoder(name, latent_dim, version)
+    reason = live_drag_blocker(decoder)
     if reason is not None:
         st.text(f"Live drag is off: {reason}")
         st.slider("z0 (server-side)", -3.0, 3.0, 0.0)

@@ -15,8 +15,6 @@
 // The Streamlit component protocol (normally streamlit-component-lib, which needs a build
 // step) is a handful of postMessage calls, implemented by hand below.
 
-import { decode, loadPayload } from "./decoder.mjs";
-
 const ORT_DIR = "./node_modules/onnxruntime-web/dist/";
 
 // ---- Streamlit protocol -------------------------------------------------------------------
@@ -75,8 +73,10 @@ const stats = {
   dragFrames: 0,
   lastDragFps: 0,
   histogramMs: 0, // time to draw every track's histogram, last time they changed
-  backend: null, // "onnxruntime-web" or "interpreter"
+  backend: null, // "onnxruntime-web" once a model is loaded
   loadMs: 0, // the last model's load (session creation) plus its first decode
+  runtimeFetchMs: null, // page load -> ONNX Runtime's module and wasm bytes here
+  runtimeReadyMs: null, // page load -> runtime instantiated (a one-node session ran)
   firstFrameAt: null, // Date.now() when the first image was drawn (bench: time to first decode)
   swaps: 0, // models replaced by a newer version
   blankFrames: 0, // frames drawn with no model (should stay 0: the old image stays up)
@@ -142,18 +142,21 @@ const WARM_UP_MODEL = Uint8Array.from(
 let ortPromise = null;
 function loadOrt() {
   ortPromise ??= (async () => {
+    const start = performance.now();
     const [ort, binary] = await Promise.all([
       import(`${ORT_DIR}ort.wasm.min.mjs`).catch(() => {
         throw new Error("ONNX Runtime Web is not installed (run make setup)");
       }),
       fetchWasmBinary(),
     ]);
+    stats.runtimeFetchMs = performance.now() - start;
     ort.env.wasm.numThreads = 1; // no SharedArrayBuffer without cross-origin isolation
     ort.env.wasm.proxy = false;
     ort.env.wasm.wasmPaths = new URL(ORT_DIR, import.meta.url).href; // these files, no CDN
     if (binary) ort.env.wasm.wasmBinary = binary;
     const warm = await serial(() => ort.InferenceSession.create(WARM_UP_MODEL));
     await serial(() => warm.release());
+    stats.runtimeReadyMs = performance.now() - start;
     return ort;
   })();
   return ortPromise;
@@ -190,24 +193,8 @@ async function loadOnnx(spec, bytes) {
   };
 }
 
-function loadInterpreter(spec, bytes) {
-  const compiled = loadPayload(spec, bytes);
-  return {
-    kind: "interpreter",
-    run: async (z, batch) => {
-      const size = compiled.output.length;
-      const out = new Float32Array(batch * size);
-      for (let b = 0; b < batch; b++) {
-        out.set(decode(compiled, z.subarray(b * spec.latent_dim, (b + 1) * spec.latent_dim)), b * size);
-      }
-      return out;
-    },
-    release: () => {},
-  };
-}
-
 async function loadModel(spec, bytes) {
-  const inner = spec.kind === "onnx" ? await loadOnnx(spec, bytes) : loadInterpreter(spec, bytes);
+  const inner = await loadOnnx(spec, bytes);
   return { ...inner, version: spec.version, latentDim: spec.latent_dim, imageShape: spec.image_shape };
 }
 
