@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,9 @@ from torch import nn
 ONNX_INPUT = "z"  # (B, D) float32
 ONNX_OUTPUT = "image"  # (B, C, H, W) float32 in [0, 1]
 ONNX_OPSET = 17  # ONNX Runtime Web 1.30 runs opsets up to 21; 17 has every op the exporter uses
+# The TorchScript exporter keeps its settings in module globals: one export at a time (the
+# app's sessions may export two runs' snapshots at once).
+_EXPORT_LOCK = threading.Lock()
 
 
 class ExportError(ValueError):
@@ -128,7 +132,7 @@ def onnx_decoder(
     image_shape = _image_shape(wrapper, z)
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
             torch.onnx.export(
                 wrapper,

@@ -38,7 +38,8 @@ def _unsupported_onnx(latent_dim: int) -> OnnxDecoder:
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 28, 28])],
     )
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("org.example.missing", 1)]
-    data = helper.make_model(graph, opset_imports=opsets).SerializeToString()
+    # IR 8 as torch writes: onnx's newest IR version would be refused before the op is seen
+    data = helper.make_model(graph, ir_version=8, opset_imports=opsets).SerializeToString()
     onnx.checker.check_model(onnx.load_from_string(data))  # valid ONNX: only the op is missing
     return OnnxDecoder(data, latent_dim, (1, 28, 28), "1", "unsupported-graph")
 

@@ -95,6 +95,9 @@ window.__liveDecoderThroughput = async (count = 200) => {
 };
 
 // Decode a batch of latents [[z0...], ...] with the loaded model: the browser parity test.
+// Whether nothing is queued or decoding: a test's snapshot of the canvas is then final.
+window.__liveDecoderIdle = () => !state.drawPending && !state.decoding && !state.loadingVersion;
+
 window.__liveDecoderDecode = async (latents) => {
   const model = state.model;
   if (!model) throw new Error("no model loaded");
@@ -229,10 +232,20 @@ async function swapIn(spec, bytes, args) {
   }
 }
 
+// ONNX Runtime's errors wrap the reason in its C++ source location and signature: keep the
+// reason ("Fatal error: x:Op is not a registered function/op", "Unsupported model IR version").
+function runtimeMessage(error) {
+  return String(error?.message ?? error)
+    .replace(/^.*?ERROR_MESSAGE: /s, "")
+    .replace(/^\S+\.(cc|h):\d+ [^(]*\([^)]*\) /, "")
+    .split("\n")[0]
+    .slice(0, 240);
+}
+
 function rejectModel(spec, error) {
   state.loadingVersion = null;
   state.failedVersion = spec.version;
-  const message = String(error?.message ?? error).split("\n")[0].slice(0, 240);
+  const message = runtimeMessage(error);
   setStatus(`cannot decode in the browser: ${message}`, true);
   sendValue({ error: message, signature: spec.signature ?? null });
 }
