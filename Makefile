@@ -5,6 +5,11 @@ PIP := $(VENV)/bin/pip
 # torch/torchvision first, pinned to the wheels pip finds on this machine's disk.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
+# ONNX Runtime Web for the live-drag sliders: npm installs it (exact versions from the
+# committed package-lock.json) into the component's own folder, which the page loads it from.
+LIVE_DECODER := explorer/components/live_decoder
+ORT_WEB := $(LIVE_DECODER)/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm.gz
+
 .PHONY: run test setup setup-test system-deps lint bench
 
 $(PY):
@@ -20,17 +25,28 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(PIP) install -q -e ".[test]"
 	touch $@
 
-setup: $(VENV)/.installed
+# npm comes from Debian when root and missing (a fresh CI machine); without npm the app still
+# runs, with server-side sliders and a line saying why. After this, nothing needs a network.
+# The wasm is gzipped once here: Streamlit would gzip it at level 9 on every page load.
+$(ORT_WEB): $(LIVE_DECODER)/package.json $(LIVE_DECODER)/package-lock.json
+	@command -v npm >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix $(LIVE_DECODER) --ignore-scripts --no-audit --no-fund --loglevel=error \
+	  && gzip -kf $(basename $@) && touch $@; \
+	else echo "note: npm is missing (apt-get install npm): live drag falls back to server-side sliders"; fi
 
-setup-test: $(VENV)/.installed-test system-deps
+setup: $(VENV)/.installed $(ORT_WEB)
 
-# Debian packages the tests use (Fashion-MNIST files, Chromium, Node.js for the JS decoder's
-# parity test); installed when root and missing.
+setup-test: system-deps $(VENV)/.installed-test $(ORT_WEB)
+
+# Debian packages the tests use (Fashion-MNIST files, Chromium for the browser tests, npm for
+# ONNX Runtime Web, which the live-drag tests need); installed when root and missing.
 system-deps:
 	@missing=""; \
 	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
-	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \

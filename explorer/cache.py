@@ -7,7 +7,6 @@ every rerun decodes with the same read-only copy; arrays go through st.cache_dat
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -15,7 +14,7 @@ import streamlit as st
 from vae_core import aggregate, gradvar, history, inspect_image, latent
 from vae_core.checkpoint import snapshot_model
 from vae_core.data import ImageDataset, load_dataset
-from vae_core.export import decoder_payload as _decoder_payload
+from vae_core.export import ExportError, OnnxDecoder, onnx_decoder
 from vae_core.latent import EncodedSet, Projection
 from vae_core.metrics import MIGResult, mig_on_shapes
 from vae_core.metrics_log import MetricsLog
@@ -32,9 +31,13 @@ def model(run_path: str, version: int) -> LatentVariableModel:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def decoder_payload(run_path: str, version: int, _net: LatentVariableModel) -> dict[str, Any]:
-    """The decoder of `_net` (the model at this version) for the in-browser live sliders."""
-    return _decoder_payload(_net, version=version)
+def decoder_onnx(run_path: str, version: int, _net: LatentVariableModel) -> OnnxDecoder | str:
+    """The decoder of `_net` (the model at this version) as ONNX for the live sliders, or the
+    one line saying why it cannot be exported (cached too: not retried on every rerun)."""
+    try:
+        return onnx_decoder(_net, version=version)
+    except ExportError as error:
+        return str(error)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the test set…")

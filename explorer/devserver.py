@@ -121,7 +121,7 @@ def chromium_page(url: str, height: int = 1000, timeout_ms: int = 60_000) -> Ite
             browser.close()
 
 
-def live_decoder_frame(page: Page, timeout_s: float = 30) -> Frame:
+def live_decoder_frame(page: Page, timeout_s: float = 90) -> Frame:
     """The live-drag component's iframe on a Playwright `page`, once its decoder has drawn."""
     deadline = time.monotonic() + timeout_s
     while (frame := page.frame(url=LIVE_DECODER_URL)) is None:

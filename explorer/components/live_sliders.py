@@ -1,14 +1,16 @@
 """Latent sliders whose decoded image follows the thumb while it is dragged.
 
 `st.slider` reports only on release, so the decoding happens in the browser: the frontend
-in `live_decoder/` runs the decoder exported by `vae_core.export.decoder_payload` in plain
-JavaScript. Its weights cross the websocket only when their version changes; the latent
-vector comes back to Python on release and on keyboard steps.
+in `live_decoder/` runs the decoder exported by `vae_core.export.onnx_decoder` with ONNX
+Runtime Web (wasm, one thread), vendored by npm into `live_decoder/node_modules` and served
+from there, never from a CDN. The model crosses the websocket only when its version
+changes; the latent vector comes back to Python on release and on keyboard steps. A decoder
+that cannot be exported, or that the browser's runtime rejects, gets a one-line reason from
+`live_drag_blocker` and the caller draws server-side sliders instead.
 """
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +19,15 @@ from typing import Any
 import streamlit as st
 import streamlit.components.v1 as components
 
+from vae_core.export import OnnxDecoder
+
 FRONTEND_DIR = Path(__file__).with_name("live_decoder")
-_FRONTEND_FILES = ("index.html", "main.mjs", "decoder.mjs", "style.css")
+_FRONTEND_FILES = ("index.html", "main.mjs", "style.css")
+# What the page loads of the npm package (`make setup` installs it): the wasm build's ES
+# module, its Emscripten glue and the (single-threaded use of the) SIMD wasm binary.
+ORT_DIR = FRONTEND_DIR / "node_modules" / "onnxruntime-web" / "dist"
+_ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+NO_ORT = "ONNX Runtime Web is not installed here (`make setup` installs it with npm)"
 
 
 def is_available() -> bool:
@@ -31,6 +40,35 @@ def is_available() -> bool:
     return files_present and importlib.util.find_spec("pyarrow") is not None
 
 
+def ort_installed() -> bool:
+    """Whether the vendored ONNX Runtime Web files the page loads are on disk."""
+    return all((ORT_DIR / name).is_file() for name in _ORT_FILES)
+
+
+def live_drag_blocker(decoder: OnnxDecoder | str, key: str = "live_latent_sliders") -> str | None:
+    """Why live drag cannot run this decoder (one line), or None when it can.
+
+    Args:
+        decoder: the exported decoder, or the reason its export failed.
+        key: the widget key `live_latent_sliders` is (or was) drawn with.
+
+    A browser that could not load a decoder reports it; the reason is kept per graph
+    signature, so later snapshots of the same architecture are not tried again.
+    """
+    if isinstance(decoder, str):
+        return decoder
+    if not ort_installed():
+        return NO_ORT
+    memo: dict[str, Any] = st.session_state.setdefault(f"{key}::live_decoder", {})
+    value = st.session_state.get(key)
+    if isinstance(value, dict) and value.get("error") and value.get("signature"):
+        memo["rejected"] = (value["signature"], str(value["error"])[:300])
+    rejected = memo.get("rejected")
+    if rejected is not None and rejected[0] == decoder.signature:
+        return f"the browser cannot run this decoder ({rejected[1]})"
+    return None
+
+
 def _component() -> Any:
     # Declared per call, not at import: registration needs the running script's runtime,
     # and re-registering the same directory is a cheap no-op.
@@ -38,12 +76,11 @@ def _component() -> Any:
 
 
 def _check_args(
-    payload: dict[str, Any],
+    D: int,
     z: Sequence[float],
     kl: Sequence[float] | None,
     order: Sequence[int] | None,
 ) -> None:
-    D = int(payload["latent_dim"])
     if len(z) != D:
         raise ValueError(f"z has {len(z)} values, the decoder takes latent_dim={D}")
     if kl is not None and len(kl) != D:
@@ -86,7 +123,7 @@ def _new_user_z(memo: dict[str, Any], value: Any) -> list[float] | None:
 
 
 def live_latent_sliders(
-    payload: dict[str, Any],
+    decoder: OnnxDecoder,
     z: Sequence[float],
     kl_per_dim: Sequence[float] | None = None,
     order: Sequence[int] | None = None,
@@ -103,8 +140,8 @@ def live_latent_sliders(
     """Draw one slider per latent dimension beside the image they decode to, live in the browser.
 
     Args:
-        payload: `vae_core.export.decoder_payload(model, version=...)`; its "version" decides
-            when the weights are sent again, so pass the snapshot version (cache the payload).
+        decoder: `vae_core.export.onnx_decoder(model, version=...)` (cache it); its version
+            decides when the model is sent again, so pass the snapshot version.
         z: the latent vector to show, (D,). Passing a different z than last run moves the
             sliders (reset, prior sample, a point picked elsewhere); feed back what this returns.
         kl_per_dim: KL per dimension in nats, shown in the labels; below `inactive_below`
@@ -127,9 +164,9 @@ def live_latent_sliders(
         The latent vector the user committed (released a drag or stepped with the keyboard)
         since the last run, or None when the user changed nothing.
     """
-    _check_args(payload, z, kl_per_dim, order)
-    _check_tracks(int(payload["latent_dim"]), histograms, attributes)
-    version = str(payload["version"])
+    _check_args(decoder.latent_dim, z, kl_per_dim, order)
+    _check_tracks(decoder.latent_dim, histograms, attributes)
+    version = decoder.version
     memo: dict[str, Any] = st.session_state.setdefault(f"{key}::live_decoder", {})
     # The browser's last report, read before drawing so this run already shows it: passing
     # the caller's older z would look to the browser like Python moving the sliders.
@@ -138,14 +175,13 @@ def live_latent_sliders(
     send = _weights_needed(memo, value, version)
     if send:
         memo["sent_version"] = version
-    spec = {k: v for k, v in payload.items() if k != "weights_b64"}
     _component()(
         key=key,
         default=None,
         version=version,
-        decoder=spec if send else None,
+        decoder=decoder.spec() if send else None,
         # bytes travel as a binary protobuf field (about 25% smaller than base64 text)
-        weights=base64.b64decode(payload["weights_b64"]) if send else None,
+        model=decoder.onnx if send else None,
         z=[float(v) for v in (z if user_z is None else user_z)],
         ack=memo.get("seen_event"),  # the newest browser change this z already includes
         kl=None if kl_per_dim is None else [float(v) for v in kl_per_dim],

@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -22,6 +21,7 @@ import streamlit as st
 from explorer import access, cache, charts, components, guard, images, reproduce, state
 from explorer.views import attributes, holes, waiting
 from vae_core import latent
+from vae_core.export import OnnxDecoder
 from vae_core.models import LatentVariableModel
 from vae_core.rundir import RunDir
 
@@ -235,9 +235,7 @@ def _focused_first(run_path: str, order: list[int]) -> list[int]:
     return [focus[1], *(d for d in order if d != focus[1])]
 
 
-def _browser_decoder(
-    run_path: str, version: int, net: LatentVariableModel
-) -> dict[str, Any] | None:
+def _browser_decoder(run_path: str, version: int, net: LatentVariableModel) -> OnnxDecoder | None:
     """The decoder for in-browser live drag, or None: the toggle is off, the component is
     missing, or this decoder cannot run in the browser (then one line says why)."""
     if not components.is_available() or not st.toggle(
@@ -247,19 +245,20 @@ def _browser_decoder(
         help="decode in the browser while a slider moves; off: server-side sliders",
     ):
         return None
-    try:
-        return cache.decoder_payload(run_path, version, net)
-    except (TypeError, ValueError) as e:
-        st.caption(
-            f"Live drag is off for this model: its decoder cannot run in the browser "
-            f"({access.plain(str(e))}). The sliders decode on the server when released."
-        )
-        return None
+    decoder = cache.decoder_onnx(run_path, version, net)  # or why it cannot be exported
+    blocker = components.live_drag_blocker(decoder, key=state.SLIDERS_LIVE_WIDGET)
+    if blocker is None and isinstance(decoder, OnnxDecoder):
+        return decoder
+    st.caption(
+        f"Live drag is off for this model: {access.plain(blocker or '')}. "
+        "The sliders decode on the server when released."
+    )
+    return None
 
 
 def _live_sliders(
     run_path: str,
-    payload: dict[str, Any],
+    payload: OnnxDecoder,
     z: list[float],
     kl: list[float],
     order: list[int],

@@ -1,53 +1,66 @@
-"""A tiny Streamlit app around the live-drag sliders, for the browser test and the benchmark.
+"""A tiny Streamlit app around the live-drag sliders, for the browser tests and the benchmark.
 
-Run: streamlit run tests/e2e/live_drag_app.py -- [mlp|conv|conv-rgb] [latent_dim] [top_dims]
-It builds a random-init VAE (seeded), shows the component and writes back what it reports.
+Run: streamlit run tests/e2e/live_drag_app.py -- [decoder] [latent_dim] [top_dims]
+`decoder` is one of live_drag_models.SHAPES (default mlp), or "unsupported": an ONNX model
+with an op no runtime has, which the browser rejects. `?decoder=NAME` in the URL picks
+another of SHAPES at its own latent size (one server for the browser parity test). It builds
+the (seeded) decoder, shows the component and writes back what it reports.
+LIVE_DRAG_VERSION_FILE=path in the environment: the snapshot version is read from this file
+every 0.3 s (a "training run" publishing snapshots while the user drags).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
+import live_drag_models  # beside this script, which streamlit puts on sys.path
 import streamlit as st
-import torch
 
 from explorer.components import live_latent_sliders
-from vae_core.config import ModelConfig
-from vae_core.export import decoder_payload
-from vae_core.models import VAE
+from explorer.components.live_sliders import live_drag_blocker
+from vae_core.export import OnnxDecoder, onnx_decoder
+
+VERSION_FILE = os.environ.get("LIVE_DRAG_VERSION_FILE")
 
 
-def _config(architecture: str, latent_dim: int) -> ModelConfig:
-    if architecture == "conv":
-        return ModelConfig(architecture="conv", latent_dim=latent_dim, conv_channels=(32, 64))
-    if architecture == "conv-rgb":
-        return ModelConfig(
-            image_shape=(3, 32, 32),
-            architecture="conv",
-            latent_dim=latent_dim,
-            conv_channels=(16, 32, 32),
-            likelihood="gaussian",
-        )
-    return ModelConfig(architecture="mlp", latent_dim=latent_dim)
+def _unsupported_onnx(latent_dim: int) -> OnnxDecoder:
+    """A valid ONNX graph whose only op (in a made-up domain) no runtime implements."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("NoSuchOp", ["z"], ["image"], domain="org.example.missing")
+    graph = helper.make_graph(
+        [node],
+        "unsupported",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent_dim])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 28, 28])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("org.example.missing", 1)]
+    # IR 8 as torch writes: onnx's newest IR version would be refused before the op is seen
+    data = helper.make_model(graph, ir_version=8, opset_imports=opsets).SerializeToString()
+    onnx.checker.check_model(onnx.load_from_string(data))  # valid ONNX: only the op is missing
+    return OnnxDecoder(data, latent_dim, (1, 28, 28), "1", "unsupported-graph")
 
 
 @st.cache_resource
-def _payload(architecture: str, latent_dim: int) -> dict:
-    torch.manual_seed(0)
-    config = _config(architecture, latent_dim)
-    model = VAE(config).eval()
-    last = model.decoder.out if config.architecture == "mlp" else model.decoder.deconvs[-1]
-    spread, center = (0.3, 0.5) if config.likelihood == "gaussian" else (2.0, 0.0)
-    with torch.no_grad():
-        # Random init decodes to near-uniform grey; rescale the last layer so drags show.
-        out = model.decode(torch.randn(64, latent_dim))
-        last.weight.mul_(spread / out.std())
-        last.bias.sub_(out.mean()).mul_(spread / out.std()).add_(center)
-    return decoder_payload(model, version=1)
+def _decoder(name: str, latent_dim: int, version: int) -> OnnxDecoder:
+    if name == "unsupported":
+        return _unsupported_onnx(latent_dim)
+    model = live_drag_models.build(name, latent_dim, version)
+    return onnx_decoder(model, version=version, latent_dim=latent_dim)
 
 
-architecture = sys.argv[1] if len(sys.argv) > 1 else "mlp"
+def _version() -> int:
+    return int(Path(VERSION_FILE).read_text() or 1) if VERSION_FILE else 1
+
+
+name = sys.argv[1] if len(sys.argv) > 1 else "mlp"
 latent_dim = int(sys.argv[2]) if len(sys.argv) > 2 else 8
+if st.query_params.get("decoder") in live_drag_models.SHAPES:
+    name = st.query_params["decoder"]
+    latent_dim = live_drag_models.SHAPES[name][0]
 top_dims = int(sys.argv[3]) if len(sys.argv) > 3 else None
 kl = [2.0 / (d + 1) if d % 4 != 3 else 0.001 for d in range(latent_dim)]
 order = sorted(range(latent_dim), key=lambda d: -kl[d])
@@ -61,12 +74,25 @@ if st.checkbox("Rotate the order on every run"):  # as a changing KL order does 
 if st.button("Reset"):
     st.session_state["z"] = [0.0] * latent_dim
 
-# Hiding and showing the component remounts its iframe, which then has to ask for weights.
-if not st.checkbox("Hide sliders"):
-    payload = _payload(architecture, latent_dim)
-    reported = live_latent_sliders(payload, st.session_state["z"], kl, order, top_dims=top_dims)
+
+def _sliders() -> None:
+    version = _version()
+    decoder = _decoder(name, latent_dim, version)
+    reason = live_drag_blocker(decoder)
+    if reason is not None:
+        st.text(f"Live drag is off: {reason}")
+        st.slider("z0 (server-side)", -3.0, 3.0, 0.0)
+        return
+    reported = live_latent_sliders(decoder, st.session_state["z"], kl, order, top_dims=top_dims)
     if reported is not None:
         st.session_state["z"] = reported
+    st.text(f"published version: {version}")
+
+
+# Hiding and showing the component remounts its iframe, which then has to ask for weights.
+if not st.checkbox("Hide sliders"):
+    # a fragment rerun on a timer picks up new versions mid-drag, as the app's would
+    (st.fragment(run_every=0.3)(_sliders) if VERSION_FILE else _sliders)()
 st.text(f"reported z: {[round(v, 2) for v in st.session_state['z']]}")
 st.text(f"script runs: {st.session_state['runs']}")
 st.text(f"order: {order}")

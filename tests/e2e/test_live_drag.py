@@ -59,11 +59,14 @@ def page(browser, app_url: str):
 
 
 def _snapshot(frame) -> dict:
-    """Canvas pixels and counters after the next animation frame (so pending decodes ran)."""
-    return frame.evaluate("""() => new Promise((resolve) => requestAnimationFrame(() => resolve({
-        image: document.getElementById('image').toDataURL(),
-        ...window.__liveDecoderStats,
-    })))""")
+    """Canvas pixels and counters once no decode is pending (decodes are asynchronous)."""
+    return frame.evaluate("""() => new Promise((resolve) => {
+        const check = () => window.__liveDecoderIdle() ? resolve({
+            image: document.getElementById('image').toDataURL(),
+            ...window.__liveDecoderStats,
+        }) : requestAnimationFrame(check);
+        requestAnimationFrame(check);
+    })""")
 
 
 def _reported_z(page) -> list[float]:

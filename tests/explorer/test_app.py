@@ -6,12 +6,14 @@ import json
 import threading
 
 import numpy as np
+import onnx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import access, projections, runs, state
+from explorer import access, cache, projections, runs, state
 from vae_core.catalog import MAX_SHAPES_IMAGES
 from vae_core.config import BETA_RANGE, LR_RANGE, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LATENT_DIM
+from vae_core.export import ExportError
 from vae_core.process import wait_for_state
 from vae_core.rundir import RunDir
 
@@ -153,9 +155,10 @@ def test_live_sliders_send_the_decoder_once_and_take_the_browsers_z(
     (live,) = at.get("component_instance")
     args = json.loads(live.proto.json_args)
     spec = args["decoder"]
-    weights = next(a.bytes for a in live.proto.special_args if a.key == "weights")
+    model = next(a.bytes for a in live.proto.special_args if a.key == "model")
     assert spec["latent_dim"] == latent_dim and len(args["z"]) == latent_dim
-    assert len(weights) == 4 * sum(size for _, size in spec["offsets"].values())  # float32
+    assert len(model) == spec["num_bytes"]
+    assert [i.name for i in onnx.load_from_string(model).graph.input] == ["z"]
     assert not _latent_sliders(at)  # the st.slider fallback is not drawn
 
     z = [0.5, -1.0, 2.0, 0.0, 1.5][:latent_dim]
@@ -165,8 +168,28 @@ def test_live_sliders_send_the_decoder_once_and_take_the_browsers_z(
     assert at.session_state[state.SLIDERS_Z] == z
     (live,) = at.get("component_instance")
     args = json.loads(live.proto.json_args)
-    assert args["decoder"] is None  # same snapshot version: weights not sent again
+    assert args["decoder"] is None  # same snapshot version: the model is not sent again
     assert args["z"] == z
+
+
+def test_a_decoder_that_cannot_export_gets_server_sliders_and_one_line_why(
+    app, runs_root, run_name, latent_dim, monkeypatch
+) -> None:
+    def refuse(*args, **kwargs):
+        raise ExportError("cannot export the decoder to ONNX: UnsupportedOperatorError: aten::x")
+
+    monkeypatch.setattr(cache, "onnx_decoder", refuse)
+    cache.decoder_onnx.clear()  # an earlier test may have cached this version's export
+    try:
+        at = app(run=run_name, view="Latent sliders")
+        assert not at.exception
+        assert not at.get("component_instance")  # no live-drag component...
+        assert len(_latent_sliders(at)) == latent_dim  # ...the server-side sliders instead
+        (line,) = [c.value for c in at.caption if c.value.startswith("Live drag is off")]
+        shown = line.replace("\\", "")  # as rendered: access.plain escapes Markdown
+        assert "UnsupportedOperatorError: aten::x" in shown and "\n" not in line
+    finally:
+        cache.decoder_onnx.clear()
 
 
 def test_tsne_is_computed_in_the_background_then_replaces_pca(app, runs_root, run_name) -> None:

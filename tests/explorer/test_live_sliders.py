@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from explorer.components import live_sliders
 from vae_core.config import ModelConfig
-from vae_core.export import decoder_payload
+from vae_core.export import onnx_decoder
 from vae_core.models import VAE
 
 
@@ -50,7 +50,7 @@ def test_a_weights_request_alone_is_not_a_user_change() -> None:
 )
 def test_arguments_that_do_not_fit_the_decoder_are_refused(z, kl, order, message) -> None:
     with pytest.raises(ValueError, match=message):
-        live_sliders._check_args({"latent_dim": 2}, z, kl, order)
+        live_sliders._check_args(2, z, kl, order)
 
 
 def test_frontend_files_ship_with_the_package() -> None:
@@ -62,14 +62,14 @@ def _app() -> None:
 
     from explorer.components import live_latent_sliders
 
-    payload = st.session_state["payload"]
-    reported = live_latent_sliders(payload, [0.0] * payload["latent_dim"], key="live")
+    decoder = st.session_state["decoder"]
+    reported = live_latent_sliders(decoder, [0.0] * decoder.latent_dim, key="live")
     st.text(f"reported: {reported}")
 
 
 def test_component_renders_without_a_browser_and_reports_nothing() -> None:
     app = AppTest.from_function(_app)
-    app.session_state["payload"] = decoder_payload(VAE(ModelConfig(latent_dim=2, hidden_dim=8)))
+    app.session_state["decoder"] = onnx_decoder(VAE(ModelConfig(latent_dim=2, hidden_dim=8)))
     app.run(timeout=30)
     assert not app.exception
     assert app.text[0].value == "reported: None"
@@ -82,3 +82,53 @@ def test_histograms_and_attributes_that_do_not_fit_the_latent_are_refused() -> N
         live_sliders._check_tracks(3, tracks, [])
     with pytest.raises(ValueError, match="attribute 'a' has 2 values"):
         live_sliders._check_tracks(3, None, [{"name": "a", "direction": [0.6, 0.8]}])
+
+
+def _blocker_app() -> None:
+    import streamlit as st
+
+    from explorer.components import live_drag_blocker
+
+    st.text(f"blocker: {live_drag_blocker(st.session_state['decoder'], key='live')}")
+
+
+def _blocker(app: AppTest, decoder, browser_report=None) -> str:
+    app.session_state["decoder"] = decoder
+    if browser_report is not None:
+        app.session_state["live"] = browser_report  # what the component reported last run
+    app.run(timeout=30)
+    assert not app.exception
+    return app.text[0].value.removeprefix("blocker: ")
+
+
+def test_a_decoder_that_failed_to_export_blocks_live_drag_with_its_reason() -> None:
+    app = AppTest.from_function(_blocker_app)
+    assert _blocker(app, "cannot export the decoder to ONNX: UnsupportedOperatorError: x") == (
+        "cannot export the decoder to ONNX: UnsupportedOperatorError: x"
+    )
+
+
+def test_a_graph_the_browser_rejected_stays_blocked_for_later_snapshots_only() -> None:
+    model = VAE(ModelConfig(latent_dim=2, hidden_dim=8))
+    first = onnx_decoder(model, version=1)
+    app = AppTest.from_function(_blocker_app)
+    assert _blocker(app, first) == "None"
+    report = {"z": [0.0, 0.0], "event": None, "error": "no kernel for Foo", "signature": "x"}
+    report["signature"] = first.signature
+    assert _blocker(app, first, report) == "the browser cannot run this decoder (no kernel for Foo)"
+    newer = onnx_decoder(model, version=2)  # the next snapshot: same graph
+    assert "no kernel for Foo" in _blocker(app, newer)
+    other = onnx_decoder(VAE(ModelConfig(latent_dim=2, hidden_dim=9)), version=3)
+    assert _blocker(app, other) == "None"
+
+
+def test_without_onnx_runtime_web_installed_live_drag_says_so(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(live_sliders, "ORT_DIR", tmp_path)
+    assert not live_sliders.ort_installed()
+    decoder = onnx_decoder(VAE(ModelConfig(latent_dim=2, hidden_dim=8)))
+    assert _blocker(AppTest.from_function(_blocker_app), decoder) == live_sliders.NO_ORT
+
+
+def test_onnx_runtime_web_is_installed_here() -> None:
+    """`make setup` ran npm ci: the page's runtime files are on disk, not on a CDN."""
+    assert live_sliders.ort_installed(), live_sliders.NO_ORT

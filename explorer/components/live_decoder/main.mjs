@@ -1,16 +1,21 @@
 // Live latent sliders: a Streamlit (components.v1) frontend that decodes in the browser.
 //
-// The Python side (explorer/components/live_decoder.py) sends the decoder spec and its
-// float32 weights only when the weights' version changes; every `input` event while a thumb
-// moves re-decodes here (one decode per animation frame), so the image follows the drag.
-// On release or a keyboard step the latent vector goes back to Python.
+// The Python side (explorer/components/live_sliders.py) sends the decoder as ONNX only when
+// its version changes; ONNX Runtime Web (wasm backend, one thread: the Streamlit page is not
+// cross-origin isolated) runs it, loaded from this component's own node_modules (installed
+// by `make setup`), never from a CDN. Every `input` event while a thumb moves re-decodes
+// here (at most one decode per animation frame), so the image follows the drag. A new
+// snapshot's model is loaded and decoded beside the old one and swapped in with its first
+// image: the canvas is never blank and never left showing the old weights.
+// On release or a keyboard step the latent vector goes back to Python; a model the runtime
+// cannot load is reported back too (Python then draws server-side sliders and says why).
 // Above each track a small histogram shows where the data's codes go along it (the
 // aggregate posterior q) against the N(0, 1) prior; attribute sliders move z along a vector.
 //
 // The Streamlit component protocol (normally streamlit-component-lib, which needs a build
 // step) is a handful of postMessage calls, implemented by hand below.
 
-import { decode, loadPayload } from "./decoder.mjs";
+const ORT_DIR = "./node_modules/onnxruntime-web/dist/";
 
 // ---- Streamlit protocol -------------------------------------------------------------------
 
@@ -35,9 +40,10 @@ function reportHeight() {
 
 const instanceId = Math.random().toString(36).slice(2, 10); // tells reports of remounts apart
 const state = {
-  model: null, // compiled decoder (decoder.mjs), or null until weights arrive
-  version: null, // version of the loaded weights
-  failedVersion: null, // a version whose payload this decoder could not read: don't re-ask
+  model: null, // {kind, run(z, batch), ...} (see loadModel), or null until a model arrives
+  version: null, // version of the loaded model
+  loadingVersion: null, // a version being loaded beside the shown one
+  failedVersion: null, // a version the runtime could not load: don't re-ask
   z: new Float64Array(0), // the latent vector being shown; may lie outside the slider range
   lastArgsZ: null, // the z Python sent last time, to spot when Python moves the sliders
   lastReportedZ: null,
@@ -50,6 +56,8 @@ const state = {
   event: null, // id of the last user change reported to Python
   request: null, // {id, version, at}: the last weights request
   drawPending: false,
+  decoding: false, // a decode is in flight (they run one at a time)
+  redraw: false, // z moved while it was: decode again when it ends
   drag: null, // {frames, first, last} while a thumb is held
 };
 
@@ -65,16 +73,35 @@ const stats = {
   dragFrames: 0,
   lastDragFps: 0,
   histogramMs: 0, // time to draw every track's histogram, last time they changed
+  backend: null, // "onnxruntime-web" once a model is loaded
+  loadMs: 0, // the last model's load (session creation) plus its first decode
+  runtimeFetchMs: null, // page load -> ONNX Runtime's module and wasm bytes here
+  runtimeReadyMs: null, // page load -> runtime instantiated (a one-node session ran)
+  firstFrameAt: null, // Date.now() when the first image was drawn (bench: time to first decode)
+  swaps: 0, // models replaced by a newer version
+  blankFrames: 0, // frames drawn with no model (should stay 0: the old image stays up)
 };
 window.__liveDecoderStats = stats; // read by the browser tests and the benchmark
 
 // Decodes per second of the current z without drawing, for bench/live_drag.py: the decoder's
 // headroom above the display's frame rate.
-window.__liveDecoderThroughput = (count = 200) => {
-  if (!state.model) return null;
+window.__liveDecoderThroughput = async (count = 200) => {
+  const model = state.model;
+  if (!model) return null;
+  const z = Float32Array.from(state.z);
   const start = performance.now();
-  for (let i = 0; i < count; i++) decode(state.model, state.z);
+  for (let i = 0; i < count; i++) await model.run(z, 1);
   return (1000 * count) / (performance.now() - start);
+};
+
+// Decode a batch of latents [[z0...], ...] with the loaded model: the browser parity test.
+// Whether nothing is queued or decoding: a test's snapshot of the canvas is then final.
+window.__liveDecoderIdle = () => !state.drawPending && !state.decoding && !state.loadingVersion;
+
+window.__liveDecoderDecode = async (latents) => {
+  const model = state.model;
+  if (!model) throw new Error("no model loaded");
+  return Array.from(await model.run(Float32Array.from(latents.flat()), latents.length));
 };
 
 const canvas = document.getElementById("image");
@@ -92,25 +119,144 @@ function setStatus(text, isError = false) {
   statusLine.classList.toggle("error", isError);
 }
 
-// ---- Weights ------------------------------------------------------------------------------
+// ---- Models -------------------------------------------------------------------------------
 
-// Load the weights when they came with this render; ask Python for them when they didn't and
-// we don't hold this version (a fresh iframe after a remount, or a rerun that was cut short).
-function syncWeights(args) {
-  if (args.version === state.version || args.version === state.failedVersion) return;
-  if (args.decoder && args.weights) {
-    try {
-      state.model = loadPayload(args.decoder, args.weights);
-      state.version = args.version;
-      state.request = null;
-      stats.weightsLoads += 1;
-      stats.version = args.version;
-      setStatus("");
-    } catch (error) {
-      state.model = null;
-      state.failedVersion = args.version;
-      setStatus(`cannot decode in the browser: ${error.message}`, true);
+// The wasm binary (14 MB) also comes gzipped by `make setup` (3.7 MB): Streamlit would gzip
+// the plain file at level 9 on every request (seconds of server CPU), but passes a .gz
+// through as it is; the browser unzips it natively. Missing, ORT fetches the plain file.
+async function fetchWasmBinary() {
+  try {
+    const response = await fetch(new URL(`${ORT_DIR}ort-wasm-simd-threaded.wasm.gz`, import.meta.url));
+    if (!response.ok) return null;
+    return await new Response(response.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+  } catch {
+    return null;
+  }
+}
+
+// A one-node model (Relu): creating its session at page load instantiates the runtime while
+// Streamlit is still sending the first render and the decoder.
+const WARM_UP_MODEL = Uint8Array.from(
+  atob("CAgSADo2CgwKAXgSAXkiBFJlbHUSBHdhcm1aDwoBeBIKCggIARIECgIIAWIPCgF5EgoKCAgBEgQKAggBQgQKABAR"),
+  (c) => c.charCodeAt(0),
+);
+
+// ONNX Runtime's module, loaded and warmed up once; a missing install rejects with one line.
+let ortPromise = null;
+function loadOrt() {
+  ortPromise ??= (async () => {
+    const start = performance.now();
+    const [ort, binary] = await Promise.all([
+      import(`${ORT_DIR}ort.wasm.min.mjs`).catch(() => {
+        throw new Error("ONNX Runtime Web is not installed (run make setup)");
+      }),
+      fetchWasmBinary(),
+    ]);
+    stats.runtimeFetchMs = performance.now() - start;
+    ort.env.wasm.numThreads = 1; // no SharedArrayBuffer without cross-origin isolation
+    ort.env.wasm.proxy = false;
+    ort.env.wasm.wasmPaths = new URL(ORT_DIR, import.meta.url).href; // these files, no CDN
+    if (binary) ort.env.wasm.wasmBinary = binary;
+    const warm = await serial(() => ort.InferenceSession.create(WARM_UP_MODEL));
+    await serial(() => warm.release());
+    stats.runtimeReadyMs = performance.now() - start;
+    return ort;
+  })();
+  return ortPromise;
+}
+
+// Runtime calls one at a time: a new model loads while the old one still decodes drag frames.
+let runtimeQueue = Promise.resolve();
+function serial(task) {
+  const result = runtimeQueue.then(task);
+  runtimeQueue = result.catch(() => {});
+  return result;
+}
+
+async function loadOnnx(spec, bytes) {
+  const ort = await loadOrt();
+  const session = await serial(() =>
+    ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" }),
+  );
+  const [C, H, W] = spec.image_shape;
+  const D = spec.latent_dim;
+  return {
+    kind: "onnxruntime-web",
+    // z: Float32Array (batch * D) -> Float32Array (batch * C * H * W) in [0, 1]
+    run: (z, batch) =>
+      serial(async () => {
+        const feeds = { [spec.input]: new ort.Tensor("float32", z, [batch, D]) };
+        const out = (await session.run(feeds))[spec.output];
+        if (out.data.length !== batch * C * H * W) {
+          throw new Error(`the model gives ${out.dims.join("x")}, expected ${batch}x${C}x${H}x${W}`);
+        }
+        return out.data;
+      }),
+    release: () => serial(() => session.release()),
+  };
+}
+
+async function loadModel(spec, bytes) {
+  const inner = await loadOnnx(spec, bytes);
+  return { ...inner, version: spec.version, latentDim: spec.latent_dim, imageShape: spec.image_shape };
+}
+
+function currentZ(latentDim) {
+  return state.z.length === latentDim ? Float32Array.from(state.z) : new Float32Array(latentDim);
+}
+
+// Load a model beside the shown one, decode the current z with it, then swap both in at once.
+async function swapIn(spec, bytes, args) {
+  const start = performance.now();
+  state.loadingVersion = spec.version;
+  let model = null;
+  try {
+    model = await loadModel(spec, bytes);
+    const pixels = await model.run(currentZ(model.latentDim), 1); // also proves it runs here
+    if (state.loadingVersion !== spec.version) return model.release(); // a newer one came
+    const old = state.model;
+    Object.assign(state, { model, version: spec.version, loadingVersion: null, request: null });
+    Object.assign(stats, { version: spec.version, backend: model.kind, loadMs: performance.now() - start });
+    stats.weightsLoads += 1;
+    if (old) {
+      stats.swaps += 1;
+      old.release();
     }
+    setStatus("");
+    sizeCanvas(args, model.imageShape);
+    showFrame(pixels, model, start);
+    scheduleDraw(); // z may have moved while the model loaded
+  } catch (error) {
+    if (model) model.release();
+    rejectModel(spec, error);
+  }
+}
+
+// ONNX Runtime's errors wrap the reason in its C++ source location and signature: keep the
+// reason ("Fatal error: x:Op is not a registered function/op", "Unsupported model IR version").
+function runtimeMessage(error) {
+  return String(error?.message ?? error)
+    .replace(/^.*?ERROR_MESSAGE: /s, "")
+    .replace(/^\S+\.(cc|h):\d+ [^(]*\([^)]*\) /, "")
+    .split("\n")[0]
+    .slice(0, 240);
+}
+
+function rejectModel(spec, error) {
+  state.loadingVersion = null;
+  state.failedVersion = spec.version;
+  const message = runtimeMessage(error);
+  setStatus(`cannot decode in the browser: ${message}`, true);
+  sendValue({ error: message, signature: spec.signature ?? null });
+}
+
+// Load the model when it came with this render; ask Python for it when it didn't and we
+// don't hold this version (a fresh iframe after a remount, or a rerun that was cut short).
+function syncWeights(args) {
+  const known = [state.version, state.loadingVersion, state.failedVersion];
+  if (known.includes(args.version)) return;
+  if (args.decoder && args.model) {
+    swapIn(args.decoder, args.model, args);
     return;
   }
   const now = performance.now();
@@ -118,7 +264,7 @@ function syncWeights(args) {
   if (waiting && now - state.request.at < 3000) return;
   state.request = { id: `${instanceId}:w${stats.weightsRequests + 1}`, version: args.version, at: now };
   stats.weightsRequests += 1;
-  setStatus("loading the model…");
+  if (!state.model) setStatus("loading the model…");
   sendValue();
 }
 
@@ -354,8 +500,9 @@ function onAttributeInput(i, input) {
   scheduleDraw();
 }
 
-// Input events can outpace the screen; decoding once per animation frame shows every frame
-// the display can show without queueing decodes behind a fast mouse.
+// Input events can outpace the screen; decoding at most once per animation frame, one decode
+// at a time, shows every frame the display can show without queueing decodes behind a fast
+// mouse: a move during a decode asks for one more decode, of the newest z, when it ends.
 function scheduleDraw() {
   if (state.drawPending) return;
   state.drawPending = true;
@@ -365,13 +512,38 @@ function scheduleDraw() {
   });
 }
 
-function draw() {
-  if (!state.model || state.z.length !== state.model.latentDim) return;
+async function draw() {
+  const model = state.model;
+  if (!model) {
+    if (state.drag) stats.blankFrames += 1;
+    return;
+  }
+  if (state.z.length !== model.latentDim) return;
+  if (state.decoding) {
+    state.redraw = true;
+    return;
+  }
+  state.decoding = true;
   const start = performance.now();
-  const pixels = decode(state.model, state.z);
-  paint(pixels, state.model.imageShape);
+  try {
+    const pixels = await model.run(Float32Array.from(state.z), 1);
+    if (model === state.model) showFrame(pixels, model, start); // else: a newer model drew
+  } catch (error) {
+    setStatus(`decoding failed: ${String(error?.message ?? error).split("\n")[0]}`, true);
+  } finally {
+    state.decoding = false;
+    if (state.redraw) {
+      state.redraw = false;
+      scheduleDraw();
+    }
+  }
+}
+
+function showFrame(pixels, model, start) {
+  paint(pixels, model.imageShape);
   const ms = performance.now() - start;
   stats.frames += 1;
+  stats.firstFrameAt ??= Date.now();
   stats.lastDecodeMs = ms;
   stats.meanDecodeMs += (ms - stats.meanDecodeMs) / Math.min(stats.frames, 50);
   if (state.drag) countDragFrame(start);
@@ -432,13 +604,14 @@ panel.addEventListener("focusout", () => setTimeout(applyPendingOrder, 0)); // f
 
 // ---- Reporting back to Python -------------------------------------------------------------
 
-function sendValue() {
+function sendValue(extra = {}) {
   stats.reports += 1;
   setComponentValue({
     z: Array.from(state.z),
     event: state.event,
     request: state.request ? state.request.id : null,
     version: state.version,
+    ...extra,
   });
 }
 
@@ -497,3 +670,4 @@ window.addEventListener("message", (event) => {
 
 new ResizeObserver(reportHeight).observe(document.getElementById("root"));
 sendToStreamlit("streamlit:componentReady", { apiVersion: 1 });
+loadOrt().catch(() => {}); // start fetching the runtime while Streamlit sends the first render
