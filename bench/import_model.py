@@ -5,7 +5,8 @@
 Models: the test suite's GroupNormVAE (28x28, latent 8) and, built here with random
 weights, a decoder the size of a tiny image-diffusion autoencoder's (about 1.2M parameters,
 4x8x8 latent -> 64x64 RGB). Slider latency is measured server-side (AppTest: one slider set,
-one fragment rerun, one decode and PNG), the path imported decoders take without live drag.
+one fragment rerun, one decode and PNG): the path of a spatial latent's principal-direction
+sliders, and of any decoder when live drag is off (bench/live_drag.py measures live drag).
 """
 
 from __future__ import annotations

@@ -295,7 +295,11 @@ def _import_form() -> None:
         kwargs = st.text_input("Constructor kwargs (JSON)", placeholder='{"zdim": 16}')
         weights = st.text_input("Weights (.safetensors)", help="empty: fresh weights")
         dataset = st.selectbox(
-            "Dataset", DATASETS, format_func=DATASET_LABELS.get, key="sidebar.import_dataset"
+            "Data it takes",
+            DATASETS,
+            format_func=DATASET_LABELS.get,
+            key="sidebar.import_dataset",
+            help="the images it is checked on, explored with and fine-tuned on",
         )
         folder = st.text_input("Image folder (for My image folder)", key="sidebar.import_folder")
         size = st.selectbox(
