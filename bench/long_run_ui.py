@@ -8,8 +8,8 @@ kill + resume with orphaned rows), then measures what the training fragment does
 
   first open   the first MetricsLog.refresh() of the whole file + both figures + their JSON
   refresh      after ~50 new rows: refresh + the health checks + the curves, schedule,
-               ELBO-gap and KL-bar figures + fig.to_json() (server CPU), and the bytes of
-               that JSON (what st.plotly_chart sends)
+               ELBO-gap and KL-bar figures + what the live charts send (server CPU), and
+               the bytes sent: the new rows only (the first open sends whole figures)
 
 Goals: first open <= 2 s; a refresh <= 100 ms CPU and <= 200 KB sent. The default, a train row
 every 20 steps (the trainer's default), is 50,000 rows and ~285 MB. --log-every 1 is the worst
@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from explorer import charts
+from explorer.components import live_charts
 from vae_core import health, latent
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.metrics_log import MetricsLog
@@ -145,17 +146,22 @@ def _timed(fn: Callable[[], int]) -> tuple[int, float, float]:
     return result, 1000 * (time.process_time() - cpu), 1000 * (time.perf_counter() - wall)
 
 
-def _refresh_and_draw(log: MetricsLog) -> int:
-    """What the training fragment does each second; returns the bytes st.plotly_chart sends."""
+def _refresh_and_draw(log: MetricsLog, memo: dict) -> int:
+    """What the training fragment does each second; returns the bytes sent to the browser:
+    the live charts' arguments, whole figures the first time, then only the new rows."""
     view = log.refresh()
     health.check_view(view, health.settings_of(view), latent_dim=256)
-    sent = len(charts.curves_figure(view).to_json())
-    sent += len(charts.schedule_figure(view).to_json())
-    sent += len(charts.elbo_gap_figure(view, num_pixels=784).to_json())
+    slots = {
+        "curves": live_charts.Figure(charts.curves_spec(view)),
+        "schedule": live_charts.Figure(charts.schedule_spec(view)),
+        "gap": live_charts.Figure(charts.elbo_gap_spec(view, num_pixels=784)),
+    }
     kl = view.latest_kl_per_dim
     if kl is not None:
-        sent += len(charts.kl_bar_figure(kl, latent.active_dims(kl)).to_json())
-    return sent
+        slots["kl"] = live_charts.Figure(charts.kl_bar_spec(kl, latent.active_dims(kl)))
+    seq = memo["args"]["seq"] if "args" in memo else 0
+    args = live_charts.next_args(memo, {"have": seq}, slots, 1000)
+    return len(json.dumps(args))
 
 
 def _verdict(value: float, goal: float) -> str:
@@ -165,7 +171,8 @@ def _verdict(value: float, goal: float) -> str:
 def _measure(run: RunDir, writer: _RowWriter, max_points: int) -> None:
     """Print the first open and the median of REFRESHES refreshes of NEW_ROWS_PER_REFRESH."""
     log = MetricsLog(run.metrics_path, max_points=max_points)
-    sent, cpu_ms, wall_ms = _timed(lambda: _refresh_and_draw(log))
+    memo: dict = {}  # the session's live charts memo: what the browser holds
+    sent, cpu_ms, wall_ms = _timed(lambda: _refresh_and_draw(log, memo))
     view = log.refresh()
     points = view.points("train", "elbo").steps.size
     print(
@@ -176,7 +183,7 @@ def _measure(run: RunDir, writer: _RowWriter, max_points: int) -> None:
     cpu, wall, sizes = [], [], []
     for _ in range(REFRESHES):
         writer.more_train_rows(NEW_ROWS_PER_REFRESH)
-        sent, cpu_ms, wall_ms = _timed(lambda: _refresh_and_draw(log))
+        sent, cpu_ms, wall_ms = _timed(lambda: _refresh_and_draw(log, memo))
         cpu.append(cpu_ms)
         wall.append(wall_ms)
         sizes.append(sent / 1024)

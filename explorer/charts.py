@@ -71,6 +71,11 @@ def _setting(key: str, value: Any) -> str:
 
 
 def curves_figure(metrics: MetricsView, height: int = 460) -> go.Figure:
+    """curves_spec as a Figure."""
+    return go.Figure(curves_spec(metrics, height))
+
+
+def curves_spec(metrics: MetricsView, height: int = 460) -> dict[str, Any]:
     """2x2 panels of ELBO / reconstruction / KL / beta*KL over steps, train and test,
     with a dashed vertical line at each live beta / lr change, a red one at a failure and
     a dotted green one where a trainer resumed from a checkpoint."""
@@ -104,9 +109,9 @@ def curves_figure(metrics: MetricsView, height: int = 460) -> go.Figure:
         height=height,
         legend={"orientation": "h", "y": -0.08},
     )
-    # One constructor call: make_subplots, add_trace and update_layout each validate (and
-    # build the template) again, several times the cost of the whole figure otherwise.
-    return go.Figure({"data": traces, "layout": layout})
+    # A dict, not make_subplots + add_trace + update_layout: each of those validates (and
+    # builds the template) again, several times the cost of the whole figure otherwise.
+    return {"data": traces, "layout": layout}
 
 
 @functools.cache
@@ -175,16 +180,28 @@ def kl_bar_figure(
     threshold: float | None = None,
     free_bits: float = 0.0,
 ) -> go.Figure:
+    """kl_bar_spec as a Figure."""
+    return go.Figure(kl_bar_spec(kl_per_dim, active, height, threshold, free_bits))
+
+
+def kl_bar_spec(
+    kl_per_dim: Sequence[float],
+    active: Sequence[bool],
+    height: int = 260,
+    threshold: float | None = None,
+    free_bits: float = 0.0,
+) -> dict[str, Any]:
     """One bar per latent dimension: active dims in colour, collapsed ones in grey; a dotted
     line at the active `threshold` and a dashed one at the free-bits floor, when given."""
     kl = np.asarray(kl_per_dim, dtype=float)
     active = np.asarray(active, dtype=bool)
-    bar = go.Bar(
-        x=[f"z{d}" for d in range(len(kl))],
-        y=kl.astype(np.float32),
-        marker_color=[ACTIVE_COLOR if a else INACTIVE_COLOR for a in active],
-        hovertemplate="%{x}: %{y:.3f} nats<extra></extra>",
-    )
+    bar = {
+        "type": "bar",
+        "x": [f"z{d}" for d in range(len(kl))],
+        "y": kl.astype(np.float32),
+        "marker": {"color": [ACTIVE_COLOR if a else INACTIVE_COLOR for a in active]},
+        "hovertemplate": "%{x}: %{y:.3f} nats<extra></extra>",
+    }
     lines = [(threshold, "dot", "active above"), (free_bits or None, "dash", "free bits λ")]
     lines = [(y, dash, text) for y, dash, text in lines if y is not None]
     layout = _live_layout(
@@ -195,7 +212,7 @@ def kl_bar_figure(
         shapes=[_hline(y, {"dash": dash, "color": "#555", "width": 1}) for y, dash, _ in lines],
         annotations=[_hline_label(y, f"{text} {y:g}") for y, _, text in lines],
     )
-    return go.Figure(data=[bar], layout=layout)  # one call: the template is built once
+    return {"data": [bar], "layout": layout}
 
 
 def scatter_figure(
@@ -299,6 +316,11 @@ def _drop_flat(series: Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def schedule_figure(metrics: MetricsView, height: int = 260) -> go.Figure:
+    """schedule_spec as a Figure."""
+    return go.Figure(schedule_spec(metrics, height))
+
+
+def schedule_spec(metrics: MetricsView, height: int = 260) -> dict[str, Any]:
     """The effective beta (what the schedule gave each logged step) and the free-bits floor
     lambda (nats per dimension, right axis), with the live changes marked."""
     beta_steps, beta = _drop_flat(metrics.points("train", "beta"))
@@ -339,7 +361,7 @@ def schedule_figure(metrics: MetricsView, height: int = 260) -> go.Figure:
         shapes=[_vline(e["step"], EVENT_LINES[e["event"]], 1) for e in marked],
         legend={"orientation": "h", "y": -0.2},
     )
-    return go.Figure({"data": traces, "layout": layout})
+    return {"data": traces, "layout": layout}
 
 
 def bits_per_dim(nats: np.ndarray, num_pixels: int) -> np.ndarray:
@@ -350,6 +372,13 @@ def bits_per_dim(nats: np.ndarray, num_pixels: int) -> np.ndarray:
 def elbo_gap_figure(
     metrics: MetricsView, num_pixels: int, units: str = "nats", height: int = 360
 ) -> go.Figure:
+    """elbo_gap_spec as a Figure."""
+    return go.Figure(elbo_gap_spec(metrics, num_pixels, units, height))
+
+
+def elbo_gap_spec(
+    metrics: MetricsView, num_pixels: int, units: str = "nats", height: int = 360
+) -> dict[str, Any]:
     """Test ELBO and IWAE bound on the same fixed images over training (top), and their gap
     (bottom), which estimates KL(q(z|x) || p(z|x)). units: "nats" (per image, higher is
     better) or "bits/dim" (lower is better; the gap in bits/dim too)."""
@@ -375,7 +404,7 @@ def elbo_gap_figure(
         yaxis2={"domain": [0.0, 0.28], "title": {"text": gap_title}, "rangemode": "tozero"},
         legend={"orientation": "h", "y": -0.22},
     )
-    return go.Figure({"data": traces, "layout": layout})
+    return {"data": traces, "layout": layout}
 
 
 def _test_trace(steps: np.ndarray, values: np.ndarray, name: str, color: str, yaxis: str):

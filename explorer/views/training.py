@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, guard, images, runs, state
+from explorer.components import live_charts
 from explorer.views import alarms, estimators, fork
 from vae_core import health, history, latent
 from vae_core.config import BETA_RANGE, LR_RANGE
@@ -22,6 +23,7 @@ from vae_core.metrics_log import MetricsView
 from vae_core.rundir import RunDir, Status
 
 REFRESH_S = 1.0
+PAUSED_REFRESH_S = 5.0
 NUM_FIXED_IMAGES = 8
 WHAT = """
 **ELBO** = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)), a lower bound on log p(x). The loss is −ELBO =
@@ -48,7 +50,16 @@ def render(run: RunDir) -> None:
     # A finished run needs no polling; the fragment reruns the app when the phase changes.
     with st.popover("What am I looking at?", icon=":material/help:"):
         st.markdown(WHAT)
-    st.fragment(_panel, run_every=REFRESH_S if phase[0] else None)(str(run.path))
+    in_browser = live_charts.is_available()
+    # With the live charts, the browser asks for each refresh, only while the tab is seen.
+    run_every = REFRESH_S if phase[0] and not in_browser else None
+    # The controls sit outside the fragment: the fewer elements a tick redraws, the less it
+    # costs the server and the browser. Changing one reruns the page.
+    threshold, units = _controls()
+    st.fragment(_panel, run_every=run_every)(str(run.path), in_browser, threshold, units)
+    status = runs.run_status(run)
+    if status.device:  # runs from before it was recorded do not say
+        st.caption(f"Trained by {access.plain(status.placement)}.")
     estimators.render(run)  # on demand, outside the fragment: never re-measured every second
     _fork_newest(run)
 
@@ -58,8 +69,16 @@ def _phase(run: RunDir) -> tuple[bool, bool]:
     return runs.run_status(run).is_live, run.snapshot_version() > 0
 
 
+def _interval_ms(status: Status) -> int:
+    """How often a visible tab refreshes: every second while training, every few seconds
+    while paused (to see a resume from elsewhere), never once the trainer is gone."""
+    if not status.is_live:
+        return 0
+    return int(1000 * (PAUSED_REFRESH_S if status.state == "paused" else REFRESH_S))
+
+
 @guard.shows_run_errors
-def _panel(run_path: str) -> None:
+def _panel(run_path: str, in_browser: bool, threshold: float, units: str) -> None:
     run = RunDir(run_path)
     status = runs.run_status(run)
     phase = _phase(run)
@@ -68,37 +87,60 @@ def _panel(run_path: str) -> None:
         # redraw the whole page once; polling stops when the run is over.
         st.session_state[state.TRAINING_LAST_STATE] = phase
         st.rerun(scope="app")
-    _readouts(run, status)
+    # One container for what comes and goes (progress, alarms), so the charts' iframe keeps
+    # its place in the page: moved, it would be mounted again (plotly.js parsed again).
+    notes = st.container()
+    with notes:
+        _progress(run, status)
     metrics = cache.metrics_log(run_path).refresh()
+    slots: dict[str, live_charts.Slot] = {}
     if metrics.points("train", "elbo").steps.size < 2:  # one point draws no line: no axes yet
-        st.info(
+        notes.info(
             "Waiting for the first rows: the curves appear once the trainer has logged two."
             if status.is_live
             else "No curves: the run logged fewer than two rows of training metrics."
         )
-        return
-    model_config, train_config = run.read_config()
-    settings = health.settings_of(metrics, train_config)
-    alarms.render(run, status, health.check_view(metrics, settings, model_config.latent_dim))
-    st.plotly_chart(charts.curves_figure(metrics), key="training.curves", width="stretch")
-    col_schedule, col_gap = st.columns(2)
-    col_schedule.plotly_chart(
-        charts.schedule_figure(metrics), key="training.schedule", width="stretch"
-    )
-    with col_gap:
-        _elbo_gap(metrics, model_config.num_pixels)
-    col_kl, col_recon = st.columns([3, 2])
-    kl = metrics.latest_kl_per_dim
-    if kl is not None:
-        with col_kl:
-            _kl_bars(kl, settings.free_bits)
-    with col_recon:
-        _fixed_reconstructions(run)
+    else:
+        model_config, train_config = run.read_config()
+        settings = health.settings_of(metrics, train_config)
+        with notes:
+            found = health.check_view(metrics, settings, model_config.latent_dim)
+            alarms.render(run, status, found)
+        source = (run_path, metrics.version, threshold, units, run.snapshot_version())
+        slots = _slots_of(
+            source,
+            lambda: _slots(
+                run, metrics, settings.free_bits, model_config.num_pixels, threshold, units
+            ),
+        )
+    readouts = live_charts.Readouts(_readouts(status))
+    if in_browser:
+        live_charts.live_charts(
+            {"readouts": readouts, **slots}, _interval_ms(status), key=state.TRAINING_LIVE
+        )
+    else:
+        _draw_here({"readouts": readouts, **slots})
+    if status.display_state in ("dead", "failed"):
+        _failure(run, status)
 
 
-def _kl_bars(kl: tuple[float, ...], free_bits: float) -> None:
-    """KL per dimension, with the active threshold the user picks and the free-bits floor."""
-    threshold = st.number_input(
+def _slots_of(
+    source: tuple[Any, ...], build: Callable[[], dict[str, live_charts.Slot]]
+) -> dict[str, live_charts.Slot]:
+    """build(), or last tick's very slots when `source`, what they are built from, is the
+    same (the live charts skip an unchanged slot at once)."""
+    drawn = st.session_state.get(state.TRAINING_DRAWN)
+    if drawn is not None and drawn[0] == source:
+        return drawn[1]
+    slots = build()
+    st.session_state[state.TRAINING_DRAWN] = (source, slots)
+    return slots
+
+
+def _controls() -> tuple[float, str]:
+    """The active-dimension threshold and the ELBO gap's units, above the charts."""
+    col_threshold, col_units, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
+    threshold = col_threshold.number_input(
         "Active dimension: KL above (nats)",
         min_value=0.0,
         max_value=10.0,
@@ -109,28 +151,58 @@ def _kl_bars(kl: tuple[float, ...], free_bits: float) -> None:
         help="A dimension whose KL(q(z_d|x) || p(z_d)), averaged over the batch, is below "
         "this carries (almost) no information about x: the decoder ignores it.",
     )
-    figure = charts.kl_bar_figure(
-        kl, latent.active_dims(kl, threshold), threshold=threshold, free_bits=free_bits
+    units = col_units.segmented_control(
+        "ELBO gap units", ("nats", "bits/dim"), default="nats", key=state.TRAINING_GAP_UNITS
     )
-    st.plotly_chart(figure, key="training.kl", width="stretch")
+    return threshold, units or "nats"
 
 
-def _elbo_gap(metrics: MetricsView, num_pixels: int) -> None:
-    """Test ELBO and IWAE bound on fixed images over training, their gap, and the newest."""
-    if metrics.points("test", "iwae").steps.size == 0:
-        st.caption(
+def _slots(
+    run: RunDir,
+    metrics: MetricsView,
+    free_bits: float,
+    num_pixels: int,
+    threshold: float,
+    units: str,
+) -> dict[str, live_charts.Slot]:
+    """What each place of the panel shows: curves, schedule, ELBO gap, KL bars, images."""
+    slots: dict[str, live_charts.Slot] = {
+        "curves": live_charts.Figure(charts.curves_spec(metrics)),
+        "schedule": live_charts.Figure(charts.schedule_spec(metrics)),
+    }
+    if metrics.points("test", "iwae").steps.size:
+        slots["gap"] = live_charts.Figure(charts.elbo_gap_spec(metrics, num_pixels, units))
+        newest = metrics.newest("test")
+        if newest is not None and "iwae" in newest:
+            slots["gap_line"] = live_charts.Text(_gap_line(newest, num_pixels))
+    else:
+        slots["gap_line"] = live_charts.Text(
             "The ELBO gap appears after the first evaluation (end of the first epoch), "
             "when the run computes the IWAE bound (iwae_k > 0)."
         )
-        return
-    units = st.segmented_control(
-        "Units", ("nats", "bits/dim"), default="nats", key=state.TRAINING_GAP_UNITS
-    )
-    figure = charts.elbo_gap_figure(metrics, num_pixels, units or "nats")
-    st.plotly_chart(figure, key="training.gap", width="stretch")
-    newest = metrics.newest("test")
-    if newest is not None and "iwae" in newest:
-        st.caption(_gap_line(newest, num_pixels))
+    kl = metrics.latest_kl_per_dim
+    if kl is not None:
+        active = latent.active_dims(kl, threshold)
+        spec = charts.kl_bar_spec(kl, active, threshold=threshold, free_bits=free_bits)
+        slots["kl"] = live_charts.Figure(spec)
+    recon = _fixed_reconstructions(run)
+    if recon is not None:
+        slots["recon"] = recon
+    return slots
+
+
+def _draw_here(slots: dict[str, live_charts.Slot]) -> None:
+    """Without the live charts component: each slot as a plain Streamlit element."""
+    for name, slot in slots.items():
+        if isinstance(slot, live_charts.Readouts):
+            for column, (label, value) in zip(st.columns(len(slot.items)), slot.items, strict=True):
+                column.metric(label, value)
+        elif isinstance(slot, live_charts.Figure):
+            st.plotly_chart(dict(slot.spec), key=f"training.{name}", width="stretch")
+        elif isinstance(slot, live_charts.Text):
+            st.caption(slot.text)
+        else:
+            st.image(slot.png, caption=slot.caption, width="stretch", output_format="PNG")
 
 
 def _gap_line(row: Mapping[str, Any], num_pixels: int) -> str:
@@ -146,26 +218,29 @@ def _gap_line(row: Mapping[str, Any], num_pixels: int) -> str:
     )
 
 
-def _readouts(run: RunDir, status: Status) -> None:
-    shown = status.display_state
+def _readouts(status: Status) -> tuple[tuple[str, str], ...]:
+    """(label, value) of the state, step, epoch, speed and last update."""
+    said = "stopped" if status.stopped_by_user else status.display_state  # Step says where
+    shown = said + (" (other host)" if status.on_other_host else "")
     total = f" / {status.total_steps}" if status.total_steps else ""
-    cols = st.columns(5)
-    said = "stopped" if status.stopped_by_user else shown  # the Step beside it says where
-    cols[0].metric("State", said + (" (other host)" if status.on_other_host else ""))
-    cols[1].metric("Step", f"{status.step}{total}")
-    cols[2].metric("Epoch", status.epoch)
-    cols[3].metric("Samples/s", f"{status.samples_per_s:,.0f}" if status.heartbeat else "–")
-    cols[4].metric("Last update", _last_update(status))
+    speed = f"{status.samples_per_s:,.0f}" if status.heartbeat else "–"
+    return (
+        ("State", shown),
+        ("Step", f"{status.step}{total}"),
+        ("Epoch", str(status.epoch)),
+        ("Samples/s", speed),
+        ("Last update", _last_update(status)),
+    )
+
+
+def _progress(run: RunDir, status: Status) -> None:
+    """The dataset's first caching on disk, while the trainer does it."""
     if status.caching and status.is_live:
         done, total = status.caching
         st.progress(
             done / max(total, 1),
             text=f"Caching the dataset on disk (first use): {done:,} / {total:,} images",
         )
-    if status.device:  # runs from before it was recorded do not say
-        st.caption(f"Trained by {access.plain(status.placement)}.")
-    if shown in ("dead", "failed"):
-        _failure(run, status)
 
 
 def _last_update(status: Status) -> str:
@@ -189,11 +264,6 @@ def _failure(run: RunDir, status: Status) -> None:
     refusal = access.current().train_refusal
     if refusal:
         st.caption(access.plain(refusal))
-    if status.failed_for_missing_data:
-        st.info(
-            "The data is missing, not a training problem: put the dataset where the message "
-            "says, then resume with the same settings (or start a run on another dataset)."
-        )
     if status.is_resumable:
         _resume_form(run, status, refusal)
     elif status.on_other_host:
@@ -205,10 +275,9 @@ def _failure(run: RunDir, status: Status) -> None:
 
 
 def _resume_form(run: RunDir, status: Status, refusal: str | None) -> None:
-    """Resume from the last good checkpoint; a run that failed in training (not for
-    missing data) is offered a 10x lower lr."""
+    """Resume from the last good checkpoint; a failed run is offered a 10x lower lr."""
     beta, lr = runs.live_settings(run)
-    if status.state == "failed" and not status.failed_for_missing_data:
+    if status.state == "failed":
         lr = max(lr / 10, LR_RANGE[0])
     with st.form("training.resume_form", border=False):
         col_lr, col_beta, col_go = st.columns([1, 1, 2], vertical_alignment="bottom")
@@ -233,22 +302,25 @@ def _resume_form(run: RunDir, status: Status, refusal: str | None) -> None:
         st.rerun(scope="app")
 
 
-def _fixed_reconstructions(run: RunDir) -> None:
+def _fixed_reconstructions(run: RunDir) -> live_charts.Image | live_charts.Text:
     """The same test images every time, next to their reconstructions by the newest weights."""
     version = run.snapshot_version()
     if version == 0:
-        st.caption("Reconstructions appear with the first snapshot.")
-        return
-    n = len(cache.test_data(str(run.path)))
+        return live_charts.Text("Reconstructions appear with the first snapshot.")
+    return _reconstruction_image(str(run.path), version)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)  # immutable: shared, never copied
+def _reconstruction_image(run_path: str, version: int) -> live_charts.Image:
+    """The fixed images and their reconstructions as one PNG, encoded once per snapshot."""
+    n = len(cache.test_data(run_path))
     indices = tuple(np.linspace(0, n - 1, NUM_FIXED_IMAGES).astype(int).tolist())
-    originals, recons = cache.reconstructions(str(run.path), version, indices)
+    originals, recons = cache.reconstructions(run_path, version, indices)
     both = np.concatenate([originals, recons])  # (2N, H, W, C): top row inputs
     grid = latent.image_grid(both, nrow=NUM_FIXED_IMAGES)
-    st.image(
+    return live_charts.Image(
         images.png_bytes(grid, target_px=480),
-        caption=f"Test images (top) and reconstructions (bottom), snapshot v{version}",
-        width="stretch",
-        output_format="PNG",
+        f"Test images (top) and reconstructions (bottom), snapshot v{version}",
     )
 
 

@@ -95,7 +95,8 @@ def test_a_collapsing_run_raises_the_alarm_and_a_fix_is_applied_live(page, runs_
         time.sleep(0.2)
     main.get_by_text("Sent at").wait_for()
     # The trainer logs the change; the curves label its line, and the evidence restarts.
-    page.locator(".js-plotly-plot text", has_text="beta=1").first.wait_for(timeout=60_000)
+    charts = page.frame_locator('iframe[title*="live_charts"]')  # the live curves' frame
+    charts.locator(".js-plotly-plot text", has_text="beta=1").first.wait_for(timeout=60_000)
     alarm.wait_for(state="detached", timeout=60_000)
     events = [r for r in run.read_metrics() if r.get("event") == "control"]
     assert events and events[-1]["changed"] == ["beta"] and events[-1]["beta"] == 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,17 @@ def empty_runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "runs"
     monkeypatch.setenv("VAE_EXPLORER_RUNS", str(root))
     return root
+
+
+@pytest.fixture
+def live_charts_of():
+    """What the Training view's live charts component holds after a run of the app:
+    slot name -> its last update ({"figure": JSON} | {"text": ...} | {"image": ...})."""
+
+    def ops(at: AppTest) -> dict[str, Any]:
+        (element,) = [
+            e for e in at.get("component_instance") if "live_charts" in e.proto.component_name
+        ]
+        return json.loads(element.proto.json_args)["ops"]
+
+    return ops

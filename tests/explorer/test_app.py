@@ -73,14 +73,18 @@ def test_unknown_run_in_the_url_is_a_clear_error(app, empty_runs_root) -> None:
     assert any("not a run directory" in e.value for e in at.error)
 
 
-def test_open_run_shows_readouts_curves_and_reconstructions(app, runs_root, run_name) -> None:
+def test_open_run_shows_readouts_curves_and_reconstructions(
+    app, runs_root, run_name, live_charts_of
+) -> None:
     at = app(run=run_name)
     assert not at.exception
-    readouts = {m.label: m.value for m in at.metric}
+    ops = live_charts_of(at)
+    readouts = dict(ops["readouts"]["readouts"])
     assert readouts["State"] == "finished"
     assert readouts["Step"].startswith("8")  # 512 images / batch 64, one epoch
-    assert len(at.get("plotly_chart")) >= 2  # curves and per-dim KL (+ scatters)
-    assert _image_urls(at, "Test images (top)")
+    assert "figure" in ops["curves"] and "figure" in ops["kl"]
+    assert ops["recon"]["image"]["caption"].startswith("Test images (top)")
+    assert ops["recon"]["image"]["src"].startswith("data:image/png;base64,")
     assert f"**{access.plain(run_name)}**: finished · epoch 1" in [
         c.value for c in at.sidebar.caption
     ]

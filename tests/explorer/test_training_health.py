@@ -151,26 +151,32 @@ def test_served_remotely_the_fix_buttons_are_off_and_say_why(
     assert collapsing_run.read_control() == {}
 
 
-def test_a_finished_run_has_no_alarm_and_shows_its_elbo_gap(app_path, runs_root, run_name) -> None:
+def test_a_finished_run_has_no_alarm_and_shows_its_elbo_gap(
+    app_path, runs_root, run_name, live_charts_of
+) -> None:
     at = _app(app_path, run_name)
     assert not at.exception
     captions = [c.value for c in at.caption]
     assert any(c.startswith("Health: no alarm") for c in captions)
-    gap = next(c for c in captions if "≈ KL(q(z|x) ‖ p(z|x))" in c)
-    assert "bits/dim" in gap and "k = 100" in gap
-    keys = {c.proto.id for c in at.get("plotly_chart")}
-    assert len(keys) >= 4  # curves, schedule, ELBO gap, KL per dimension
+    ops = live_charts_of(at)
+    gap = ops["gap_line"]["text"]
+    assert "≈ KL(q(z|x) ‖ p(z|x))" in gap and "bits/dim" in gap and "k = 100" in gap
+    # curves, schedule, ELBO gap, KL per dimension: each drawn whole on the first run
+    assert all("figure" in ops[name] for name in ("curves", "schedule", "gap", "kl"))
 
 
-def test_the_active_threshold_moves_the_kl_bars(app_path, runs_root, run_name) -> None:
+def test_the_active_threshold_moves_the_kl_bars(
+    app_path, runs_root, run_name, live_charts_of
+) -> None:
     at = _app(app_path, run_name)
     threshold = next(n for n in at.number_input if n.key == state.TRAINING_ACTIVE_THRESHOLD)
     assert threshold.value == pytest.approx(0.01)
     threshold.set_value(10.0).run()
     assert not at.exception
-    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    titles = [f["layout"].get("title", {}).get("text", "") for f in figures]
-    assert any(t.startswith("KL per dimension: 0 of") for t in titles)
+    ops = live_charts_of(at)
+    assert set(ops) == {"kl"}  # only the bars changed, and only they are sent
+    title = json.loads(ops["kl"]["figure"])["layout"]["title"]
+    assert title.startswith("KL per dimension: 0 of")
 
 
 def test_new_run_form_offers_the_kl_schedule_within_the_config_limits(

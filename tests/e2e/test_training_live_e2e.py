@@ -1,0 +1,129 @@
+"""The Training view in headless Chromium while a CLI trainer runs: every chart (curves,
+schedule, ELBO gap, KL per dimension, reconstructions) and every readout moves; a hidden tab
+asks for nothing and catches up as soon as it is shown. Waits on the app's own state (the
+live charts' counters, the trainer's progress), never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from explorer import devserver
+from vae_core.rundir import RunDir
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.e2e
+
+RUN = "live"
+TIMEOUT_MS = 120_000
+LIVE_CHARTS_URL = re.compile(r"live_charts/index\.html")
+SLOTS = ("readouts", "curves", "schedule", "gap", "gap_line", "kl", "recon")
+# Override the page's visibility the way a hidden browser tab reports it (headless
+# Chromium never hides a page), then tell the page.
+SET_VISIBILITY = """(hidden) => {
+    Object.defineProperty(document, 'visibilityState',
+        {configurable: true, get: () => hidden ? 'hidden' : 'visible'});
+    Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});
+    document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def _start_trainer(root: Path) -> RunDir:
+    """A small shapes run that evaluates often (16 steps an epoch) and lasts minutes."""
+    run = RunDir(root / RUN)
+    command = [sys.executable, "-m", "vae_core", "train", "--run-dir", str(run.path)]
+    command += ["--dataset", "shapes", "--num-samples", "2048", "--latent-dim", "4"]
+    command += ["--hidden-dim", "64", "--epochs", "500", "--threads", "1"]
+    subprocess.Popen(
+        command, cwd=devserver.REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return run
+
+
+@pytest.fixture(scope="module")
+def page(runs_root: Path) -> Iterator[object]:
+    if not Path(devserver.CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {devserver.CHROMIUM}")
+    run = _start_trainer(runs_root)
+    env = {"VAE_EXPLORER_RUNS": str(runs_root)}
+    with devserver.serve("explorer/app.py", env=env) as url:
+        _wait_for(lambda: run.snapshot_version() > 0, "the trainer's first snapshot")
+        with playwright_api.sync_playwright() as p:
+            browser = devserver.launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{url}/?run={RUN}&view=Training")
+            yield page
+            browser.close()
+
+
+def _wait_for(condition, what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _charts_frame(page):
+    page.wait_for_selector('iframe[title*="live_charts"]', state="attached")
+    frame = page.frame(url=LIVE_CHARTS_URL)
+    frame.wait_for_function("window.__liveCharts && window.__liveCharts.have > 0")
+    return frame
+
+
+def _readouts(frame) -> dict[str, str]:
+    return frame.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#readouts .readout')]
+            .map(box => [box.dataset.label, box.querySelector('strong').textContent]))"""
+    )
+
+
+def test_every_chart_and_readout_moves(page) -> None:
+    frame = _charts_frame(page)
+    first = frame.evaluate("({...window.__liveCharts.updates})")
+    # Each slot updated again after the page first drew it: the curves and bars every tick,
+    # the ELBO gap at the next evaluation, the images with the next snapshot.
+    frame.wait_for_function(
+        """([slots, first]) => slots.every(
+            s => (window.__liveCharts.updates[s] || 0) > (first[s] || 0) + 1)""",
+        arg=[list(SLOTS), first],
+    )
+    for name in ("curves", "schedule", "gap", "kl"):
+        assert frame.locator(f"#{name} .main-svg").count() > 0, name
+    assert frame.locator("#recon img").get_attribute("src").startswith("data:image/png")
+    assert "≈ KL(q(z|x) ‖ p(z|x))" in frame.locator("#gap_line").inner_text()
+    before = _readouts(frame)
+    assert before["State"] == "running"
+    for label in ("Step", "Epoch", "Samples/s", "Last update"):
+        frame.wait_for_function(
+            """([label, value]) => document.querySelector(
+                `#readouts .readout[data-label="${label}"] strong`).textContent !== value""",
+            arg=[label, before[label]],
+        )
+
+
+def test_a_hidden_tab_asks_for_nothing_and_catches_up_when_shown(page, runs_root) -> None:
+    frame = _charts_frame(page)
+    run = RunDir(runs_root / RUN)
+    frame.evaluate(SET_VISIBILITY, True)
+    hidden_at = frame.evaluate("({...window.__liveCharts})")
+    # Meanwhile the trainer logs more than one tick's worth of rows.
+    step = run.read_status().step
+    _wait_for(lambda: run.read_status().step > step + 100, "the trainer to go on")
+    now = frame.evaluate("({...window.__liveCharts})")
+    assert now["ticks"] == hidden_at["ticks"] and now["have"] == hidden_at["have"]
+    frame.evaluate(SET_VISIBILITY, False)
+    # Shown again: it asks at once, and the new rows arrive as rows, not whole figures.
+    # (How soon is bench/watch_cost.py's figure; a loaded machine must not fail this.)
+    frame.wait_for_function(f"window.__liveCharts.have > {now['have']}")
+    points = frame.evaluate("window.__liveCharts.points.curves[0]")
+    assert points > hidden_at["points"]["curves"][0]
