@@ -165,7 +165,7 @@ def test_a_run_failed_for_missing_data_is_not_offered_a_lower_lr(
 
 
 def test_a_fresh_run_waits_for_rows_and_a_stopped_run_says_where_it_stopped(
-    app, empty_runs_root
+    app, empty_runs_root, live_charts_of
 ) -> None:
     run = _run(empty_runs_root / "fresh")
     run.write_status("running", step=2)
@@ -173,14 +173,14 @@ def test_a_fresh_run_waits_for_rows_and_a_stopped_run_says_where_it_stopped(
     with run.acquire_lock():  # its trainer lives
         at = app(run="fresh")
         assert any(i.value.startswith("Waiting for the first rows") for i in at.info)
-        assert not [c for c in at.get("plotly_chart") if "training.curves" in c.proto.id]
+        assert "curves" not in live_charts_of(at)
         run.log_metrics(step=4, epoch=0, split="train", elbo=-19.0, recon=17.0, kl=2.0, beta=1)
         at = app(run="fresh")
-        assert [c for c in at.get("plotly_chart") if "training.curves" in c.proto.id]
+        assert "figure" in live_charts_of(at)["curves"]
     _run(empty_runs_root / "halted")  # stopped by the user at step 90, no rows
     at = app(run="halted")
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["State"] == "stopped"
+    assert dict(live_charts_of(at)["readouts"]["readouts"])["State"] == "stopped"
     assert any("stopped at step 90" in c.value for c in at.caption)  # the sidebar's line
     assert any(i.value.startswith("No curves") for i in at.info)  # none will come
 
