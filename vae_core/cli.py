@@ -333,7 +333,9 @@ def _resume_configs(
     replaced = {REPLACED_ON_RESUME[n]: getattr(args, n) for n in given & REPLACED_ON_RESUME.keys()}
     train_config = dataclasses.replace(train_config, **replaced)  # validated
     done = _epochs_done(run)
-    if done >= train_config.epochs:
+    # A plain resume of a complete run (the app's Resume) finishes at once, as before; an
+    # --epochs total the run has reached already is a mistake worth a line.
+    if "epochs" in given and done >= train_config.epochs:
         raise ValueError(
             f"{run.path} has trained {done} of its {train_config.epochs} epochs: give "
             f"--epochs above {done} (the new total) to train on"

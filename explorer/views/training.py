@@ -264,6 +264,11 @@ def _failure(run: RunDir, status: Status) -> None:
     refusal = access.current().train_refusal
     if refusal:
         st.caption(access.plain(refusal))
+    if status.failed_for_missing_data:
+        st.info(
+            "The data is missing, not a training problem: put the dataset where the message "
+            "says, then resume with the same settings (or start a run on another dataset)."
+        )
     if status.is_resumable:
         _resume_form(run, status, refusal)
     elif status.on_other_host:
@@ -275,9 +280,10 @@ def _failure(run: RunDir, status: Status) -> None:
 
 
 def _resume_form(run: RunDir, status: Status, refusal: str | None) -> None:
-    """Resume from the last good checkpoint; a failed run is offered a 10x lower lr."""
+    """Resume from the last good checkpoint; a run that failed in training (not for
+    missing data) is offered a 10x lower lr."""
     beta, lr = runs.live_settings(run)
-    if status.state == "failed":
+    if status.state == "failed" and not status.failed_for_missing_data:
         lr = max(lr / 10, LR_RANGE[0])
     with st.form("training.resume_form", border=False):
         col_lr, col_beta, col_go = st.columns([1, 1, 2], vertical_alignment="bottom")

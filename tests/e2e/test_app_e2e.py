@@ -8,7 +8,6 @@ and every trainer it started are killed afterwards. Screenshots go to tests/e2e/
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,15 +42,6 @@ def _shot(page, name: str) -> None:
 
 def _no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
-
-
-def _metric(page, label: str) -> str:
-    metric = page.get_by_test_id("stMetric").filter(has_text=label)
-    return metric.get_by_test_id("stMetricValue").inner_text()
-
-
-def _step(page) -> int:
-    return int(_metric(page, "Step").split("/")[0].strip())
 
 
 def _idle(page) -> None:
@@ -108,18 +98,18 @@ def _click_first_scatter_point(page) -> None:
 
 def test_train_slide_select_interpolate(page) -> None:
     _start_shapes_run(page)
-    # -- readouts move while the run trains in the background --
-    page.get_by_test_id("stMetric").filter(has_text="Step").wait_for()
-    page.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid="stMetric"]')]
-            .some(m => m.innerText.includes('Step') && /\\n\\s*[1-9]/.test(m.innerText))""",
+    # -- readouts move while the run trains in the background (in the live charts' frame) --
+    page.wait_for_selector('iframe[title*="live_charts"]', state="attached")
+    frame = page.frame(url=re.compile(r"live_charts/index\.html"))
+    step = '#readouts .readout[data-label="Step"] strong'
+    frame.wait_for_function(
+        f"() => /^[1-9]/.test(document.querySelector('{step}')?.textContent || '')",
         timeout=TIMEOUT_MS,
     )
-    first = _step(page)
-    deadline = time.monotonic() + 30
-    while _step(page) <= first:  # the readout refreshes every second
-        assert time.monotonic() < deadline, "the step readout did not advance in 30 s"
-        page.wait_for_timeout(250)
+    first = frame.locator(step).inner_text()
+    frame.wait_for_function(  # the readout refreshes every second
+        f"v => document.querySelector('{step}').textContent !== v", arg=first, timeout=30_000
+    )
     _shot(page, "training")
     _no_exception(page)
 
