@@ -80,13 +80,12 @@ def save_start_checkpoint(
     train_config: TrainConfig,
     step: int,
     epoch: int,
-    optimizer_state: dict[str, Any] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> Path:
     """The checkpoint a trainer resumes a new run from (a fork, an imported model): these
-    weights at `step`, a fresh pass over the data, and the config's live settings."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+    weights at `step` (with `optimizer`'s state, else a fresh Adam), a fresh pass over the
+    data, and the config's live settings from step 0."""
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=train_config.lr)
     extra = {
         "next_batch": 0,  # a fresh pass over the data, shuffled by the run's seed
         "beta": train_config.beta,

@@ -19,8 +19,7 @@ from typing import Any
 import torch
 
 from vae_core import history
-from vae_core.checkpoint import load_checkpoint, save_checkpoint
-from vae_core.config import TrainConfig
+from vae_core.checkpoint import load_checkpoint, save_start_checkpoint
 from vae_core.models import build_model
 from vae_core.process import RunFolderTaken, claim_run_dir, refuse_inside_run
 from vae_core.rundir import RunDamaged, RunDir, UnsafeCheckpointError, read_safetensors_metadata
@@ -65,7 +64,7 @@ def fork_run(
     building = None
     try:
         building = RunDir(tempfile.mkdtemp(prefix=f".{new_path.name}.", dir=new_path.parent))
-        _save_start(building, model, optimizer, step, epoch, train_config)
+        save_start_checkpoint(building, model, train_config, step, epoch, optimizer)
         # config.json last: until the rename, the folder is no run a listing would show
         # The parent's id finds it again after a rename (vae_core.runfolders.find_parent).
         link = {"run": str(parent.path), "step": step}
@@ -79,29 +78,6 @@ def fork_run(
             claim.path.rmdir()  # still the empty claim: nothing is left behind
         raise
     return RunDir(new_path)
-
-
-def _save_start(
-    fork: RunDir,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    step: int,
-    epoch: int,
-    train_config: TrainConfig,
-) -> None:
-    """The fork's first checkpoint: the branch point's weights, its settings from step 0."""
-    extra = {
-        "next_batch": 0,  # a fresh pass over the data, shuffled by the fork's seed
-        "beta": train_config.beta,
-        "lr": train_config.lr,
-        "free_bits": train_config.free_bits,
-        "beta_schedule": train_config.beta_schedule,
-        "warmup_steps": train_config.warmup_steps,
-        "warmup_start": 0,
-    }
-    shuffle = torch.Generator().manual_seed(train_config.seed)
-    torch.manual_seed(train_config.seed)
-    save_checkpoint(fork, model, optimizer, step, epoch, extra, shuffle.get_state())
 
 
 def _branch_point(

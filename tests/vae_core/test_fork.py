@@ -105,7 +105,7 @@ def test_a_fork_failing_midway_leaves_no_folder_behind(parent, tmp_path, monkeyp
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(fork_module, "save_checkpoint", full)
+    monkeypatch.setattr(fork_module, "save_start_checkpoint", full)
     with pytest.raises(OSError, match="No space left"):
         fork_run(parent, tmp_path / "fork", epochs=3)
     assert list(tmp_path.iterdir()) == []  # no half-made fork, no temp folder
