@@ -623,8 +623,12 @@ STATE_MARKS = {
     "failed": "✗",
     "dead": "○",
     "damaged": "!",
+    "imported": "◇",
 }
-MARKS_HELP = "▶ running · ‖ paused · ✓ finished · ■ stopped · ✗ failed · ○ no trainer · └ a fork"
+MARKS_HELP = (
+    "▶ running · ‖ paused · ✓ finished · ■ stopped · ✗ failed · ○ no trainer · "
+    "◇ imported · └ a fork"
+)
 
 
 def state_word(run: RunDir) -> str:
