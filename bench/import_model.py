@@ -121,6 +121,7 @@ def _slider_ms(root: Path, name: str, spatial: bool, repeats: int = 5) -> list[f
     at = AppTest.from_file(str(REPO / "explorer" / "app.py"), default_timeout=300)
     at.query_params[state.RUN_PARAM] = name
     at.session_state[state.APP_VIEW] = "Latent sliders"
+    at.session_state[state.SLIDERS_LIVE] = False  # the server path (live drag: live_drag.py)
     at.run()
     key = state.spatial_slider_key("direction", 0) if spatial else state.slider_key(0)
     slider = next(s for s in at.slider if s.key == key)

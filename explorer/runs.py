@@ -21,7 +21,7 @@ from explorer.access import LOCAL, Policy
 from vae_core.catalog import is_available_offline
 from vae_core.config import ModelConfig, TrainConfig, build_configs
 from vae_core.process import RunFolderTaken, claim_run_dir, resume_training
-from vae_core.rundir import RunDir, Status, list_runs, require_trainer
+from vae_core.rundir import RunDir, Status, is_flocked, list_runs, require_trainer
 from vae_core.runfolders import check_run_name, find_parent, remove_run, rename_run
 
 RUNS_ROOT_ENV = "VAE_EXPLORER_RUNS"
@@ -312,21 +312,7 @@ def running_trainers(root: Path | None = None) -> int:
         slots = list(folder.glob("slot-*"))
     except OSError:
         return 0
-    return sum(_slot_held(path) for path in slots)
-
-
-def _slot_held(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return sum(is_flocked(path) for path in slots)
 
 
 def check_trainer_capacity(
@@ -678,15 +664,20 @@ def _parent_among(
 ) -> RunDir | None:
     """The run's parent among the listed runs: by the recorded id, or (forks recorded before
     ids) by the recorded folder's name."""
-    try:
-        link = run.read_parent()
-    except (ValueError, OSError):
-        return None
+    link = _parent_link(run)
     if link is None:
         return None
     if "id" in link:
         return by_id.get(link["id"])
     return by_name.get(Path(link["run"]).name)
+
+
+def _parent_link(run: RunDir) -> dict | None:
+    """The fork's recorded {run, step, id}; None for a run that is no fork, or unreadable."""
+    try:
+        return run.read_parent()
+    except (ValueError, OSError):
+        return None
 
 
 def _run_id(run: RunDir) -> str | None:
@@ -714,10 +705,7 @@ def describe(run: RunDir) -> str:
 
 def lineage(run: RunDir) -> str | None:
     """ "forked from <parent> at step N" for a fork (its parent found by id), else None."""
-    try:
-        link = run.read_parent()
-    except (ValueError, OSError):
-        return None
+    link = _parent_link(run)
     if link is None:
         return None
     parent = parent_of(run)

@@ -311,6 +311,21 @@ class WriterLock:
         self.release()
 
 
+def is_flocked(path: Path) -> bool:
+    """Whether some process holds an exclusive flock on `path` right now (False if absent)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the shared lock when it was granted
+    return False
+
+
 class RunDir:
     """One training run on disk: one writer (the trainer holding `lock`), any number of readers.
 
@@ -384,17 +399,7 @@ class RunDir:
 
     def is_locked(self) -> bool:
         """Whether a process on this host holds the writer lock right now."""
-        try:
-            fd = os.open(self.lock_path, os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # also drops the shared lock when it was granted
-        return False
+        return is_flocked(self.lock_path)
 
     def lock_holder(self) -> int | None:
         """The pid the lock holder wrote into the lock file (informational)."""
