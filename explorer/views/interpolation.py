@@ -8,8 +8,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, charts, images, state
-from explorer.views import inspector, waiting
-from explorer.views.scatter import axis_titles
+from explorer.panels import latent_points, waiting
 from vae_core import latent
 from vae_core.rundir import RunDir
 
@@ -62,7 +61,7 @@ def _endpoint(
     """One endpoint's code, from the chosen source; snapshot = (run path, version)."""
     source = st.radio(f"Endpoint {name}", SOURCES, key=f"interpolation.source.{name}")
     if source == state.OWN_SOURCE:
-        z = inspector.own_code(*snapshot)
+        z = latent_points.own_code(*snapshot)
         st.caption("none uploaded or drawn yet" if z is None else "its posterior mean μ")
         return z
     if source == "Test image":
@@ -117,7 +116,7 @@ def _draw(
         codes.indices[:n],
         class_names,
         path=projection.transform(path),
-        axis_titles=axis_titles(projection),
+        axis_titles=latent_points.axis_titles(projection),
         height=380,
     )
     st.plotly_chart(fig, key="interpolation.scatter", width="stretch")

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, images, state
-from explorer.views import waiting
+from explorer.panels import waiting
 from vae_core import latent
 from vae_core.rundir import RunDir
 

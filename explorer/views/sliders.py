@@ -19,7 +19,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, components, guard, images, reproduce, state
-from explorer.views import attributes, holes, waiting
+from explorer.panels import attributes, holes, latent_points, waiting
 from vae_core import latent
 from vae_core.export import OnnxDecoder
 from vae_core.models import LatentVariableModel
@@ -344,15 +344,7 @@ def _random(run_path: str, D: int) -> None:
 def _from_selection(run_path: str) -> None:
     index = state.selected_index()
     if index is not None:
-        load_code(run_path, index)
-
-
-def load_code(run_path: str, index: int) -> None:
-    """Move the sliders to the posterior mean of test image `index` (newest weights)."""
-    codes, _ = cache.encoded(run_path, RunDir(run_path).snapshot_version())
-    position = np.flatnonzero(codes.indices == index)
-    if len(position):
-        state.set_latent_z(run_path, codes.mu[position[0]])
+        latent_points.load_code(run_path, index)
 
 
 def slider_grid(

@@ -16,7 +16,7 @@ import streamlit as st
 
 from explorer import access, cache, charts, guard, images, runs, state
 from explorer.components import live_charts
-from explorer.views import alarms, estimators, fork
+from explorer.panels import alarms, estimators, fork
 from vae_core import health, history, latent
 from vae_core.config import BETA_RANGE, LR_RANGE
 from vae_core.metrics_log import MetricsView

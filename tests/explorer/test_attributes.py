@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import state
-from explorer.views import attributes
+from explorer.panels import attributes
 from vae_core.aggregate import unit
 from vae_core.attributes import Attribute, read_attributes, save_attribute
 
@@ -140,7 +140,7 @@ def test_prior_and_aggregate_posterior_samples_side_by_side(run_copy) -> None:
 def _selection_script() -> None:
     import streamlit as st
 
-    from explorer.views import attributes
+    from explorer.panels import attributes
 
     st.session_state["kept"] = [
         attributes.remember_group("run", selection) for selection in st.session_state["sel"]

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, charts, images, state
-from explorer.views import fork
+from explorer.panels import fork
 from vae_core import history
 from vae_core.latent import TimeLapse
 from vae_core.rundir import RunDir
