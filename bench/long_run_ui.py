@@ -37,6 +37,7 @@ from vae_core.config import ModelConfig, TrainConfig
 from vae_core.metrics_log import MetricsLog
 from vae_core.models import VAE
 from vae_core.rundir import RunDir
+from vae_core.settings import settings_in_force
 
 GOAL_FIRST_OPEN_MS, GOAL_REFRESH_CPU_MS, GOAL_REFRESH_KB = 2000, 100, 200
 NEW_ROWS_PER_REFRESH = 50
@@ -150,7 +151,7 @@ def _refresh_and_draw(log: MetricsLog, memo: dict) -> int:
     """What the training fragment does each second; returns the bytes sent to the browser:
     the live charts' arguments, whole figures the first time, then only the new rows."""
     view = log.refresh()
-    health.check_view(view, health.settings_of(view), latent_dim=256)
+    health.check_view(view, settings_in_force(None, view.events_of("control")), latent_dim=256)
     slots = {
         "curves": live_charts.Figure(charts.curves_spec(view)),
         "schedule": live_charts.Figure(charts.schedule_spec(view)),

@@ -23,6 +23,7 @@ from vae_core.config import ModelConfig, TrainConfig, build_configs
 from vae_core.process import RunFolderTaken, claim_run_dir, resume_training
 from vae_core.rundir import RunDir, Status, is_flocked, list_runs, require_trainer
 from vae_core.runfolders import check_run_name, find_parent, remove_run, rename_run
+from vae_core.settings import Settings, settings_in_force
 
 RUNS_ROOT_ENV = "VAE_EXPLORER_RUNS"
 MAX_TRAINERS_ENV = "VAE_EXPLORER_MAX_TRAINERS"  # trainers this app runs at once (default: cores)
@@ -540,13 +541,13 @@ def run_status(run: RunDir) -> Status:
     return run.read_status() or Status("starting", locked=run.is_locked())
 
 
-def live_settings(run: RunDir) -> tuple[float, float]:
-    """The (beta, lr) the trainer is using now: from status.json, else from config.json."""
-    status = run.read_status()
-    if status is not None and status.beta is not None and status.lr is not None:
-        return status.beta, status.lr
+def live_settings(run: RunDir) -> Settings:
+    """The settings the trainer is using now (settings_in_force): the config's, then the
+    beta / lr of its heartbeat (status.json). The sidebar reads no metrics log (numpy)."""
     _, cfg = run.read_config()
-    return cfg.beta, cfg.lr
+    status = run.read_status()
+    heartbeat = [{"beta": status.beta, "lr": status.lr}] if status is not None else []
+    return settings_in_force(cfg, heartbeat)
 
 
 def trainer_log_tail(run: RunDir, max_lines: int = 15) -> str:

@@ -41,6 +41,7 @@ from vae_core.distributed import (
     raise_on_sigterm,
 )
 from vae_core.fork import fork_run
+from vae_core.metrics_log import MetricsLog
 from vae_core.process import refuse_inside_run
 from vae_core.rundir import (
     RunDir,
@@ -50,6 +51,7 @@ from vae_core.rundir import (
     require_trainer,
 )
 from vae_core.runfolders import remove_run, rename_run
+from vae_core.settings import SETTING_NAMES, settings_in_force
 from vae_core.train import RunInUse, TrainingDiverged, train
 
 
@@ -464,7 +466,19 @@ def _cmd_control(args: argparse.Namespace) -> dict:
     command = None if args.command == "set" else args.command
     check_control(command, changes)  # bad values first, then whether anyone listens
     require_trainer(run)  # NoTrainer: nothing is written for a run no trainer runs
-    return run.send_control(command, **changes)
+    in_force = _settings_in_force(run)  # what this command changes, for the answer
+    return {**run.send_control(command, **changes), "in_force": in_force}
+
+
+def _settings_in_force(run: RunDir) -> dict[str, float | int | str]:
+    """The run's settings in force, as the sidebar and the health alarms see them: the
+    config's, the trainer's control rows, then its heartbeat's beta / lr."""
+    _, cfg = run.read_config()
+    controls = MetricsLog(run.metrics_path).refresh().events_of("control")
+    status = run.read_status()
+    heartbeat = [{"beta": status.beta, "lr": status.lr}] if status is not None else []
+    settings = settings_in_force(cfg, [*controls, *heartbeat])
+    return {name: getattr(settings, name) for name in SETTING_NAMES}
 
 
 def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:

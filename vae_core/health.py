@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vae_core.config import BETA_SCHEDULES, FREE_BITS_RANGE, LR_RANGE, TrainConfig
+from vae_core.config import FREE_BITS_RANGE, LR_RANGE
 from vae_core.metrics_log import MetricsView
+from vae_core.settings import Settings
 
 Row = Mapping[str, Any]
 Severity = Literal["error", "warning"]
@@ -58,18 +59,6 @@ FREE_BITS_FIX = 0.5  # nats per dimension offered when the run has none
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The settings in force: the config's, then the newest live change's (control rows)."""
-
-    beta: float = 1.0  # the target beta, which a schedule ramps towards
-    lr: float = 1e-3
-    free_bits: float = 0.0
-    beta_schedule: str = "linear"
-    warmup_steps: int = 0
-    changed_at: float = -math.inf  # step of the last live change: evidence starts after it
-
-
-@dataclass(frozen=True)
 class Fix:
     """One click: `changes` go to control.json's "set" (RunDir.send_control(None, **changes))."""
 
@@ -87,33 +76,6 @@ class Alarm:
     explanation: str
     step: int  # the newest row that shows it
     fixes: tuple[Fix, ...] = ()
-
-
-def settings_of(view: MetricsView, cfg: TrainConfig | None = None) -> Settings:
-    """The settings in force for `view`'s run: its TrainConfig, then the newest control row
-    (each one carries them all), `changed_at` at the newest one that changed something."""
-    base = cfg or TrainConfig()
-    values: dict[str, Any] = {
-        "beta": base.beta,
-        "lr": base.lr,
-        "free_bits": base.free_bits,
-        "beta_schedule": base.beta_schedule,
-        "warmup_steps": base.warmup_steps,
-    }
-    changed_at = -math.inf
-    for event in view.events_of("control"):
-        for name in ("beta", "lr", "free_bits"):
-            value = _number(event.get(name))
-            if value is not None and value >= 0:
-                values[name] = value
-        if event.get("beta_schedule") in BETA_SCHEDULES:
-            values["beta_schedule"] = event["beta_schedule"]
-        warmup = _number(event.get("warmup_steps"))
-        if warmup is not None and warmup >= 0:
-            values["warmup_steps"] = int(warmup)
-        if event.get("changed"):
-            changed_at = float(event["step"])
-    return Settings(**values, changed_at=changed_at)
 
 
 def check_view(

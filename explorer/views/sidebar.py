@@ -202,8 +202,11 @@ def _run_controls(run: RunDir) -> None:
     if col_stop.button("Stop", disabled=locked or not live, width="stretch"):
         _act(runs.stop_run, run, "Stop sent")
     with st.form("sidebar.live"):
-        beta, lr = runs.live_settings(run)
-        # Keyed by run: the inputs start at the run's current values, then keep the user's.
+        in_force = runs.live_settings(run)
+        beta, lr = in_force.beta, in_force.lr
+        # Keyed by run and by the value in force: the inputs keep what the user types until
+        # the trainer applies a change (from here, a health fix, the CLI), then start at it.
+        # This fragment redraws every STATUS_REFRESH_S while the run is live: no second copy.
         name = run.path.name
         col_beta, col_lr = st.columns(2)
         new_beta = col_beta.number_input(
@@ -213,7 +216,7 @@ def _run_controls(run: RunDir) -> None:
             value=beta,
             step=0.5,
             format="%.2f",
-            key=state.live_setting_key("beta", name),
+            key=state.live_setting_key("beta", name, beta),
         )
         new_lr = col_lr.number_input(
             "lr",
@@ -222,7 +225,7 @@ def _run_controls(run: RunDir) -> None:
             value=lr,
             step=1e-4,
             format="%.0e",
-            key=state.live_setting_key("lr", name),
+            key=state.live_setting_key("lr", name, lr),
         )
         if st.form_submit_button("Apply live", disabled=locked or not live, width="stretch"):
             _act(lambda r: runs.apply_live(r, new_beta, new_lr), run, "New beta / lr sent")

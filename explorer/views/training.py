@@ -21,6 +21,7 @@ from vae_core import health, history, latent
 from vae_core.config import BETA_RANGE, LR_RANGE
 from vae_core.metrics_log import MetricsView
 from vae_core.rundir import RunDir, Status
+from vae_core.settings import settings_in_force
 
 REFRESH_S = 1.0
 PAUSED_REFRESH_S = 5.0
@@ -102,7 +103,7 @@ def _panel(run_path: str, in_browser: bool, threshold: float, units: str) -> Non
         )
     else:
         model_config, train_config = run.read_config()
-        settings = health.settings_of(metrics, train_config)
+        settings = settings_in_force(train_config, metrics.events_of("control"))
         with notes:
             found = health.check_view(metrics, settings, model_config.latent_dim)
             alarms.render(run, status, found)
@@ -282,7 +283,8 @@ def _failure(run: RunDir, status: Status) -> None:
 def _resume_form(run: RunDir, status: Status, refusal: str | None) -> None:
     """Resume from the last good checkpoint; a run that failed in training (not for
     missing data) is offered a 10x lower lr."""
-    beta, lr = runs.live_settings(run)
+    in_force = runs.live_settings(run)
+    beta, lr = in_force.beta, in_force.lr
     if status.state == "failed" and not status.failed_for_missing_data:
         lr = max(lr / 10, LR_RANGE[0])
     with st.form("training.resume_form", border=False):

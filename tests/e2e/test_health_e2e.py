@@ -100,7 +100,9 @@ def test_a_collapsing_run_raises_the_alarm_and_a_fix_is_applied_live(page, runs_
     alarm.wait_for(state="detached", timeout=60_000)
     events = [r for r in run.read_metrics() if r.get("event") == "control"]
     assert events and events[-1]["changed"] == ["beta"] and events[-1]["beta"] == 1.0
+    # The sidebar's live beta follows the value in force (its fragment redraws every 2 s):
+    # Apply live would not send 20 back.
     sidebar_beta = page.get_by_test_id("stSidebar").get_by_role("spinbutton", name="beta")
-    assert float(sidebar_beta.input_value()) == 1.0  # Apply live would not send 20 back
+    playwright_api.expect(sidebar_beta).to_have_value("1.00", timeout=10_000)
     _shot(page, "fixed")
     assert page.locator('[data-testid="stException"]').count() == 0

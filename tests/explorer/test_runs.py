@@ -117,9 +117,11 @@ def test_commands_to_a_run_no_trainer_runs_are_refused_like_the_cli(tmp_path: Pa
 
 def test_live_settings_fall_back_to_the_config(tmp_path: Path) -> None:
     run = _fake_run(tmp_path / "r")
-    assert runs.live_settings(run) == (1.0, 1e-3)
+    in_force = runs.live_settings(run)
+    assert (in_force.beta, in_force.lr) == (1.0, 1e-3)
     run.write_status("running", beta=2.0, lr=5e-4)
-    assert runs.live_settings(run) == (2.0, 5e-4)
+    in_force = runs.live_settings(run)
+    assert (in_force.beta, in_force.lr) == (2.0, 5e-4)
 
 
 def test_metrics_log_reads_only_new_rows(tmp_path: Path) -> None:

@@ -110,8 +110,13 @@ def test_a_fix_button_writes_its_change_to_control_json(
     control = collapsing_run.read_control()
     assert control["command"] is None and control["set"] == expected
     assert any(m.value.startswith("Sent at") for m in at.success)
-    beta = next(n for n in at.number_input if n.key == state.live_setting_key("beta", "collapsing"))
-    assert beta.value == expected.get("beta", 20.0)  # Apply live will not send 20 back
+    # The sidebar's live beta shows the value in force, the trainer's: once it applies the
+    # fix (its heartbeat says so), the input starts at the new value, with no forced redraw.
+    beta = expected.get("beta", 20.0)
+    collapsing_run.write_status("running", step=310, epoch=0, beta=beta, lr=1e-3)
+    at.run()
+    key = state.live_setting_key("beta", "collapsing", beta)
+    assert next(n for n in at.number_input if n.key == key).value == beta
 
 
 def test_a_sent_fix_restarts_the_evidence_once_the_trainer_logs_it(

@@ -90,9 +90,18 @@ def test_sample_writes_a_png_grid(trained_run, tmp_path):
 
 def test_control_set_writes_a_sequenced_command(trained_run):
     with trained_run.acquire_lock():  # a trainer holds the run
-        vae_core("control", str(trained_run.path), "set", "beta=4", "lr=3e-4")
+        result = vae_core("control", str(trained_run.path), "set", "beta=4", "lr=3e-4")
     control = trained_run.read_control()
     assert control["set"] == {"beta": 4.0, "lr": 3e-4} and control["command"] is None
+    # The answer says what the change replaces: the settings in force, as the app sees them.
+    _, cfg = trained_run.read_config()
+    assert last_json(result.stdout)["in_force"] == {
+        "beta": cfg.beta,
+        "lr": cfg.lr,
+        "free_bits": cfg.free_bits,
+        "beta_schedule": cfg.beta_schedule,
+        "warmup_steps": cfg.warmup_steps,
+    }
 
 
 @pytest.mark.parametrize(

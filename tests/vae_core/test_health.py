@@ -13,6 +13,7 @@ from vae_core import health
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.metrics_log import MetricsHistory, MetricsReader, summarize
 from vae_core.rundir import RunDir, check_control
+from vae_core.settings import Settings, settings_in_force
 
 D = 10
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -52,7 +53,7 @@ def _run(n: int, seed: int = 0, **fields) -> list[dict]:
 
 def _alarms(rows: list[dict], cfg: TrainConfig | None = None, latent_dim: int = D):
     view = summarize(rows)
-    return health.check_view(view, health.settings_of(view, cfg), latent_dim)
+    return health.check_view(view, settings_in_force(cfg, view.events_of("control")), latent_dim)
 
 
 def _kinds(rows: list[dict], cfg: TrainConfig | None = None, latent_dim: int = D) -> set[str]:
@@ -248,9 +249,9 @@ def test_a_loss_rising_with_a_warm_up_is_not_stalled() -> None:
 def test_settings_come_from_the_config_then_the_newest_control_row() -> None:
     cfg = TrainConfig(dataset="shapes", beta=4.0, lr=3e-4, beta_schedule="constant")
     rows = [*_run(5), _control(100, free_bits=0.25), *_run(3)]
-    settings = health.settings_of(summarize(rows), cfg)
+    settings = settings_in_force(cfg, summarize(rows).events_of("control"))
     assert settings.beta == 1.0 and settings.free_bits == 0.25 and settings.changed_at == 100
-    assert health.settings_of(summarize(_run(5)), cfg).beta == 4.0
+    assert settings_in_force(cfg, summarize(_run(5)).events_of("control")).beta == 4.0
 
 
 def test_collapse_fixes_are_valid_live_changes_that_counter_it() -> None:
@@ -268,7 +269,7 @@ def test_collapse_fixes_are_valid_live_changes_that_counter_it() -> None:
 
 
 def test_fixes_that_would_change_nothing_are_not_offered() -> None:
-    settings = health.Settings(beta=0.0, lr=1e-7, free_bits=10.0, warmup_steps=500)
+    settings = Settings(beta=0.0, lr=1e-7, free_bits=10.0, warmup_steps=500)
     (alarm,) = health.check(_run(30, kl=1.0, beta=0.0), settings, D)
     assert [f.changes for f in alarm.fixes] == [{"warmup_steps": 500}]
 
@@ -317,7 +318,9 @@ def _alarms_as_it_trained(run: RunDir) -> dict[str, list[int]]:
         history.add(row)
         if row.get("split") == "train":
             view = history.view()
-            for alarm in health.check_view(view, health.settings_of(view, cfg), D):
+            for alarm in health.check_view(
+                view, settings_in_force(cfg, view.events_of("control")), D
+            ):
                 seen.setdefault(alarm.kind, []).append(row["step"])
     return seen
 
