@@ -27,6 +27,7 @@ TRAINING_GAP_UNITS = "training.gap_units"  # "nats" or "bits/dim" (segmented con
 TRAINING_LAST_FIX = "training.last_fix"  # (run path, fix label, time, error or None)
 TRAINING_FIX_REDRAW = "training.fix_redraw"  # set by a fix's callback: redraw the whole page
 TRAINING_LIVE = "training.live"  # the live charts component's widget key (the browser's ticks)
+TRAINING_READING = "training.reading"  # the page's RunView, handed to the fragment's first run
 TRAINING_DRAWN = "training.drawn"  # (what the charts were built from, their slots) last tick
 SLIDERS_Z = "sliders.z"  # the current latent point, list[float] (D,)
 SLIDERS_RUN = "sliders.run"  # which run (and D) SLIDERS_Z belongs to
@@ -53,6 +54,47 @@ SCATTER_TIMELAPSE_STEP = "scatter.timelapse_step"  # the history step picked to 
 COMPARE_RUNS = "compare.runs"  # the run names compared (multiselect)
 COMPARE_SEED = "compare.seed"  # prior samples' seed, shared by all compared runs
 COMPARE_TEMPERATURE = "compare.temperature"
+
+# -- widget keys: each widget's state lives under its key, so it is a session-state key too --
+SIDEBAR_RUN_SELECT = "sidebar.run_select"  # the run picker
+SIDEBAR_ATTACH_PATH = "sidebar.attach_path"  # "Path to a run directory"
+SIDEBAR_ATTACH = "sidebar.attach"
+SIDEBAR_RENAME = "sidebar.rename"
+SIDEBAR_DELETE = "sidebar.delete"
+SIDEBAR_IMPORT_DATASET = "sidebar.import_dataset"
+SIDEBAR_IMPORT_FOLDER = "sidebar.import_folder"
+SIDEBAR_IMPORT_SIZE = "sidebar.import_size"
+TRAINING_CHART = "training"  # family: one plotly chart per slot name (sub_key)
+TRAINING_ALARM = "training.alarm"  # family: one bordered container per alarm kind
+TRAINING_FORK = "training.fork"  # the Training view's fork panel (its widgets: sub_key)
+TRAINING_GRADVAR_BUTTON = "training.gradvar_button"
+TRAINING_RESUME_FORM = "training.resume_form"
+SLIDERS_Z_NPY = "sliders.z_npy"  # the "z as .npy" download button
+SCATTER_TIMELAPSE_CHART = "scatter.timelapse_chart"
+SCATTER_TIMELAPSE_GIF = "scatter.timelapse_gif"
+SCATTER_FORK = "scatter.fork"  # the time-lapse's fork panel (its widgets: sub_key)
+ATTRIBUTES_MODE = "attributes.mode"  # two classes or two scatter groups
+ATTRIBUTES_CLASS_A = "attributes.class_a"
+ATTRIBUTES_CLASS_B = "attributes.class_b"
+ATTRIBUTES_NAME = "attributes.name"  # the new vector's name field
+ATTRIBUTES_REMOVE = "attributes.remove"  # the vectors picked for removal
+INTERP_STEPS = "interpolation.steps"
+INTERP_METHOD = "interpolation.method"  # "lerp" or "slerp"
+INTERP_SCATTER = "interpolation.scatter"
+INTERP_SOURCE = "interpolation.source"  # family: per endpoint "A" / "B", where it comes from
+INTERP_INDEX = "interpolation.index"  # family: per endpoint, the test image's index
+INTERP_SEED = "interpolation.seed"  # family: per endpoint, the prior sample's seed
+INSPECT_ERROR_CHART = "inspector.error"
+INSPECT_STD_CHART = "inspector.std"
+INSPECT_SAMPLES_K = "inspector.samples_k"
+INSPECT_OWN_SLIDERS = "inspector.own_sliders"  # "Open in sliders" for the user's image
+INSPECT_SCATTER = "inspector.scatter"
+DISENT_DIM = "disentanglement.dim"
+SAMPLES_TEMPERATURE = "samples.temperature"
+SAMPLES_N = "samples.n"
+SAMPLES_K = "samples.k"  # mixture components of the aggregate posterior's GMM
+COMPARE_CURVES = "compare.curves"
+COMPARE_MAP = "compare.map"  # family: one latent map per compared run
 
 _DEFAULTS = {
     SIDEBAR_NOTICE: None,
@@ -84,9 +126,10 @@ def set_live_setting(setting: str, run_name: str, value: float) -> None:
     st.session_state[live_setting_key(setting, run_name)] = value
 
 
-def run_widget_key(prefix: str, run_name: str) -> str:
-    """A widget key of one run's own (e.g. its Rename field), so each run starts afresh."""
-    return f"{prefix}.{run_name}"
+def sub_key(prefix: str, part: str) -> str:
+    """A key of the family `prefix` (one per run, endpoint, chart or fork panel), e.g. a
+    run's own Rename field, so that each run starts afresh."""
+    return f"{prefix}.{part}"
 
 
 def slider_key(dim: int) -> str:

@@ -39,7 +39,7 @@ def render(run: RunDir, status: Status, alarms: Sequence[Alarm]) -> None:
 
 
 def _alarm(run: RunDir, alarm: Alarm, disabled: bool) -> None:
-    with st.container(border=True, key=f"training.alarm.{alarm.kind}"):
+    with st.container(border=True, key=state.sub_key(state.TRAINING_ALARM, alarm.kind)):
         BOXES[alarm.severity](
             f"**{access.plain(alarm.title)}** (step {alarm.step}): "
             f"{access.plain(alarm.explanation)}"
