@@ -20,14 +20,12 @@ SIDEBAR_NOTICE = "sidebar.notice"  # a one-shot message to show after a rerun
 SIDEBAR_ATTACHED = "sidebar.attached"  # tuple of run paths (resolved) this session attached
 SIDEBAR_RENAME_TO = "sidebar.rename_to"  # per run: the Rename field's text
 SIDEBAR_DELETE_SURE = "sidebar.delete_sure"  # per run: the "Delete ... for good" checkbox
-TRAINING_LAST_STATE = "training.phase"  # (live, has snapshot) at the last full run
 TRAINING_GRADVAR = "training.gradvar"  # (run path, version, summary dict) last measured
 TRAINING_ACTIVE_THRESHOLD = "training.active_threshold"  # nats: a dim above it is active
 TRAINING_GAP_UNITS = "training.gap_units"  # "nats" or "bits/dim" (segmented control)
 TRAINING_LAST_FIX = "training.last_fix"  # (run path, fix label, time, error or None)
 TRAINING_FIX_REDRAW = "training.fix_redraw"  # set by a fix's callback: redraw the whole page
 TRAINING_LIVE = "training.live"  # the live charts component's widget key (the browser's ticks)
-TRAINING_READING = "training.reading"  # the page's RunView, handed to the fragment's first run
 TRAINING_DRAWN = "training.drawn"  # (what the charts were built from, their slots) last tick
 SLIDERS_Z = "sliders.z"  # the current latent point, list[float] (D,)
 SLIDERS_RUN = "sliders.run"  # which run (and D) SLIDERS_Z belongs to
@@ -64,8 +62,12 @@ SIDEBAR_DELETE = "sidebar.delete"
 SIDEBAR_IMPORT_DATASET = "sidebar.import_dataset"
 SIDEBAR_IMPORT_FOLDER = "sidebar.import_folder"
 SIDEBAR_IMPORT_SIZE = "sidebar.import_size"
+SIDEBAR_LIVE_FORM = "sidebar.live"  # live beta / lr and Apply live
+SIDEBAR_NEW_RUN_FORM = "sidebar.new_run"
+SIDEBAR_IMPORT_FORM = "sidebar.import"
 TRAINING_CHART = "training"  # family: one plotly chart per slot name (sub_key)
 TRAINING_ALARM = "training.alarm"  # family: one bordered container per alarm kind
+TRAINING_FIX = "training.fix"  # family: per alarm kind, then per fix: its button
 TRAINING_FORK = "training.fork"  # the Training view's fork panel (its widgets: sub_key)
 TRAINING_GRADVAR_BUTTON = "training.gradvar_button"
 TRAINING_RESUME_FORM = "training.resume_form"
@@ -98,7 +100,6 @@ COMPARE_MAP = "compare.map"  # family: one latent map per compared run
 
 _DEFAULTS = {
     SIDEBAR_NOTICE: None,
-    TRAINING_LAST_STATE: None,
     SLIDERS_Z: None,
     SLIDERS_RUN: None,
     SLIDERS_FROZEN: None,

@@ -22,8 +22,10 @@ CHECKED = "posterior collapse, KL vanishing, dead dimensions, gradients, stalled
 def render(run: RunDir, status: Status, alarms: Sequence[Alarm]) -> None:
     """One box per alarm, most severe first, with its fixes as buttons; a line when none."""
     if st.session_state.pop(state.TRAINING_FIX_REDRAW, False):
-        # A fix button reran only this fragment: the sidebar's live inputs show the new
-        # beta / lr only once the whole page is drawn again.
+        # A fix button reran only this fragment. The sidebar's live beta / lr inputs (a form
+        # in another fragment) show the value the callback gave them only once the whole
+        # page is drawn again: their own fragment's ticks keep the browser's old value
+        # (tests/e2e/test_health_e2e.py fails without this rerun).
         st.rerun(scope="app")
     refusal = access.current().train_refusal
     live = status.is_live and not status.on_other_host
@@ -48,10 +50,9 @@ def _alarm(run: RunDir, alarm: Alarm, disabled: bool) -> None:
             return
         columns = st.columns(len(alarm.fixes))
         for i, (column, fix) in enumerate(zip(columns, alarm.fixes, strict=True)):
-            key = f"training.fix.{alarm.kind}.{i}"
             column.button(
                 fix.label,
-                key=key,
+                key=state.sub_key(state.sub_key(state.TRAINING_FIX, alarm.kind), str(i)),
                 disabled=disabled,
                 width="stretch",
                 on_click=_apply,  # a callback: it runs before the sidebar is drawn

@@ -201,7 +201,7 @@ def _run_controls(run: RunDir) -> None:
         _act(runs.resume_run, run, "Resuming")
     if col_stop.button("Stop", disabled=locked or not live, width="stretch"):
         _act(runs.stop_run, run, "Stop sent")
-    with st.form("sidebar.live"):
+    with st.form(state.SIDEBAR_LIVE_FORM):
         # TODO(issue 17): runs.settings_in_force, from this tick's status, once it lands.
         beta, lr = runs.live_settings(run)
         # Keyed by run: the inputs start at the run's current values, then keep the user's.
@@ -258,7 +258,7 @@ def _new_run_form() -> None:
         st.caption(note)
     policy = access.current()
     refusal = policy.train_refusal
-    with st.form("sidebar.new_run"):
+    with st.form(state.SIDEBAR_NEW_RUN_FORM):
         choices = _choices(dataset)
         submitted = st.form_submit_button(
             "Start", type="primary", width="stretch", disabled=refusal is not None
@@ -285,7 +285,7 @@ def _import_form() -> None:
     if refusal:
         st.caption(access.plain(refusal))
         return
-    with st.form("sidebar.import"):
+    with st.form(state.SIDEBAR_IMPORT_FORM):
         source = st.radio("Model", ("Python class", "diffusers AutoencoderKL"), horizontal=True)
         where = st.text_input(
             "MODULE:CLASS, or the diffusers folder",

@@ -46,8 +46,6 @@ def render(run: RunDir) -> None:
     """The training panel; a fragment that reruns every second only while the run lives."""
     reading = run_view.read(run, cache.metrics_log(str(run.path)))  # this rerun's one reading
     phase = reading.phase
-    st.session_state[state.TRAINING_LAST_STATE] = phase
-    st.session_state[state.TRAINING_READING] = reading  # the fragment's first run takes it
     # A finished run needs no polling; the fragment reruns the app when the phase changes.
     with st.popover("What am I looking at?", icon=":material/help:"):
         st.markdown(WHAT)
@@ -57,7 +55,10 @@ def render(run: RunDir) -> None:
     # The controls sit outside the fragment: the fewer elements a tick redraws, the less it
     # costs the server and the browser. Changing one reruns the page.
     threshold, units = _controls()
-    st.fragment(_panel, run_every=run_every)(str(run.path), in_browser, threshold, units)
+    # The fragment's first run draws this very reading (handed over once, in a list it
+    # empties); its own ticks read afresh and compare the phase with the one drawn here.
+    panel = st.fragment(_panel, run_every=run_every)
+    panel(str(run.path), in_browser, threshold, units, phase, [reading])
     status = reading.status
     if status.device:  # runs from before it was recorded do not say
         st.caption(f"Trained by {access.plain(status.placement)}.")
@@ -75,16 +76,23 @@ def _interval_ms(status: Status) -> int:
 
 
 @guard.shows_run_errors
-def _panel(run_path: str, in_browser: bool, threshold: float, units: str) -> None:
-    # In a full rerun, the page's reading; on the fragment's own ticks, a fresh one.
-    reading = st.session_state.pop(state.TRAINING_READING, None)
-    if reading is None or reading.path != run_path:
+def _panel(
+    run_path: str,
+    in_browser: bool,
+    threshold: float,
+    units: str,
+    drawn_phase: tuple[bool, bool],
+    first_reading: list[run_view.RunView],
+) -> None:
+    """The live part; `drawn_phase` is the phase the page around it was drawn for."""
+    if first_reading:
+        reading = first_reading.pop()
+    else:
         reading = run_view.read(RunDir(run_path), cache.metrics_log(run_path))
-    run, status, phase = reading.run, reading.status, reading.phase
-    if phase != st.session_state.get(state.TRAINING_LAST_STATE):
-        # First snapshot (sliders, scatter can draw) or the run ended (final weights):
-        # redraw the whole page once; polling stops when the run is over.
-        st.session_state[state.TRAINING_LAST_STATE] = phase
+    run, status = reading.run, reading.status
+    if reading.phase != drawn_phase:
+        # First snapshot (fork, estimators can draw) or the run ended (final weights): the
+        # page around this fragment changes, and polling stops once the run is over.
         st.rerun(scope="app")
     # One container for what comes and goes (progress, alarms), so the charts' iframe keeps
     # its place in the page: moved, it would be mounted again (plotly.js parsed again).

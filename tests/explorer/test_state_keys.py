@@ -25,6 +25,18 @@ def _is_session_state(node: ast.AST) -> bool:
     return isinstance(node, ast.Attribute) and node.attr == "session_state"
 
 
+def _is_form(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "form"
+    )
+
+
+def _names_a_key(target: ast.AST) -> bool:
+    return isinstance(target, ast.Name) and target.id.lower().split("_")[-1] == "key"
+
+
 def literal_keys(source: str) -> list[tuple[int, str]]:
     """(line, text) of each string literal used as a session-state or widget key."""
     found = []
@@ -43,6 +55,10 @@ def literal_keys(source: str) -> list[tuple[int, str]]:
             key = node.args[0]  # st.session_state.get("...") / pop / setdefault
         elif isinstance(node, ast.Compare) and any(map(_is_session_state, node.comparators)):
             key = node.left  # "..." in st.session_state
+        elif _is_form(node) and node.args:
+            key = node.args[0]  # st.form("...")
+        elif isinstance(node, ast.Assign) and any(map(_names_a_key, node.targets)):
+            key = node.value  # key = f"..." before the widget
         if key is not None and _is_text(key):
             found.append((key.lineno, ast.unparse(key)))
     return found
@@ -64,6 +80,8 @@ st.text_input("Name", key=f"a.{name}")
 st.session_state["a.x"] = 1
 st.session_state.get("a.y")
 if "a.z" in st.session_state: pass
+with st.form("a.form"): pass
+fix_key = f"a.fix.{i}"
 st.button("Go", key=state.A_GO)
 """
     assert [text for _, text in sorted(literal_keys(source))] == [
@@ -72,6 +90,8 @@ st.button("Go", key=state.A_GO)
         "'a.x'",
         "'a.y'",
         "'a.z'",
+        "'a.form'",
+        "f'a.fix.{i}'",
     ]
 
 
