@@ -108,7 +108,7 @@ def _open_dim_picker(run_path: str, mi: np.ndarray) -> None:
         "Dimension",
         order,
         format_func=lambda d: f"z{d} (max I = {mi[:, d].max():.2f} nats)",
-        key="disentanglement.dim",
+        key=state.DISENT_DIM,
     )
     col_go.button("Open in sliders", on_click=open_dimension, args=(run_path, int(dim)))
 

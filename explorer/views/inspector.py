@@ -148,7 +148,9 @@ def _draw_inspection(run_path: str, version: int, result: Inspection) -> None:
     )
     with col_err:
         fig = charts.pixel_heatmap(result.abs_error, "|x − x̂| per pixel", zmax=1.0, height=220)
-        st.plotly_chart(fig, key="inspector.error", width="stretch", theme=None)  # exact colours
+        st.plotly_chart(
+            fig, key=state.INSPECT_ERROR_CHART, width="stretch", theme=None
+        )  # exact colours
     cols = st.columns(3)
     cols[0].metric("ELBO (nats)", f"{result.elbo:.2f}")
     cols[1].metric("Reconstruction −log p(x|z=μ)", f"{result.recon:.2f}")
@@ -274,7 +276,7 @@ def _posterior_samples(run_path: str, version: int, pixels: np.ndarray) -> None:
     """K decodes of z ~ q(z|x) and their pixel-wise standard deviation."""
     col_samples, col_std = st.columns([3, 2])
     with col_samples:
-        k = st.slider("Posterior samples K", *SAMPLES_K, key="inspector.samples_k")
+        k = st.slider("Posterior samples K", *SAMPLES_K, key=state.INSPECT_SAMPLES_K)
         seed = st.session_state.get(state.OWN_SAMPLES_SEED, 0)
         samples = cache.posterior_samples(run_path, version, pixels, k, seed)
         st.caption(f"{k} decodes of z ~ q(z|x) (seed {seed})")
@@ -284,7 +286,7 @@ def _posterior_samples(run_path: str, version: int, pixels: np.ndarray) -> None:
         st.button("Resample", on_click=_next_seed)
     with col_std:
         fig = charts.pixel_heatmap(samples.std, f"pixel std over {k} samples", height=260)
-        st.plotly_chart(fig, key="inspector.std", width="stretch", theme=None)
+        st.plotly_chart(fig, key=state.INSPECT_STD_CHART, width="stretch", theme=None)
 
 
 def _links(run_path: str, mu: np.ndarray) -> None:
@@ -294,7 +296,7 @@ def _links(run_path: str, mu: np.ndarray) -> None:
         on_click=_open_in_sliders,
         args=(run_path, mu),
         help="start the sliders at your image's μ",
-        key="inspector.own_sliders",
+        key=state.INSPECT_OWN_SLIDERS,
         width="stretch",
     )
     cols[1].button(
@@ -306,7 +308,7 @@ def _links(run_path: str, mu: np.ndarray) -> None:
 
 
 def _interpolate_from_own() -> None:
-    st.session_state["interpolation.source.A"] = state.OWN_SOURCE
+    st.session_state[state.sub_key(state.INTERP_SOURCE, "A")] = state.OWN_SOURCE
     state.open_view("Interpolation")
 
 
@@ -329,4 +331,4 @@ def _own_scatter(run_path: str, version: int, result: Inspection) -> None:
     )
     point, ellipse = latent_points.own_position(projection, result)
     charts.add_own_image(fig, point, ellipse)
-    st.plotly_chart(fig, key="inspector.scatter", width="stretch")
+    st.plotly_chart(fig, key=state.INSPECT_SCATTER, width="stretch")

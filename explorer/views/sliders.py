@@ -101,7 +101,7 @@ def _panel(run_path: str) -> None:
     holes.manifold_badge(run_path, version, z)
     st.toggle("Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot")
     _copy_state(run_path, net, version, z, order)
-    if not spatial and st.toggle("Traversal grid", key="sliders.traversal"):
+    if not spatial and st.toggle("Traversal grid", key=state.SLIDERS_TRAVERSAL):
         _traversal(net, z, order)
 
 
@@ -192,7 +192,7 @@ def _copy_state(
             "z.npy",
             "application/octet-stream",
             on_click="ignore",
-            key="sliders.z_npy",
+            key=state.SLIDERS_Z_NPY,
         )
         st.caption(
             "The run folder keeps only its newest snapshot: the snippet gives this exact image "
@@ -445,7 +445,7 @@ def _traversal(net: LatentVariableModel, z: list[float], order: list[int]) -> No
         list(range(len(z))),
         default=order[: min(4, len(order))],
         format_func=lambda d: f"z{d}",
-        key="sliders.traversal_dims",
+        key=state.SLIDERS_TRAVERSAL_DIMS,
     )
     if not dims:
         return
