@@ -20,6 +20,7 @@ SIDEBAR_NOTICE = "sidebar.notice"  # a one-shot message to show after a rerun
 SIDEBAR_ATTACHED = "sidebar.attached"  # tuple of run paths (resolved) this session attached
 SIDEBAR_RENAME_TO = "sidebar.rename_to"  # per run: the Rename field's text
 SIDEBAR_DELETE_SURE = "sidebar.delete_sure"  # per run: the "Delete ... for good" checkbox
+SIDEBAR_PUBLISH = "sidebar.publish"  # the "Publish as one HTML page" download button
 TRAINING_GRADVAR = "training.gradvar"  # (run path, version, summary dict) last measured
 TRAINING_ACTIVE_THRESHOLD = "training.active_threshold"  # nats: a dim above it is active
 TRAINING_GAP_UNITS = "training.gap_units"  # "nats" or "bits/dim" (segmented control)

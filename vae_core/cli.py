@@ -621,6 +621,7 @@ def _add_publish(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", required=True, help="a run with a snapshot")
     p.add_argument("--out", required=True, help="the HTML file to write")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    # 5000: vae_core.publish.MAX_POINTS, not imported here (it loads scipy for every command)
     p.add_argument("--points", type=bounded_int(5000), default=2000, help="test images (2000)")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from vae_core import aggregate, inspect_image, latent
 from vae_core.atomic import atomic_write_bytes
 from vae_core.checkpoint import snapshot_model
-from vae_core.data import load_dataset
+from vae_core.data import ImageDataset, load_dataset
 from vae_core.export import ExportError, onnx_decoder
 from vae_core.latent import EncodedSet, Projection
 from vae_core.metrics_log import summarize
@@ -176,6 +176,7 @@ def build_payload(
     points: int = DEFAULT_POINTS,
     projection: Projection | None = None,
     model: tuple[LatentVariableModel, int] | None = None,
+    data: ImageDataset | None = None,
 ) -> dict[str, Any]:
     """Everything the page shows, JSON-able.
 
@@ -185,15 +186,15 @@ def build_payload(
         projection: a 2D view of the first `points` (or more) test codes, e.g. the app's
             t-SNE; default PCA.
         model: (model, snapshot version) already loaded; default the run's snapshot.
+        data: the run's test split already loaded; default loaded here.
     """
     if not 1 <= points <= MAX_POINTS:
         raise ValueError(f"--points must be in 1..{MAX_POINTS}, got {points}")
     net, version = model if model is not None else snapshot_model(run)
     step = int(run.snapshot_metadata().get("step", 0))
-    _, train_config = run.read_config()
-    data = load_dataset(
-        train_config.dataset, "test", train_config.data_dir, **train_config.dataset_options
-    )
+    if data is None:
+        _, cfg = run.read_config()
+        data = load_dataset(cfg.dataset, "test", cfg.data_dir, **cfg.dataset_options)
     codes = latent.encode_dataset(net, data, points)
     kl = inspect_image.mean_kl_per_dim(codes.mu, codes.logvar)  # (D,)
     histograms = aggregate.slider_histograms(codes.mu, codes.logvar, bins=HISTOGRAM_BINS)
@@ -246,9 +247,10 @@ def build_page(
     points: int = DEFAULT_POINTS,
     projection: Projection | None = None,
     model: tuple[LatentVariableModel, int] | None = None,
+    data: ImageDataset | None = None,
 ) -> PublishedPage:
     """The page as bytes (see build_payload for the arguments)."""
-    payload = build_payload(run, points, projection, model)
+    payload = build_payload(run, points, projection, model, data)
     return PublishedPage(html=_inline(payload), payload=payload)
 
 

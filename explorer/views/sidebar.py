@@ -11,6 +11,7 @@ import contextlib
 import streamlit as st
 
 from explorer import access, guard, runs, state
+from explorer.panels import publish
 from vae_core.catalog import DATASETS, IMAGE_SIZES, MAX_SHAPES_IMAGES, is_available_offline
 from vae_core.config import (
     ARCHITECTURES,
@@ -54,6 +55,7 @@ def render() -> RunDir | None:
             every = STATUS_REFRESH_S if live else None
             st.fragment(_run_controls, run_every=every)(run)
             _manage_run(run, live)
+            publish.render(run)
         with st.expander("New run", expanded=run is None):
             _new_run_form()
         with st.expander("Open your own model"):
