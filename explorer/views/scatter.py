@@ -8,6 +8,7 @@ sliders' current point and the last interpolation path are drawn on top.
 
 from __future__ import annotations
 
+import html
 from functools import partial
 
 import numpy as np
@@ -168,7 +169,7 @@ def _mark_found(
         return ""
     mask, unmatched = latent_points.find_points(query, codes.labels, codes.indices, class_names)
     if mask.any():
-        charts.add_found(fig, projection.coords[mask], access.plain(query.strip()))
+        charts.add_found(fig, projection.coords[mask], html.escape(query.strip()[:40]))  # plotly HTML
     line = f"Search: {int(mask.sum())} of {len(codes)} points match."
     if unmatched:
         line += f" No point matches {access.plain(', '.join(unmatched))}."
