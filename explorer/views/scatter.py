@@ -169,7 +169,8 @@ def _mark_found(
         return ""
     mask, unmatched = latent_points.find_points(query, codes.labels, codes.indices, class_names)
     if mask.any():
-        charts.add_found(fig, projection.coords[mask], html.escape(query.strip()[:40]))  # plotly HTML
+        legend = html.escape(query.strip()[:40])  # plotly renders HTML in legend names
+        charts.add_found(fig, projection.coords[mask], legend)
     line = f"Search: {int(mask.sum())} of {len(codes)} points match."
     if unmatched:
         line += f" No point matches {access.plain(', '.join(unmatched))}."
