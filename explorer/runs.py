@@ -588,18 +588,29 @@ def run_status(run: RunDir) -> Status:
     and without a launch, 'starting': live only while a trainer holds the lock."""
     status = run.read_status()
     launch = _launch_of(run)
-    if launch is not None and (status is None or status.pid != launch.pid):
-        if launch.poll() is None and not (status is not None and status.is_live):
-            return Status("starting", pid=launch.pid, heartbeat=time.time())
-        if _failed_before_status(run, launch):
-            return replace(
-                status or Status("failed"),
-                state="failed",
-                reason=launch_failure(run, launch.returncode),
-                pid=launch.pid,
-                locked=False,
-            )
+    if awaiting_first_status(run):
+        return Status("starting", pid=launch.pid, heartbeat=time.time())
+    if launch is not None and _failed_before_status(run, launch):
+        return replace(
+            status or Status("failed"),
+            state="failed",
+            reason=launch_failure(run, launch.returncode),
+            pid=launch.pid,
+            locked=False,
+        )
     return status or Status("starting", locked=run.is_locked())
+
+
+def awaiting_first_status(run: RunDir) -> bool:
+    """A trainer this app launched for `run` lives and has not written its status yet."""
+    launch = _launch_of(run)
+    if launch is None or launch.poll() is not None:
+        return False
+    try:
+        status = run.read_status()
+    except RunDamaged:
+        return False
+    return status is None or (status.pid != launch.pid and not status.is_live)
 
 
 def launch_failure(run: RunDir, returncode: int | None = None) -> str:

@@ -1,5 +1,5 @@
-"""Placeholders that poll, then redraw the page: until a new run's trainer has written its
-config.json (the whole page), and until the first snapshot (views that need weights)."""
+"""Placeholders that poll, then redraw the page: until a launched trainer has written its
+first status (the whole page), and until the first snapshot (views that need weights)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ def _poll(run_path: str, what: str) -> None:
 
 
 def until_started(run: RunDir) -> bool:
-    """True once the trainer has written `run`'s config.json; until then a note (or why the
-    start failed), and the page is redrawn once it has."""
-    if run.exists():
+    """True once the trainer this app launched has written `run`'s config.json and first
+    status.json (or no launch of ours is pending); until then a note (or why the start
+    failed), and the page is redrawn once it has: the views draw from the trainer's files."""
+    if run.exists() and not runs.awaiting_first_status(run):
         return True
     status = runs.run_status(run)
     if status.state == "failed":
@@ -40,6 +41,6 @@ def until_started(run: RunDir) -> bool:
 @guard.shows_run_errors
 def _poll_start(run_path: str) -> None:
     run = RunDir(run_path)
-    if run.exists() or not runs.run_status(run).is_live:
+    if not runs.awaiting_first_status(run):
         st.rerun(scope="app")
     st.info("Starting the trainer: the run appears here once it has loaded (a few seconds).")
