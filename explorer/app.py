@@ -15,7 +15,8 @@ import importlib
 import streamlit as st
 
 from explorer import access, guard, runs, state
-from explorer.views import sidebar, waiting
+from explorer.panels import waiting
+from explorer.views import sidebar
 
 VIEWS = {  # label -> module in explorer.views, imported when first shown
     "Training": "training",

@@ -205,3 +205,18 @@ def aggregate_samples(
     eps = latent.sample_prior(n, net.config.latent_dim, temperature, seed)  # (n, D) T * eps
     z = posterior_gmm(run_path, version, k).sample_from_noise(eps, seed)
     return latent.decode_latents(net, z)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)  # bytes are immutable: no copy per hit
+def published_page(
+    run_path: str, version: int, _projection: Projection | None, tsne: bool
+) -> bytes:
+    """The run's self-contained HTML page at this version (vae_core.publish), with the 2D view
+    `_projection` (the t-SNE, when `tsne`) or PCA."""
+    from vae_core.publish import build_page
+
+    net = model(run_path, version)
+    page = build_page(
+        RunDir(run_path), projection=_projection, model=(net, version), data=test_data(run_path)
+    )
+    return page.html

@@ -20,7 +20,7 @@ SIDEBAR_NOTICE = "sidebar.notice"  # a one-shot message to show after a rerun
 SIDEBAR_ATTACHED = "sidebar.attached"  # tuple of run paths (resolved) this session attached
 SIDEBAR_RENAME_TO = "sidebar.rename_to"  # per run: the Rename field's text
 SIDEBAR_DELETE_SURE = "sidebar.delete_sure"  # per run: the "Delete ... for good" checkbox
-TRAINING_LAST_STATE = "training.phase"  # (live, has snapshot) at the last full run
+SIDEBAR_PUBLISH = "sidebar.publish"  # the "Publish as one HTML page" download button
 TRAINING_GRADVAR = "training.gradvar"  # (run path, version, summary dict) last measured
 TRAINING_ACTIVE_THRESHOLD = "training.active_threshold"  # nats: a dim above it is active
 TRAINING_GAP_UNITS = "training.gap_units"  # "nats" or "bits/dim" (segmented control)
@@ -53,9 +53,53 @@ COMPARE_RUNS = "compare.runs"  # the run names compared (multiselect)
 COMPARE_SEED = "compare.seed"  # prior samples' seed, shared by all compared runs
 COMPARE_TEMPERATURE = "compare.temperature"
 
+# -- widget keys: each widget's state lives under its key, so it is a session-state key too --
+SIDEBAR_RUN_SELECT = "sidebar.run_select"  # the run picker
+SIDEBAR_ATTACH_PATH = "sidebar.attach_path"  # "Path to a run directory"
+SIDEBAR_ATTACH = "sidebar.attach"
+SIDEBAR_RENAME = "sidebar.rename"
+SIDEBAR_DELETE = "sidebar.delete"
+SIDEBAR_IMPORT_DATASET = "sidebar.import_dataset"
+SIDEBAR_IMPORT_FOLDER = "sidebar.import_folder"
+SIDEBAR_IMPORT_SIZE = "sidebar.import_size"
+SIDEBAR_LIVE_FORM = "sidebar.live"  # live beta / lr and Apply live
+SIDEBAR_NEW_RUN_FORM = "sidebar.new_run"
+SIDEBAR_IMPORT_FORM = "sidebar.import"
+TRAINING_CHART = "training"  # family: one plotly chart per slot name (sub_key)
+TRAINING_ALARM = "training.alarm"  # family: one bordered container per alarm kind
+TRAINING_FIX = "training.fix"  # family: per alarm kind, then per fix: its button
+TRAINING_FORK = "training.fork"  # the Training view's fork panel (its widgets: sub_key)
+TRAINING_GRADVAR_BUTTON = "training.gradvar_button"
+TRAINING_RESUME_FORM = "training.resume_form"
+SLIDERS_Z_NPY = "sliders.z_npy"  # the "z as .npy" download button
+SCATTER_TIMELAPSE_CHART = "scatter.timelapse_chart"
+SCATTER_TIMELAPSE_GIF = "scatter.timelapse_gif"
+SCATTER_FORK = "scatter.fork"  # the time-lapse's fork panel (its widgets: sub_key)
+ATTRIBUTES_MODE = "attributes.mode"  # two classes or two scatter groups
+ATTRIBUTES_CLASS_A = "attributes.class_a"
+ATTRIBUTES_CLASS_B = "attributes.class_b"
+ATTRIBUTES_NAME = "attributes.name"  # the new vector's name field
+ATTRIBUTES_REMOVE = "attributes.remove"  # the vectors picked for removal
+INTERP_STEPS = "interpolation.steps"
+INTERP_METHOD = "interpolation.method"  # "lerp" or "slerp"
+INTERP_SCATTER = "interpolation.scatter"
+INTERP_SOURCE = "interpolation.source"  # family: per endpoint "A" / "B", where it comes from
+INTERP_INDEX = "interpolation.index"  # family: per endpoint, the test image's index
+INTERP_SEED = "interpolation.seed"  # family: per endpoint, the prior sample's seed
+INSPECT_ERROR_CHART = "inspector.error"
+INSPECT_STD_CHART = "inspector.std"
+INSPECT_SAMPLES_K = "inspector.samples_k"
+INSPECT_OWN_SLIDERS = "inspector.own_sliders"  # "Open in sliders" for the user's image
+INSPECT_SCATTER = "inspector.scatter"
+DISENT_DIM = "disentanglement.dim"
+SAMPLES_TEMPERATURE = "samples.temperature"
+SAMPLES_N = "samples.n"
+SAMPLES_K = "samples.k"  # mixture components of the aggregate posterior's GMM
+COMPARE_CURVES = "compare.curves"
+COMPARE_MAP = "compare.map"  # family: one latent map per compared run
+
 _DEFAULTS = {
     SIDEBAR_NOTICE: None,
-    TRAINING_LAST_STATE: None,
     SLIDERS_Z: None,
     SLIDERS_RUN: None,
     SLIDERS_FROZEN: None,
@@ -78,9 +122,10 @@ def live_setting_key(setting: str, run_name: str, in_force: float) -> str:
     return f"live_{setting}.{run_name}.{in_force!r}"
 
 
-def run_widget_key(prefix: str, run_name: str) -> str:
-    """A widget key of one run's own (e.g. its Rename field), so each run starts afresh."""
-    return f"{prefix}.{run_name}"
+def sub_key(prefix: str, part: str) -> str:
+    """A key of the family `prefix` (one per run, endpoint, chart or fork panel), e.g. a
+    run's own Rename field, so that each run starts afresh."""
+    return f"{prefix}.{part}"
 
 
 def slider_key(dim: int) -> str:

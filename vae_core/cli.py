@@ -1,8 +1,8 @@
 """Command line: `python -m vae_core COMMAND ...`.
 
-Commands: train, eval, sample, control, history, fork, gradvar, import, rm, rename. Each
-builds the same dataclasses the UI builds and calls the library. The last stdout line of
-each is one JSON object, for scripts; bad input gives one line on stderr and exit code 2.
+Commands: train, eval, sample, control, history, fork, gradvar, import, rm, rename, publish.
+Each builds the same dataclasses the UI builds and calls the library. The last stdout line
+of each is one JSON object, for scripts; bad input gives one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -647,6 +647,23 @@ def _cmd_rm(args: argparse.Namespace) -> dict:
     return {"removed": str(run.path)}
 
 
+def _add_publish(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "publish", help="write one self-contained HTML page that explores the run, no server"
+    )
+    p.add_argument("--run-dir", required=True, help="a run with a snapshot")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    # 5000: vae_core.publish.MAX_POINTS, not imported here (it loads scipy for every command)
+    p.add_argument("--points", type=bounded_int(5000), default=2000, help="test images (2000)")
+
+
+def _cmd_publish(args: argparse.Namespace) -> dict:
+    from vae_core.publish import publish
+
+    return publish(args.run_dir, args.out, args.force, args.points)
+
+
 def _cmd_rename(args: argparse.Namespace) -> dict:
     renamed = rename_run(RunDir(args.run_dir), args.new_name)
     return {"run_dir": str(renamed.path), "was": str(args.run_dir)}
@@ -663,6 +680,7 @@ COMMANDS = {
     "import": _cmd_import,
     "rm": _cmd_rm,
     "rename": _cmd_rename,
+    "publish": _cmd_publish,
 }
 
 
@@ -675,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_gradvar(sub)
     _add_import(sub)
     _add_rm_rename(sub)
+    _add_publish(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.command_name == "train":

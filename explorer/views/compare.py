@@ -59,7 +59,7 @@ def _comparison(run_paths: tuple[str, ...]) -> None:
         curves.append(
             (r.path.name, cache.metrics_log(str(r.path)).refresh(), parent and parent["step"])
         )
-    st.plotly_chart(charts.compare_curves_figure(curves), key="compare.curves", width="stretch")
+    st.plotly_chart(charts.compare_curves_figure(curves), key=state.COMPARE_CURVES, width="stretch")
     st.dataframe([_summary(r, m) for r, (_, m, _) in zip(compared, curves, strict=True)])
     ready = [r for r in compared if r.snapshot_version() > 0]
     if len(ready) < len(compared):
@@ -108,7 +108,7 @@ def _latent_maps(compared: list[RunDir]) -> None:
             title={"text": html.escape(r.path.name)},
             legend={"orientation": "h", "y": -0.25, "title": {"text": ""}},
         )
-        col.plotly_chart(fig, key=f"compare.map.{r.path.name}", width="stretch")
+        col.plotly_chart(fig, key=state.sub_key(state.COMPARE_MAP, r.path.name), width="stretch")
 
 
 def _prior_samples(compared: list[RunDir]) -> None:

@@ -13,8 +13,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, state
-from explorer.views import waiting
-from explorer.views.scatter import selected_dataset_index
+from explorer.panels import latent_points, waiting
 from vae_core.metrics import MIGResult
 from vae_core.rundir import RunDir
 
@@ -109,14 +108,14 @@ def _open_dim_picker(run_path: str, mi: np.ndarray) -> None:
         "Dimension",
         order,
         format_func=lambda d: f"z{d} (max I = {mi[:, d].max():.2f} nats)",
-        key="disentanglement.dim",
+        key=state.DISENT_DIM,
     )
     col_go.button("Open in sliders", on_click=open_dimension, args=(run_path, int(dim)))
 
 
 def _on_cell(run_path: str) -> None:
     chart = st.session_state.get(state.DISENT_CHART)
-    dim = selected_dataset_index(chart.get("selection", {}) if chart else {})
+    dim = latent_points.selected_dataset_index(chart.get("selection", {}) if chart else {})
     if dim is not None:
         open_dimension(run_path, dim)
 

@@ -12,10 +12,9 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, components, images, state
-from explorer.views import waiting
+from explorer.panels import latent_points, waiting
 from vae_core import health, user_image
-from vae_core.inspect_image import Inspection, collapsed_dims, ellipse_2d
-from vae_core.latent import EncodedSet, Projection
+from vae_core.inspect_image import Inspection, collapsed_dims
 from vae_core.rundir import RunDir
 
 MODES = ("A test image", "Your own image")
@@ -149,7 +148,9 @@ def _draw_inspection(run_path: str, version: int, result: Inspection) -> None:
     )
     with col_err:
         fig = charts.pixel_heatmap(result.abs_error, "|x − x̂| per pixel", zmax=1.0, height=220)
-        st.plotly_chart(fig, key="inspector.error", width="stretch", theme=None)  # exact colours
+        st.plotly_chart(
+            fig, key=state.INSPECT_ERROR_CHART, width="stretch", theme=None
+        )  # exact colours
     cols = st.columns(3)
     cols[0].metric("ELBO (nats)", f"{result.elbo:.2f}")
     cols[1].metric("Reconstruction −log p(x|z=μ)", f"{result.recon:.2f}")
@@ -275,7 +276,7 @@ def _posterior_samples(run_path: str, version: int, pixels: np.ndarray) -> None:
     """K decodes of z ~ q(z|x) and their pixel-wise standard deviation."""
     col_samples, col_std = st.columns([3, 2])
     with col_samples:
-        k = st.slider("Posterior samples K", *SAMPLES_K, key="inspector.samples_k")
+        k = st.slider("Posterior samples K", *SAMPLES_K, key=state.INSPECT_SAMPLES_K)
         seed = st.session_state.get(state.OWN_SAMPLES_SEED, 0)
         samples = cache.posterior_samples(run_path, version, pixels, k, seed)
         st.caption(f"{k} decodes of z ~ q(z|x) (seed {seed})")
@@ -285,7 +286,7 @@ def _posterior_samples(run_path: str, version: int, pixels: np.ndarray) -> None:
         st.button("Resample", on_click=_next_seed)
     with col_std:
         fig = charts.pixel_heatmap(samples.std, f"pixel std over {k} samples", height=260)
-        st.plotly_chart(fig, key="inspector.std", width="stretch", theme=None)
+        st.plotly_chart(fig, key=state.INSPECT_STD_CHART, width="stretch", theme=None)
 
 
 def _links(run_path: str, mu: np.ndarray) -> None:
@@ -295,7 +296,7 @@ def _links(run_path: str, mu: np.ndarray) -> None:
         on_click=_open_in_sliders,
         args=(run_path, mu),
         help="start the sliders at your image's μ",
-        key="inspector.own_sliders",
+        key=state.INSPECT_OWN_SLIDERS,
         width="stretch",
     )
     cols[1].button(
@@ -307,7 +308,7 @@ def _links(run_path: str, mu: np.ndarray) -> None:
 
 
 def _interpolate_from_own() -> None:
-    st.session_state["interpolation.source.A"] = state.OWN_SOURCE
+    st.session_state[state.sub_key(state.INTERP_SOURCE, "A")] = state.OWN_SOURCE
     state.open_view("Interpolation")
 
 
@@ -317,7 +318,6 @@ def _next_seed() -> None:
 
 def _own_scatter(run_path: str, version: int, result: Inspection) -> None:
     """Your image's μ and 1-σ ellipse over the first test images, in the scatter's view."""
-    from explorer.views.scatter import axis_titles  # here: scatter imports this module
 
     codes, projection = cache.encoded(run_path, version)
     n = min(BACKGROUND_POINTS, len(codes))
@@ -326,44 +326,9 @@ def _own_scatter(run_path: str, version: int, result: Inspection) -> None:
         codes.labels[:n],
         codes.indices[:n],
         cache.test_data(run_path).info.class_names,
-        axis_titles=axis_titles(projection),
+        axis_titles=latent_points.axis_titles(projection),
         height=420,
     )
-    point, ellipse = own_position(projection, result)
+    point, ellipse = latent_points.own_position(projection, result)
     charts.add_own_image(fig, point, ellipse)
-    st.plotly_chart(fig, key="inspector.scatter", width="stretch")
-
-
-def own_position(
-    projection: Projection, result: Inspection
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """μ (2,) in the projection's view, and the 1-σ ellipse (P, 2) when it is linear."""
-    return projection.transform(result.mu)[0], ellipse_2d(projection, result.mu, result.sigma)
-
-
-# --- overlays the scatter view draws -----------------------------------------------------
-
-
-def decorate_scatter(
-    fig, run_path: str, version: int, codes: EncodedSet, projection: Projection
-) -> None:
-    """Ring the inspected (selected) test image and add the user's image with its ellipse."""
-    selected = state.selected_index()
-    if selected is not None:
-        position = np.flatnonzero(codes.indices == selected)
-        if len(position):
-            charts.add_inspected(fig, projection.coords[position[0]], selected)
-    net = cache.model(run_path, version)
-    own = state.own_image(run_path, tuple(net.config.image_shape))
-    if own is not None:
-        result = cache.inspection(run_path, version, own["pixels"])
-        charts.add_own_image(fig, *own_position(projection, result))
-
-
-def own_code(run_path: str, version: int) -> np.ndarray | None:
-    """μ (D,) of the user's image for this run, or None (the interpolation endpoint)."""
-    net = cache.model(run_path, version)
-    own = state.own_image(run_path, tuple(net.config.image_shape))
-    if own is None:
-        return None
-    return cache.inspection(run_path, version, own["pixels"]).mu
+    st.plotly_chart(fig, key=state.INSPECT_SCATTER, width="stretch")

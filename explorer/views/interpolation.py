@@ -8,8 +8,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, charts, images, state
-from explorer.views import inspector, waiting
-from explorer.views.scatter import axis_titles
+from explorer.panels import latent_points, waiting
 from vae_core import latent
 from vae_core.rundir import RunDir
 
@@ -42,8 +41,8 @@ def render(run: RunDir) -> None:
     with col_b:
         z1 = _endpoint("B", codes, net.config.latent_dim, 1, (run_path, version))
     with col_settings:
-        steps = st.slider("Steps", 3, 16, 8, key="interpolation.steps")
-        method = st.radio("Method", ("lerp", "slerp"), horizontal=True, key="interpolation.method")
+        steps = st.slider("Steps", 3, 16, 8, key=state.INTERP_STEPS)
+        method = st.radio("Method", ("lerp", "slerp"), horizontal=True, key=state.INTERP_METHOD)
     if z0 is None or z1 is None:
         st.info(
             "Select a point on the scatter first (or upload / draw your image under "
@@ -60,9 +59,9 @@ def _endpoint(
     name: str, codes: latent.EncodedSet, D: int, default_index: int, snapshot: tuple[str, int]
 ) -> np.ndarray | None:
     """One endpoint's code, from the chosen source; snapshot = (run path, version)."""
-    source = st.radio(f"Endpoint {name}", SOURCES, key=f"interpolation.source.{name}")
+    source = st.radio(f"Endpoint {name}", SOURCES, key=state.sub_key(state.INTERP_SOURCE, name))
     if source == state.OWN_SOURCE:
-        z = inspector.own_code(*snapshot)
+        z = latent_points.own_code(*snapshot)
         st.caption("none uploaded or drawn yet" if z is None else "its posterior mean μ")
         return z
     if source == "Test image":
@@ -71,7 +70,7 @@ def _endpoint(
             0,
             len(codes) - 1,
             default_index,
-            key=f"interpolation.index.{name}",
+            key=state.sub_key(state.INTERP_INDEX, name),
         )
         return codes.mu[int(index)]
     if source == "Selected point":
@@ -80,7 +79,9 @@ def _endpoint(
         if selected is None:
             return None
         return codes.mu[int(np.flatnonzero(codes.indices == selected)[0])]
-    seed = st.number_input("Prior seed", 0, 10_000, default_index, key=f"interpolation.seed.{name}")
+    seed = st.number_input(
+        "Prior seed", 0, 10_000, default_index, key=state.sub_key(state.INTERP_SEED, name)
+    )
     return latent.sample_prior(1, D, 1.0, int(seed))[0]
 
 
@@ -117,7 +118,7 @@ def _draw(
         codes.indices[:n],
         class_names,
         path=projection.transform(path),
-        axis_titles=axis_titles(projection),
+        axis_titles=latent_points.axis_titles(projection),
         height=380,
     )
-    st.plotly_chart(fig, key="interpolation.scatter", width="stretch")
+    st.plotly_chart(fig, key=state.INTERP_SCATTER, width="stretch")

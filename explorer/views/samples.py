@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, images, state
-from explorer.views import waiting
+from explorer.panels import waiting
 from vae_core import latent
 from vae_core.rundir import RunDir
 
@@ -42,12 +42,12 @@ def render(run: RunDir) -> None:
         2.0,
         1.0,
         0.05,
-        key="samples.temperature",
+        key=state.SAMPLES_TEMPERATURE,
         help="z ~ N(0, T² I): below 1 gives typical, sharper samples; above 1 more varied ones",
     )
-    n = col_n.selectbox("Samples", GRID_SIZES, index=1, key="samples.n")
+    n = col_n.selectbox("Samples", GRID_SIZES, index=1, key=state.SAMPLES_N)
     k = col_k.selectbox(
-        "Mixture K", MIXTURE_SIZES, index=1, key="samples.k", help="aggregate posterior's GMM"
+        "Mixture K", MIXTURE_SIZES, index=1, key=state.SAMPLES_K, help="aggregate posterior's GMM"
     )
     col_seed.button("Reseed", on_click=_reseed, width="stretch")
     seed = st.session_state[state.SAMPLES_SEED]

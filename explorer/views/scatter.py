@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, images, projections, state
-from explorer.views import attributes, holes, inspector, sliders, timelapse, waiting
+from explorer.panels import attributes, holes, latent_points, timelapse, waiting
 from vae_core.latent import EncodedSet, Projection
 from vae_core.rundir import RunDir
 
@@ -60,9 +60,9 @@ def render(run: RunDir) -> None:
         class_names,
         current=_current_point(run_path, projection),
         path=_path(run_path, projection),
-        axis_titles=axis_titles(projection),
+        axis_titles=latent_points.axis_titles(projection),
     )
-    inspector.decorate_scatter(fig, run_path, version, codes, projection)  # ring, your image
+    latent_points.decorate_scatter(fig, run_path, version, codes, projection)  # ring, your image
     if holes.toggle(projection.method, codes.mu.shape[1]):
         holes.shade(fig, run_path, version)  # log q_agg - log p behind the points
     col_plot, col_detail = st.columns([3, 1])
@@ -133,16 +133,6 @@ def _tsne_progress(run_path: str) -> None:
     )
 
 
-def axis_titles(projection: Projection) -> tuple[str, str]:
-    """z0 / z1 for the codes themselves, PC1 / PC2 with explained variance for PCA."""
-    if projection.method == "tsne":
-        return "t-SNE 1", "t-SNE 2"
-    if projection.method != "pca":
-        return "z0", "z1"
-    ratio = projection.explained_variance_ratio
-    return f"PC1 ({ratio[0]:.0%} of variance)", f"PC2 ({ratio[1]:.0%})"
-
-
 def _current_point(run_path: str, projection: Projection) -> np.ndarray | None:
     z = st.session_state.get(state.SLIDERS_Z)
     if z is None or st.session_state.get(state.SLIDERS_RUN) != (run_path, len(z)):
@@ -158,27 +148,16 @@ def _path(run_path: str, projection: Projection) -> np.ndarray | None:
     return projection.transform(np.asarray(saved["path"]))
 
 
-def selected_dataset_index(selection: dict) -> int | None:
-    """The dataset index (customdata) of the first selected point, if any."""
-    for point in selection.get("points", []):
-        data = point.get("customdata")
-        if isinstance(data, list):
-            data = data[0] if data else None
-        if data is not None:
-            return int(data)
-    return None
-
-
 def _on_select(run_path: str) -> None:
     # Runs before the rerun, so the sliders (drawn earlier in the page) can still be moved.
     chart_state = st.session_state.get(state.SCATTER_CHART)
     selection = chart_state.get("selection", {}) if chart_state else {}
     if attributes.remember_group(run_path, selection):
         return  # a box / lasso group, not one point
-    index = selected_dataset_index(selection)
+    index = latent_points.selected_dataset_index(selection)
     if index is not None:
         state.set_selected_index(index)
-        sliders.load_code(run_path, index)
+        latent_points.load_code(run_path, index)
 
 
 def _selected_detail(run_path: str, version: int, class_names: tuple[str, ...]) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import streamlit as st
 
 from explorer import access, guard, runs, state
+from explorer.panels import publish
 from vae_core.catalog import DATASETS, IMAGE_SIZES, MAX_SHAPES_IMAGES, is_available_offline
 from vae_core.config import (
     ARCHITECTURES,
@@ -50,9 +51,11 @@ def render() -> RunDir | None:
         run = _run_picker()
         if run is not None:
             # A fragment, so the state line and the enabled buttons follow the trainer.
-            every = STATUS_REFRESH_S if _is_live(run) else None
+            live = _is_live(run)
+            every = STATUS_REFRESH_S if live else None
             st.fragment(_run_controls, run_every=every)(run)
-            _manage_run(run)
+            _manage_run(run, live)
+            publish.render(run)
         with st.expander("New run", expanded=run is None):
             _new_run_form()
         with st.expander("Open your own model"):
@@ -87,22 +90,22 @@ def _run_picker() -> RunDir | None:
         labels[current] = runs.picker_label(run)
     if names:
         # Start, Fork and the URL open runs too: the picker follows the open run.
-        st.session_state["sidebar.run_select"] = current
+        st.session_state[state.SIDEBAR_RUN_SELECT] = current
         st.selectbox(
             f"Run ({len(names)} in {access.plain(runs.runs_root())})",
             names,
             format_func=lambda ref: labels.get(ref, ref),
             placeholder="Pick a run",
-            key="sidebar.run_select",
-            on_change=lambda: _open(st.session_state["sidebar.run_select"] or ""),
+            key=state.SIDEBAR_RUN_SELECT,
+            on_change=lambda: _open(st.session_state[state.SIDEBAR_RUN_SELECT] or ""),
             help=_picker_help(run),
         )
         branch = runs.lineage(run) if run is not None else None
         if branch:  # in full: the picker's line is cut at the sidebar's width
             st.caption(access.plain(branch[0].upper() + branch[1:]))
     with st.popover("Attach a run directory", width="stretch"):
-        path = st.text_input("Path to a run directory", key="sidebar.attach_path")
-        if st.button("Attach", key="sidebar.attach") and path:
+        path = st.text_input("Path to a run directory", key=state.SIDEBAR_ATTACH_PATH)
+        if st.button("Attach", key=state.SIDEBAR_ATTACH) and path:
             _attach(path)
     return run
 
@@ -115,27 +118,26 @@ def _picker_help(run: RunDir | None) -> str:
     return access.plain(text)
 
 
-def _manage_run(run: RunDir) -> None:
+def _manage_run(run: RunDir, live: bool) -> None:
     """Rename or delete the open run (never a live one; deleting asks first)."""
     refusal = access.current().train_refusal
     with st.popover("Rename or delete this run", icon=":material/edit:", width="stretch"):
         if refusal:
             st.caption(access.plain(refusal))
-        live = _is_live(run)
         if live:
             st.caption("It is training: stop it first, then rename or delete it.")
         locked = live or refusal is not None
         # Keyed by run: each run's field starts at its own name.
-        key = state.run_widget_key(state.SIDEBAR_RENAME_TO, run.path.name)
+        key = state.sub_key(state.SIDEBAR_RENAME_TO, run.path.name)
         name = st.text_input("New name", value=run.path.name, key=key)
-        if st.button("Rename", key="sidebar.rename", disabled=locked) and name != run.path.name:
+        if st.button("Rename", key=state.SIDEBAR_RENAME, disabled=locked) and name != run.path.name:
             _rename(run, name)
         sure = st.checkbox(
             f"Delete {run.path.name} and all its files (weights, history, metrics)",
-            key=state.run_widget_key(state.SIDEBAR_DELETE_SURE, run.path.name),
+            key=state.sub_key(state.SIDEBAR_DELETE_SURE, run.path.name),
             disabled=locked,
         )
-        if st.button("Delete for good", key="sidebar.delete", disabled=locked or not sure):
+        if st.button("Delete for good", key=state.SIDEBAR_DELETE, disabled=locked or not sure):
             _delete(run)
 
 
@@ -203,7 +205,7 @@ def _run_controls(run: RunDir) -> None:
         _act(runs.stop_run, run, "Stop sent")
     if not run.exists():
         return  # launched, no config.json yet: nothing to change live
-    with st.form("sidebar.live"):
+    with st.form(state.SIDEBAR_LIVE_FORM):
         in_force = runs.live_settings(run)
         beta, lr = in_force.beta, in_force.lr
         # Keyed by run and by the value in force: the inputs keep what the user types until
@@ -262,7 +264,7 @@ def _new_run_form() -> None:
         st.caption(note)
     policy = access.current()
     refusal = policy.train_refusal
-    with st.form("sidebar.new_run"):
+    with st.form(state.SIDEBAR_NEW_RUN_FORM):
         choices = _choices(dataset)
         submitted = st.form_submit_button(
             "Start", type="primary", width="stretch", disabled=refusal is not None
@@ -289,7 +291,7 @@ def _import_form() -> None:
     if refusal:
         st.caption(access.plain(refusal))
         return
-    with st.form("sidebar.import"):
+    with st.form(state.SIDEBAR_IMPORT_FORM):
         source = st.radio("Model", ("Python class", "diffusers AutoencoderKL"), horizontal=True)
         where = st.text_input(
             "MODULE:CLASS, or the diffusers folder",
@@ -303,15 +305,17 @@ def _import_form() -> None:
             "Data it takes",
             DATASETS,
             format_func=DATASET_LABELS.get,
-            key="sidebar.import_dataset",
+            key=state.SIDEBAR_IMPORT_DATASET,
             help="the images it is checked on, explored with and fine-tuned on",
         )
-        folder = st.text_input("Image folder (for My image folder)", key="sidebar.import_folder")
+        folder = st.text_input(
+            "Image folder (for My image folder)", key=state.SIDEBAR_IMPORT_FOLDER
+        )
         size = st.selectbox(
             "Image size (Shapes, image folder)",
             IMAGE_SIZES,
             index=len(IMAGE_SIZES) - 1,
-            key="sidebar.import_size",
+            key=state.SIDEBAR_IMPORT_SIZE,
         )
         name = st.text_input("Run name", value="my-vae")
         submitted = st.form_submit_button("Import", width="stretch")

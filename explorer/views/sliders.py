@@ -19,7 +19,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, components, guard, images, reproduce, state
-from explorer.views import attributes, holes, waiting
+from explorer.panels import attributes, holes, latent_points, waiting
 from vae_core import latent
 from vae_core.export import OnnxDecoder
 from vae_core.models import LatentVariableModel
@@ -101,7 +101,7 @@ def _panel(run_path: str) -> None:
     holes.manifold_badge(run_path, version, z)
     st.toggle("Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot")
     _copy_state(run_path, net, version, z, order)
-    if not spatial and st.toggle("Traversal grid", key="sliders.traversal"):
+    if not spatial and st.toggle("Traversal grid", key=state.SLIDERS_TRAVERSAL):
         _traversal(net, z, order)
 
 
@@ -192,7 +192,7 @@ def _copy_state(
             "z.npy",
             "application/octet-stream",
             on_click="ignore",
-            key="sliders.z_npy",
+            key=state.SLIDERS_Z_NPY,
         )
         st.caption(
             "The run folder keeps only its newest snapshot: the snippet gives this exact image "
@@ -344,15 +344,7 @@ def _random(run_path: str, D: int) -> None:
 def _from_selection(run_path: str) -> None:
     index = state.selected_index()
     if index is not None:
-        load_code(run_path, index)
-
-
-def load_code(run_path: str, index: int) -> None:
-    """Move the sliders to the posterior mean of test image `index` (newest weights)."""
-    codes, _ = cache.encoded(run_path, RunDir(run_path).snapshot_version())
-    position = np.flatnonzero(codes.indices == index)
-    if len(position):
-        state.set_latent_z(run_path, codes.mu[position[0]])
+        latent_points.load_code(run_path, index)
 
 
 def slider_grid(
@@ -453,7 +445,7 @@ def _traversal(net: LatentVariableModel, z: list[float], order: list[int]) -> No
         list(range(len(z))),
         default=order[: min(4, len(order))],
         format_func=lambda d: f"z{d}",
-        key="sliders.traversal_dims",
+        key=state.SLIDERS_TRAVERSAL_DIMS,
     )
     if not dims:
         return

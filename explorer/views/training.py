@@ -14,12 +14,11 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from explorer import access, cache, charts, guard, images, runs, state
+from explorer import access, cache, charts, guard, images, run_view, runs, state
 from explorer.components import live_charts
-from explorer.views import alarms, estimators, fork
+from explorer.panels import alarms, estimators, fork
 from vae_core import health, history, latent
 from vae_core.config import BETA_RANGE, LR_RANGE
-from vae_core.metrics_log import MetricsView
 from vae_core.rundir import RunDir, Status
 from vae_core.settings import settings_in_force
 
@@ -46,8 +45,8 @@ Reconstructions decode the posterior mean μ(x) and show Bernoulli probabilities
 
 def render(run: RunDir) -> None:
     """The training panel; a fragment that reruns every second only while the run lives."""
-    phase = _phase(run)
-    st.session_state[state.TRAINING_LAST_STATE] = phase
+    reading = run_view.read(run, cache.metrics_log(str(run.path)))  # this rerun's one reading
+    phase = reading.phase
     # A finished run needs no polling; the fragment reruns the app when the phase changes.
     with st.popover("What am I looking at?", icon=":material/help:"):
         st.markdown(WHAT)
@@ -57,17 +56,16 @@ def render(run: RunDir) -> None:
     # The controls sit outside the fragment: the fewer elements a tick redraws, the less it
     # costs the server and the browser. Changing one reruns the page.
     threshold, units = _controls()
-    st.fragment(_panel, run_every=run_every)(str(run.path), in_browser, threshold, units)
-    status = runs.run_status(run)
+    # The fragment's first run draws this very reading (handed over once, in a list it
+    # empties); its own ticks read afresh and compare the phase with the one drawn here.
+    panel = st.fragment(_panel, run_every=run_every)
+    panel(str(run.path), in_browser, threshold, units, phase, [reading])
+    status = reading.status
     if status.device:  # runs from before it was recorded do not say
         st.caption(f"Trained by {access.plain(status.placement)}.")
-    estimators.render(run)  # on demand, outside the fragment: never re-measured every second
-    _fork_newest(run)
-
-
-def _phase(run: RunDir) -> tuple[bool, bool]:
-    """(trainer live, snapshot published): when either flips, the other views must redraw."""
-    return runs.run_status(run).is_live, run.snapshot_version() > 0
+    # On demand, outside the fragment: never re-measured every second.
+    estimators.render(run, reading.snapshot_version)
+    _fork_newest(reading)
 
 
 def _interval_ms(status: Status) -> int:
@@ -79,21 +77,30 @@ def _interval_ms(status: Status) -> int:
 
 
 @guard.shows_run_errors
-def _panel(run_path: str, in_browser: bool, threshold: float, units: str) -> None:
-    run = RunDir(run_path)
-    status = runs.run_status(run)
-    phase = _phase(run)
-    if phase != st.session_state.get(state.TRAINING_LAST_STATE):
-        # First snapshot (sliders, scatter can draw) or the run ended (final weights):
-        # redraw the whole page once; polling stops when the run is over.
-        st.session_state[state.TRAINING_LAST_STATE] = phase
+def _panel(
+    run_path: str,
+    in_browser: bool,
+    threshold: float,
+    units: str,
+    drawn_phase: tuple[bool, bool],
+    first_reading: list[run_view.RunView],
+) -> None:
+    """The live part; `drawn_phase` is the phase the page around it was drawn for."""
+    if first_reading:
+        reading = first_reading.pop()
+    else:
+        reading = run_view.read(RunDir(run_path), cache.metrics_log(run_path))
+    run, status = reading.run, reading.status
+    if reading.phase != drawn_phase:
+        # First snapshot (fork, estimators can draw) or the run ended (final weights): the
+        # page around this fragment changes, and polling stops once the run is over.
         st.rerun(scope="app")
     # One container for what comes and goes (progress, alarms), so the charts' iframe keeps
     # its place in the page: moved, it would be mounted again (plotly.js parsed again).
     notes = st.container()
     with notes:
         _progress(run, status)
-    metrics = cache.metrics_log(run_path).refresh()
+    metrics = reading.metrics
     slots: dict[str, live_charts.Slot] = {}
     if metrics.points("train", "elbo").steps.size < 2:  # one point draws no line: no axes yet
         notes.info(
@@ -102,18 +109,12 @@ def _panel(run_path: str, in_browser: bool, threshold: float, units: str) -> Non
             else "No curves: the run logged fewer than two rows of training metrics."
         )
     else:
-        model_config, train_config = run.read_config()
-        settings = settings_in_force(train_config, metrics.events_of("control"))
+        settings = settings_in_force(reading.train_config, metrics.events_of("control"))
         with notes:
-            found = health.check_view(metrics, settings, model_config.latent_dim)
+            found = health.check_view(metrics, settings, reading.model_config.latent_dim)
             alarms.render(run, status, found)
-        source = (run_path, metrics.version, threshold, units, run.snapshot_version())
-        slots = _slots_of(
-            source,
-            lambda: _slots(
-                run, metrics, settings.free_bits, model_config.num_pixels, threshold, units
-            ),
-        )
+        source = (run_path, metrics.version, threshold, units, reading.snapshot_version)
+        slots = _slots_of(source, lambda: _slots(reading, settings.free_bits, threshold, units))
     readouts = live_charts.Readouts(_readouts(status))
     if in_browser:
         live_charts.live_charts(
@@ -122,7 +123,7 @@ def _panel(run_path: str, in_browser: bool, threshold: float, units: str) -> Non
     else:
         _draw_here({"readouts": readouts, **slots})
     if status.display_state in ("dead", "failed"):
-        _failure(run, status)
+        _failure(reading)
 
 
 def _slots_of(
@@ -159,14 +160,10 @@ def _controls() -> tuple[float, str]:
 
 
 def _slots(
-    run: RunDir,
-    metrics: MetricsView,
-    free_bits: float,
-    num_pixels: int,
-    threshold: float,
-    units: str,
+    reading: run_view.RunView, free_bits: float, threshold: float, units: str
 ) -> dict[str, live_charts.Slot]:
     """What each place of the panel shows: curves, schedule, ELBO gap, KL bars, images."""
+    metrics, num_pixels = reading.metrics, reading.model_config.num_pixels
     slots: dict[str, live_charts.Slot] = {
         "curves": live_charts.Figure(charts.curves_spec(metrics)),
         "schedule": live_charts.Figure(charts.schedule_spec(metrics)),
@@ -186,7 +183,7 @@ def _slots(
         active = latent.active_dims(kl, threshold)
         spec = charts.kl_bar_spec(kl, active, threshold=threshold, free_bits=free_bits)
         slots["kl"] = live_charts.Figure(spec)
-    recon = _fixed_reconstructions(run)
+    recon = _fixed_reconstructions(reading.path, reading.snapshot_version)
     if recon is not None:
         slots["recon"] = recon
     return slots
@@ -199,7 +196,9 @@ def _draw_here(slots: dict[str, live_charts.Slot]) -> None:
             for column, (label, value) in zip(st.columns(len(slot.items)), slot.items, strict=True):
                 column.metric(label, value)
         elif isinstance(slot, live_charts.Figure):
-            st.plotly_chart(dict(slot.spec), key=f"training.{name}", width="stretch")
+            st.plotly_chart(
+                dict(slot.spec), key=state.sub_key(state.TRAINING_CHART, name), width="stretch"
+            )
         elif isinstance(slot, live_charts.Text):
             st.caption(slot.text)
         else:
@@ -253,10 +252,11 @@ def _last_update(status: Status) -> str:
     return time.strftime("%H:%M:%S", time.localtime(status.heartbeat))
 
 
-def _failure(run: RunDir, status: Status) -> None:
+def _failure(reading: run_view.RunView) -> None:
     """Say why the trainer stopped, offer Resume (with a lower lr / beta after a failure),
     and show the log's tail (never a traceback in the page itself: it goes in a collapsed
     box for whoever wants it)."""
+    run, status = reading.run, reading.status
     if status.display_state == "dead":
         reason = "the trainer stopped without saying why (its process is gone or silent)"
     else:
@@ -271,7 +271,7 @@ def _failure(run: RunDir, status: Status) -> None:
             "says, then resume with the same settings (or start a run on another dataset)."
         )
     if status.is_resumable:
-        _resume_form(run, status, refusal)
+        _resume_form(reading, refusal)
     elif status.on_other_host:
         st.caption(access.plain(f"Written from host {status.host}: resume it there."))
     tail = runs.trainer_log_tail(run)
@@ -280,14 +280,15 @@ def _failure(run: RunDir, status: Status) -> None:
             st.code(tail, language=None)
 
 
-def _resume_form(run: RunDir, status: Status, refusal: str | None) -> None:
+def _resume_form(reading: run_view.RunView, refusal: str | None) -> None:
     """Resume from the last good checkpoint; a run that failed in training (not for
     missing data) is offered a 10x lower lr."""
-    in_force = runs.live_settings(run)
+    status = reading.status
+    in_force = reading.live_settings
     beta, lr = in_force.beta, in_force.lr
     if status.state == "failed" and not status.failed_for_missing_data:
         lr = max(lr / 10, LR_RANGE[0])
-    with st.form("training.resume_form", border=False):
+    with st.form(state.TRAINING_RESUME_FORM, border=False):
         col_lr, col_beta, col_go = st.columns([1, 1, 2], vertical_alignment="bottom")
         new_lr = col_lr.number_input(
             "lr", min_value=LR_RANGE[0], max_value=LR_RANGE[1], value=lr, format="%.1e"
@@ -303,19 +304,18 @@ def _resume_form(run: RunDir, status: Status, refusal: str | None) -> None:
     try:
         if refusal:  # disabled above; a hand-made widget event must not get through
             raise PermissionError(refusal)
-        runs.resume_run(run, beta=new_beta, lr=new_lr)
+        runs.resume_run(reading.run, beta=new_beta, lr=new_lr)
     except (RuntimeError, OSError, ValueError) as e:
         st.error(access.plain(e))
     else:
         st.rerun(scope="app")
 
 
-def _fixed_reconstructions(run: RunDir) -> live_charts.Image | live_charts.Text:
+def _fixed_reconstructions(run_path: str, version: int) -> live_charts.Image | live_charts.Text:
     """The same test images every time, next to their reconstructions by the newest weights."""
-    version = run.snapshot_version()
     if version == 0:
         return live_charts.Text("Reconstructions appear with the first snapshot.")
-    return _reconstruction_image(str(run.path), version)
+    return _reconstruction_image(run_path, version)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)  # immutable: shared, never copied
@@ -332,10 +332,13 @@ def _reconstruction_image(run_path: str, version: int) -> live_charts.Image:
     )
 
 
-def _fork_newest(run: RunDir) -> None:
+def _fork_newest(reading: run_view.RunView) -> None:
     """Offer "Fork from here" at the newest history point (the time-lapse: at any point)."""
-    points = history.list_points(run)
+    points = history.list_points(reading.run)
     if not points:
         return
     with st.expander(f"Fork from here (step {points[-1].step})"):
-        fork.render(run, points[-1].step, points[-1].epoch, key="training.fork")
+        newest = points[-1]
+        fork.render(
+            reading.run, reading.train_config, newest.step, newest.epoch, key=state.TRAINING_FORK
+        )

@@ -13,7 +13,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import state
-from explorer.views import attributes
 from vae_core.aggregate import unit
 from vae_core.attributes import Attribute, read_attributes, save_attribute
 
@@ -65,7 +64,7 @@ def test_fallback_sliders_show_histograms_and_take_the_data_range(run_copy, late
 def test_an_attribute_vector_becomes_a_slider_that_moves_z_along_it(run_copy, latent_dim) -> None:
     at = _open(run_copy, "Latent sliders")
     assert any(m.label == "AUC" for m in at.metric)  # two classes picked by default
-    at.text_input(key=attributes.NAME_KEY).set_value("shape <b>0→1</b>")
+    at.text_input(key=state.ATTRIBUTES_NAME).set_value("shape <b>0→1</b>")
     _button(at, "Add slider").click().run()
     assert not at.exception
     (attr,) = [s for s in at.slider if (s.key or "").startswith("sliders.attr.")]
@@ -83,7 +82,7 @@ def test_an_attribute_vector_becomes_a_slider_that_moves_z_along_it(run_copy, la
 
 def test_saved_attributes_come_back_and_bad_ones_are_one_line_each(run_copy, latent_dim) -> None:
     at = _open(run_copy, "Latent sliders")
-    at.text_input(key=attributes.NAME_KEY).set_value("kept")
+    at.text_input(key=state.ATTRIBUTES_NAME).set_value("kept")
     _button(at, "Add and save with the run").click().run()
     assert list(read_attributes(run_copy)) == ["kept"]
     save_attribute(run_copy, Attribute("too long", (1.0,) * (latent_dim + 2)))
@@ -140,7 +139,7 @@ def test_prior_and_aggregate_posterior_samples_side_by_side(run_copy) -> None:
 def _selection_script() -> None:
     import streamlit as st
 
-    from explorer.views import attributes
+    from explorer.panels import attributes
 
     st.session_state["kept"] = [
         attributes.remember_group("run", selection) for selection in st.session_state["sel"]

@@ -46,7 +46,7 @@ def test_rename_in_the_sidebar_keeps_the_forks_parent_and_opens_the_new_name(
     options = _picker(at).proto.options
     # Newest first, the fork right under its parent, a state mark on each line.
     assert options == ["■ other", "■ parent", "└ ■ kid"]
-    key = state.run_widget_key(state.SIDEBAR_RENAME_TO, "parent")
+    key = state.sub_key(state.SIDEBAR_RENAME_TO, "parent")
     next(t for t in at.text_input if t.key == key).input("fmnist-mlp-z10-b1-1")
     _button(at, "sidebar.rename").click().run()
     assert not at.exception and not at.error
@@ -67,7 +67,7 @@ def test_delete_asks_first_then_removes_the_run(app, empty_runs_root) -> None:
     _run(empty_runs_root / "doomed")
     at = app(run="doomed")
     assert _button(at, "sidebar.delete").disabled  # not before the user confirms
-    sure = state.run_widget_key(state.SIDEBAR_DELETE_SURE, "doomed")
+    sure = state.sub_key(state.SIDEBAR_DELETE_SURE, "doomed")
     next(c for c in at.checkbox if c.key == sure).check().run()
     _button(at, "sidebar.delete").click().run()
     assert not at.exception and not at.error

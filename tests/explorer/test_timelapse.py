@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import charts, images, runs, state
-from explorer.views import fork
+from explorer.panels import fork
 from vae_core import history
 from vae_core.process import kill_trainer
 from vae_core.rundir import RunDir

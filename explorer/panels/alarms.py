@@ -35,7 +35,7 @@ def render(run: RunDir, status: Status, alarms: Sequence[Alarm]) -> None:
 
 
 def _alarm(run: RunDir, alarm: Alarm, disabled: bool) -> None:
-    with st.container(border=True, key=f"training.alarm.{alarm.kind}"):
+    with st.container(border=True, key=state.sub_key(state.TRAINING_ALARM, alarm.kind)):
         BOXES[alarm.severity](
             f"**{access.plain(alarm.title)}** (step {alarm.step}): "
             f"{access.plain(alarm.explanation)}"
@@ -44,10 +44,9 @@ def _alarm(run: RunDir, alarm: Alarm, disabled: bool) -> None:
             return
         columns = st.columns(len(alarm.fixes))
         for i, (column, fix) in enumerate(zip(columns, alarm.fixes, strict=True)):
-            key = f"training.fix.{alarm.kind}.{i}"
             column.button(
                 fix.label,
-                key=key,
+                key=state.sub_key(state.sub_key(state.TRAINING_FIX, alarm.kind), str(i)),
                 disabled=disabled,
                 width="stretch",
                 on_click=_apply,  # a callback: it runs before the sidebar is drawn

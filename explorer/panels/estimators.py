@@ -30,15 +30,15 @@ WHY = (
 )
 
 
-def render(run: RunDir) -> None:
-    """A button that measures on the current snapshot; the last result stays on screen."""
+def render(run: RunDir, version: int) -> None:
+    """A button that measures on snapshot `version` (the current one); the last result stays
+    on screen."""
     with st.expander("Reparameterisation vs score function"):
-        version = run.snapshot_version()
         if version == 0:
             st.caption("Needs the first snapshot.")
             return
         run_path = str(run.path)
-        if st.button(f"Measure on snapshot v{version}", key="training.gradvar_button"):
+        if st.button(f"Measure on snapshot v{version}", key=state.TRAINING_GRADVAR_BUTTON):
             summary = cache.gradient_variance(run_path, version, SAMPLES, BATCH_SIZE)
             st.session_state[state.TRAINING_GRADVAR] = (run_path, version, summary)
         measured = st.session_state.get(state.TRAINING_GRADVAR)

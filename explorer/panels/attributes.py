@@ -18,7 +18,6 @@ from vae_core.attributes import Attribute, AttributesError, delete_attributes, r
 from vae_core.attributes import save_attribute as _save_to_run
 from vae_core.latent import EncodedSet
 
-NAME_KEY = "attributes.name"
 WHAT = """
 An attribute vector points from group A to group B: the mean posterior mean μ of B minus that
 of A, where each class inside a group counts once (so a group that is mostly one class does not
@@ -149,16 +148,16 @@ def _pick_groups(run_path: str, codes: EncodedSet) -> tuple[np.ndarray, np.ndarr
         ["Two classes", "Scatter selection"],
         default="Two classes",
         required=True,
-        key="attributes.mode",
+        key=state.ATTRIBUTES_MODE,
     )
     if mode == "Two classes":
         names = cache.test_data(run_path).info.class_names
         classes = np.unique(codes.labels).tolist()
         label = lambda c: names[c] if 0 <= c < len(names) else str(c)  # noqa: E731
         col_a, col_b = st.columns(2)
-        a = col_a.selectbox("Group A: class", classes, 0, label, key="attributes.class_a")
+        a = col_a.selectbox("Group A: class", classes, 0, label, key=state.ATTRIBUTES_CLASS_A)
         b = col_b.selectbox(
-            "Group B: class", classes, min(1, len(classes) - 1), label, key="attributes.class_b"
+            "Group B: class", classes, min(1, len(classes) - 1), label, key=state.ATTRIBUTES_CLASS_B
         )
         if a == b:
             st.info("Pick two different classes.")
@@ -187,7 +186,7 @@ def _preview(run_path: str, codes: EncodedSet, in_a: np.ndarray, in_b: np.ndarra
         f"|A| = {fit.sizes[0]}, |B| = {fit.sizes[1]}, ‖v‖ = {np.linalg.norm(fit.vector):.2f}"
     )
     col_bars.plotly_chart(charts.loadings_figure(fit.direction), width="stretch")
-    st.text_input("Name", value=source, max_chars=60, key=NAME_KEY)
+    st.text_input("Name", value=source, max_chars=60, key=state.ATTRIBUTES_NAME)
     args = (
         run_path,
         tuple(fit.vector.tolist()),
@@ -217,7 +216,7 @@ def _add(
     save: bool,
 ) -> None:
     # The name is read here, not bound at render: an edit and the click arrive together.
-    name = str(st.session_state.get(NAME_KEY) or source).strip()
+    name = str(st.session_state.get(state.ATTRIBUTES_NAME) or source).strip()
     try:
         attribute = Attribute(name, vector, group_a, group_b, source)
         if save:
@@ -243,7 +242,7 @@ def _manage(run_path: str, codes: EncodedSet) -> None:
         where = "saved" if name in saved else "this session only"
         auc_text = "AUC here: n/a" if auc is None else f"AUC on this snapshot: {auc:.3f}"
         st.caption(f"{access.plain(name)} · {where} · {auc_text}")
-    remove = st.multiselect("Remove", list(attributes), key="attributes.remove")
+    remove = st.multiselect("Remove", list(attributes), key=state.ATTRIBUTES_REMOVE)
     st.button("Remove selected", on_click=_remove, args=(run_path, remove), disabled=not remove)
 
 
@@ -264,7 +263,7 @@ def _auc_now(codes: EncodedSet, attribute: Attribute) -> float | None:
 def _remove(run_path: str, names: list[str]) -> None:
     session = {n: a for n, a in _session_attributes(run_path).items() if n not in names}
     st.session_state[state.SLIDERS_ATTRIBUTES] = (run_path, session)
-    st.session_state["attributes.remove"] = []  # its options are about to lose these names
+    st.session_state[state.ATTRIBUTES_REMOVE] = []  # its options are about to lose these names
     if access.current().train_refusal is not None:
         return  # served read-mostly: the run's file stays as it is
     try:

@@ -20,16 +20,16 @@ PRESETS = ("Same settings", PLAIN_AE, "Stronger KL (β × 4)", "Custom")
 USER_ERRORS = (PermissionError, RuntimeError, ValueError, OSError)
 
 
-def render(run: RunDir, step: int, epoch: int, key: str) -> None:
-    """Preset / custom settings and a "Fork from here" button for the point at `step`
-    (reached in epoch `epoch`); `key` prefixes the widget keys (one form per place)."""
+def render(run: RunDir, cfg: TrainConfig, step: int, epoch: int, key: str) -> None:
+    """Preset / custom settings (from the run's `cfg`) and a "Fork from here" button for the
+    point at `step` (reached in epoch `epoch`); `key` prefixes the widget keys (one form per
+    place)."""
     refusal = access.current().train_refusal
-    _, cfg = run.read_config()
-    preset = st.selectbox("Fork preset", PRESETS, key=f"{key}.preset")
+    preset = st.selectbox("Fork preset", PRESETS, key=state.sub_key(key, "preset"))
     changes = _changes(preset, cfg, epoch, key)
     label = ", ".join(f"{k} = {v:g}" for k, v in changes.items()) or "the parent's settings"
     st.caption(f"The fork continues from step {step} with {label}.")
-    if st.button("Fork from here", key=f"{key}.go", disabled=refusal is not None):
+    if st.button("Fork from here", key=state.sub_key(key, "go"), disabled=refusal is not None):
         try:
             fork = runs.fork_and_start(run, step, changes, access.current())
         except USER_ERRORS as e:
@@ -55,15 +55,17 @@ def _changes(preset: str, cfg: TrainConfig, epoch: int, key: str) -> dict[str, A
     col_beta, col_lr, col_epochs, col_seed = st.columns(4)
     return {
         "beta": col_beta.number_input(
-            "β", *BETA_RANGE, value=float(cfg.beta), key=f"{key}.beta", format="%.3g"
+            "β", *BETA_RANGE, value=float(cfg.beta), key=state.sub_key(key, "beta"), format="%.3g"
         ),
         "lr": col_lr.number_input(
-            "lr", *LR_RANGE, value=float(cfg.lr), key=f"{key}.lr", format="%.2e"
+            "lr", *LR_RANGE, value=float(cfg.lr), key=state.sub_key(key, "lr"), format="%.2e"
         ),
         "epochs": int(
             col_epochs.number_input(
-                "Epochs", epoch + 1, MAX_EPOCHS, value=epochs, key=f"{key}.epochs"
+                "Epochs", epoch + 1, MAX_EPOCHS, value=epochs, key=state.sub_key(key, "epochs")
             )
         ),
-        "seed": int(col_seed.number_input("Seed", 0, 2**31 - 1, cfg.seed, key=f"{key}.seed")),
+        "seed": int(
+            col_seed.number_input("Seed", 0, 2**31 - 1, cfg.seed, key=state.sub_key(key, "seed"))
+        ),
     }

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, charts, images, state
-from explorer.views import fork
+from explorer.panels import fork
 from vae_core import history
 from vae_core.latent import TimeLapse
 from vae_core.rundir import RunDir
@@ -48,7 +48,7 @@ def render(run: RunDir) -> None:
         f"(history uses {history.disk_bytes(run) / 1e6:.1f} MB); built in "
         f"{time.perf_counter() - started:.2f} s. Press Play, or drag the step slider."
     )
-    st.plotly_chart(fig, key="scatter.timelapse_chart", width="stretch")
+    st.plotly_chart(fig, key=state.SCATTER_TIMELAPSE_CHART, width="stretch")
     _gif(lapse, labels, titles, cache.test_data(run_path).info.class_names)
     with st.expander("Fork from a history point"):
         steps = [p.step for p in points]
@@ -56,7 +56,8 @@ def render(run: RunDir) -> None:
             "History step", steps, value=steps[-1], key=state.SCATTER_TIMELAPSE_STEP
         )
         point = points[steps.index(step)]
-        fork.render(run, point.step, point.epoch, key="scatter.fork")
+        _, train_config = run.read_config()
+        fork.render(run, train_config, point.step, point.epoch, key=state.SCATTER_FORK)
 
 
 def _axis_titles(lapse: TimeLapse) -> tuple[str, str]:
@@ -85,7 +86,7 @@ def _gif(
 ) -> None:
     """An animated GIF of the same frames, in the figure's class colours, with a legend;
     rendered only when asked for."""
-    if st.button("Make a GIF of the time-lapse", key="scatter.timelapse_gif"):
+    if st.button("Make a GIF of the time-lapse", key=state.SCATTER_TIMELAPSE_GIF):
         ranges = charts.fixed_ranges(lapse.frames)
         data = images.scatter_gif(
             lapse.frames,

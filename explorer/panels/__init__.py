@@ -1,0 +1,1 @@
+"""Panels shared by several views (explorer/views); a panel never imports a view."""
