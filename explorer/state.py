@@ -24,7 +24,6 @@ TRAINING_GRADVAR = "training.gradvar"  # (run path, version, summary dict) last 
 TRAINING_ACTIVE_THRESHOLD = "training.active_threshold"  # nats: a dim above it is active
 TRAINING_GAP_UNITS = "training.gap_units"  # "nats" or "bits/dim" (segmented control)
 TRAINING_LAST_FIX = "training.last_fix"  # (run path, fix label, time, error or None)
-TRAINING_FIX_REDRAW = "training.fix_redraw"  # set by a fix's callback: redraw the whole page
 TRAINING_LIVE = "training.live"  # the live charts component's widget key (the browser's ticks)
 TRAINING_DRAWN = "training.drawn"  # (what the charts were built from, their slots) last tick
 SLIDERS_Z = "sliders.z"  # the current latent point, list[float] (D,)
@@ -116,15 +115,11 @@ def init() -> None:
         st.session_state.setdefault(key, value)
 
 
-def live_setting_key(setting: str, run_name: str) -> str:
-    """Widget key of the sidebar's live `setting` ("beta", "lr") input for a run."""
-    return f"live_{setting}.{run_name}"
-
-
-def set_live_setting(setting: str, run_name: str, value: float) -> None:
-    """Show a value sent to the trainer (e.g. by a health fix) in the sidebar's live input,
-    so that Apply live does not send the old one back. Call from a widget callback."""
-    st.session_state[live_setting_key(setting, run_name)] = value
+def live_setting_key(setting: str, run_name: str, in_force: float) -> str:
+    """Widget key of the sidebar's live `setting` ("beta", "lr") input for a run, while the
+    trainer uses the value `in_force`: when that changes (a health fix, Apply live from
+    another tab), a fresh input starts at the new value; no callback writes into the old."""
+    return f"live_{setting}.{run_name}.{in_force!r}"
 
 
 def sub_key(prefix: str, part: str) -> str:

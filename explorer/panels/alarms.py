@@ -21,12 +21,6 @@ CHECKED = "posterior collapse, KL vanishing, dead dimensions, gradients, stalled
 
 def render(run: RunDir, status: Status, alarms: Sequence[Alarm]) -> None:
     """One box per alarm, most severe first, with its fixes as buttons; a line when none."""
-    if st.session_state.pop(state.TRAINING_FIX_REDRAW, False):
-        # A fix button reran only this fragment. The sidebar's live beta / lr inputs (a form
-        # in another fragment) show the value the callback gave them only once the whole
-        # page is drawn again: their own fragment's ticks keep the browser's old value
-        # (tests/e2e/test_health_e2e.py fails without this rerun).
-        st.rerun(scope="app")
     refusal = access.current().train_refusal
     live = status.is_live and not status.on_other_host
     if not alarms:
@@ -62,19 +56,15 @@ def _alarm(run: RunDir, alarm: Alarm, disabled: bool) -> None:
 
 def _apply(run: RunDir, fix: Fix) -> None:
     """Send `fix` live, unless this browser may not control trainers; remember the outcome
-    for _last_fix_note, and show a new beta / lr in the sidebar's live inputs."""
+    for _last_fix_note."""
     error = access.current().train_refusal  # the buttons are disabled; a hand-made event
     if error is None:
         try:
             runs.apply_fix(run, fix.changes)
         except (ValueError, OSError) as e:
             error = str(e)
+    # The sidebar's live inputs follow once the trainer applies it (keyed by the value in force).
     st.session_state[state.TRAINING_LAST_FIX] = (str(run.path), fix.label, time.time(), error)
-    if error is None:
-        for setting in ("beta", "lr"):
-            if setting in fix.changes:
-                state.set_live_setting(setting, run.path.name, float(fix.changes[setting]))
-                st.session_state[state.TRAINING_FIX_REDRAW] = True
 
 
 def _last_fix_note(run: RunDir) -> None:

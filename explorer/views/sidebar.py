@@ -204,7 +204,8 @@ def _run_controls(run: RunDir) -> None:
     with st.form(state.SIDEBAR_LIVE_FORM):
         # TODO(issue 17): runs.settings_in_force, from this tick's status, once it lands.
         beta, lr = runs.live_settings(run)
-        # Keyed by run: the inputs start at the run's current values, then keep the user's.
+        # Keyed by run and value in force: the inputs start at the trainer's values, keep the
+        # user's typing, and start afresh when the trainer takes a new value.
         name = run.path.name
         col_beta, col_lr = st.columns(2)
         new_beta = col_beta.number_input(
@@ -214,7 +215,7 @@ def _run_controls(run: RunDir) -> None:
             value=beta,
             step=0.5,
             format="%.2f",
-            key=state.live_setting_key("beta", name),
+            key=state.live_setting_key("beta", name, beta),
         )
         new_lr = col_lr.number_input(
             "lr",
@@ -223,7 +224,7 @@ def _run_controls(run: RunDir) -> None:
             value=lr,
             step=1e-4,
             format="%.0e",
-            key=state.live_setting_key("lr", name),
+            key=state.live_setting_key("lr", name, lr),
         )
         if st.form_submit_button("Apply live", disabled=locked or not live, width="stretch"):
             _act(lambda r: runs.apply_live(r, new_beta, new_lr), run, "New beta / lr sent")

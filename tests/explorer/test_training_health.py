@@ -108,8 +108,13 @@ def test_a_fix_button_writes_its_change_to_control_json(
     control = collapsing_run.read_control()
     assert control["command"] is None and control["set"] == expected
     assert any(m.value.startswith("Sent at") for m in at.success)
-    beta = next(n for n in at.number_input if n.key == state.live_setting_key("beta", "collapsing"))
-    assert beta.value == expected.get("beta", 20.0)  # Apply live will not send 20 back
+    # The trainer applies it; the sidebar's live input starts again at the value in force, so
+    # Apply live will not send 20 back.
+    beta_now = expected.get("beta", 20.0)
+    collapsing_run.write_status("running", step=310, epoch=0, beta=beta_now, lr=1e-3)
+    at.run()
+    key = state.live_setting_key("beta", "collapsing", beta_now)
+    assert next(n for n in at.number_input if n.key == key).value == beta_now
 
 
 def test_a_sent_fix_restarts_the_evidence_once_the_trainer_logs_it(
