@@ -20,7 +20,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, sync_playwright
 
-from explorer import devserver
+from tools import devserver
 
 TRIVIAL_APP = 'import streamlit as st\n\nst.sidebar.button("Start")\n'
 TIMEOUT_S = 120

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from playwright.sync_api import Browser, Frame, Page, sync_playwright
 
-from explorer import devserver
+from tools import devserver
 
 E2E = Path(__file__).resolve().parents[1] / "tests" / "e2e"
 APP = E2E / "live_sliders_app.py"

@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
-from explorer import devserver, runs
+from explorer import runs
+from tools import devserver
 from vae_core.rundir import RunDamaged, RunDir
 
 VIEWS = ("Training", "Latent sliders", "Scatter", "Interpolation", "Inspect image",

@@ -21,7 +21,8 @@ from pathlib import Path
 from playwright.sync_api import Frame, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from explorer import devserver, runs
+from explorer import runs
+from tools import devserver
 from vae_core.process import kill_trainer
 from vae_core.rundir import RunDir
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from explorer import devserver
+from tools import devserver
 from vae_core.catalog import is_available_offline
 from vae_core.process import kill_trainer
 from vae_core.rundir import RunDir

@@ -685,11 +685,12 @@ def launch_failure(run: RunDir, returncode: int | None = None) -> str:
     return f"the trainer exited before it started{code}: {why}"
 
 
-def live_settings(run: RunDir) -> Settings:
+def live_settings(run: RunDir, status: Status | None = None) -> Settings:
     """The settings the trainer is using now (settings_in_force): the config's, then the
-    beta / lr of its heartbeat (status.json). The sidebar reads no metrics log (numpy)."""
+    beta / lr of its heartbeat (`status`, read from status.json when None). The sidebar
+    reads no metrics log (numpy)."""
     _, cfg = run.read_config()
-    status = run.read_status()
+    status = run.read_status() if status is None else status
     heartbeat = [{"beta": status.beta, "lr": status.lr}] if status is not None else []
     return settings_in_force(cfg, heartbeat)
 

@@ -63,6 +63,7 @@ def _apply(run: RunDir, fix: Fix) -> None:
             runs.apply_fix(run, fix.changes)
         except (ValueError, OSError) as e:
             error = str(e)
+    # The sidebar's live inputs follow once the trainer applies it (keyed by the value in force).
     st.session_state[state.TRAINING_LAST_FIX] = (str(run.path), fix.label, time.time(), error)
 
 

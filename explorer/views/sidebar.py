@@ -210,7 +210,7 @@ def _run_controls(run: RunDir) -> None:
     if not run.exists():
         return  # launched, no config.json yet: nothing to change live
     with st.form(state.SIDEBAR_LIVE_FORM):
-        in_force = runs.live_settings(run)
+        in_force = runs.live_settings(run, status)  # this tick's status: one reading
         beta, lr = in_force.beta, in_force.lr
         # Keyed by run and by the value in force: the inputs keep what the user types until
         # the trainer applies a change (from here, a health fix, the CLI), then start at it.

@@ -1,5 +1,7 @@
-"""Fixtures shared by the browser tests: a runs root whose trainers die with the module, and
-the live-drag test decoders."""
+"""Fixtures shared by the browser tests: a runs root whose trainers die with the module, the
+live sliders' test decoders, a served run with a 2-D latent, and `checks` (idle, no
+exception, screenshots), which wait on the app's own state, never on a fixed sleep.
+Screenshots go to $VAE_E2E_SHOTS (default tests/e2e/screenshots)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from types import ModuleType
 
 import pytest
 
+from tools import devserver
 from vae_core.process import kill_trainer
 from vae_core.rundir import list_runs
 
@@ -77,3 +80,14 @@ def checks(request: pytest.FixtureRequest) -> PageChecks:
     """PageChecks named after the test module (test_health_e2e.py -> health_*.png)."""
     name = Path(request.module.__file__).stem.removeprefix("test_").removesuffix("_e2e")
     return PageChecks(name)
+
+
+@pytest.fixture(scope="session")
+def two_d_run_url(tmp_path_factory: pytest.TempPathFactory, train_shapes_run) -> Iterator[str]:
+    """The app serving a run with a 2-D latent on shapes (the scatter is z itself), trained
+    in-process first: its URL with ?run= set; add &view=... to open a view."""
+    root = tmp_path_factory.mktemp("runs-2d")
+    options = {"batch_size": 32, "lr": 3e-3, "log_every": 10}
+    train_shapes_run(root / "two-d", latent_dim=2, num_samples=1024, epochs=4, **options)
+    with devserver.serve("explorer/app.py", env={"VAE_EXPLORER_RUNS": str(root)}) as url:
+        yield f"{url}/?run=two-d"

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from explorer import devserver
+from tools import devserver
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.e2e
 
-SCREENSHOTS = Path(__file__).with_name("screenshots")
 TIMEOUT_MS = 60_000
 
 
@@ -33,23 +32,6 @@ def app_url(runs_root: Path) -> Iterator[str]:
 def page(app_url: str) -> Iterator[object]:
     with devserver.chromium_page(app_url, height=1000, timeout_ms=TIMEOUT_MS) as page:
         yield page
-
-
-def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"app_{name}.png"), full_page=True)
-
-
-def _no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-
-
-def _idle(page) -> None:
-    """Wait until the script run triggered by the last action has finished."""
-    page.wait_for_timeout(300)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS
-    )
 
 
 def _start_shapes_run(page) -> None:
@@ -96,7 +78,7 @@ def _click_first_scatter_point(page) -> None:
     page.mouse.click(box["x"] + x, box["y"] + y)
 
 
-def test_train_slide_select_interpolate(page) -> None:
+def test_train_slide_select_interpolate(page, checks) -> None:
     _start_shapes_run(page)
     # -- readouts move while the run trains in the background (in the live charts' frame) --
     page.wait_for_selector('iframe[title*="live_charts"]', state="attached")
@@ -110,8 +92,8 @@ def test_train_slide_select_interpolate(page) -> None:
     frame.wait_for_function(  # the readout refreshes every second
         f"v => document.querySelector('{step}').textContent !== v", arg=first, timeout=30_000
     )
-    _shot(page, "training")
-    _no_exception(page)
+    checks.shot(page, "training")
+    checks.no_exception(page)
 
     # -- live drag: a keyboard step in the browser-side sliders redraws the canvas --
     _view(page, "Latent sliders").click()
@@ -123,8 +105,8 @@ def test_train_slide_select_interpolate(page) -> None:
     frame.wait_for_function(
         "src => document.getElementById('image').toDataURL() !== src", arg=before
     )
-    _shot(page, "sliders_live")
-    _no_exception(page)
+    checks.shot(page, "sliders_live")
+    checks.no_exception(page)
 
     # -- the server-side fallback: st.slider step -> new decoded image --
     page.get_by_test_id("stMain").get_by_text("Live drag", exact=True).click()
@@ -138,40 +120,40 @@ def test_train_slide_select_interpolate(page) -> None:
         "e => e.innerText.includes('decoded') && e.querySelector('img').src !== src)",
         arg=page.evaluate("s => new URL(s, location.href).href", before),
     )
-    _shot(page, "sliders")
-    _no_exception(page)
+    checks.shot(page, "sliders")
+    checks.no_exception(page)
 
     # -- selecting a scatter point shows the image and its reconstruction --
     _view(page, "Scatter").click()
-    _idle(page)
+    checks.idle(page)
     _click_first_scatter_point(page)
     page.get_by_text("Test image #").wait_for()
     page.get_by_test_id("stImage").filter(
         has=page.get_by_text("reconstruction", exact=True)
     ).wait_for()
-    _shot(page, "scatter")
-    _no_exception(page)
+    checks.shot(page, "scatter")
+    checks.no_exception(page)
 
     # -- t-SNE on demand: computed in the background, then it replaces PCA --
     page.get_by_test_id("stMain").get_by_test_id("stButtonGroup").get_by_text("t-SNE").click()
     page.get_by_text(re.compile(r"\(t-SNE\); click a point")).wait_for(timeout=TIMEOUT_MS)
-    _idle(page)
-    _shot(page, "scatter_tsne")
-    _no_exception(page)
+    checks.idle(page)
+    checks.shot(page, "scatter_tsne")
+    checks.no_exception(page)
 
     # -- an interpolation from the selected point to a prior sample --
     _view(page, "Interpolation").click()
     panel = page.get_by_test_id("stMain")
     panel.get_by_text("Selected point").first.click()
-    _idle(page)
+    checks.idle(page)
     panel.get_by_text("Prior sample").nth(1).click()
-    _idle(page)
+    checks.idle(page)
     panel.get_by_test_id("stImage").filter(has_text="A → B").wait_for()
     assert panel.get_by_role("button", name="Download GIF").is_visible()
-    _shot(page, "interpolation")
-    _no_exception(page)
+    checks.shot(page, "interpolation")
+    checks.no_exception(page)
 
     stop = page.get_by_test_id("stSidebar").get_by_role("button", name="Stop", exact=True)
     if stop.is_enabled():
         stop.click()
-        _idle(page)
+        checks.idle(page)

@@ -1,19 +1,18 @@
 """The health alarms end to end in headless Chromium: start a Fashion-MNIST run at beta = 20
 from the sidebar (it collapses on purpose), see the collapse alarm, apply a fix with one
 click, and see the trainer take it: control.json, a labelled line on the curves, the alarm
-gone. Screenshots go to $VAE_E2E_SHOTS (default /tmp/vae-explorer-e2e).
+gone. Screenshots go to $VAE_E2E_SHOTS (default tests/e2e/screenshots).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from explorer import devserver
+from tools import devserver
 from vae_core.catalog import is_available_offline
 from vae_core.rundir import RunDir, list_runs
 
@@ -26,7 +25,6 @@ pytestmark = [
     ),
 ]
 
-SHOTS = Path(os.environ.get("VAE_E2E_SHOTS", "/tmp/vae-explorer-e2e"))
 TIMEOUT_MS = 120_000
 
 
@@ -44,20 +42,6 @@ def page(runs_root: Path) -> Iterator[object]:
             page.goto(url)
             yield page
             browser.close()
-
-
-def _shot(page, name: str) -> None:
-    """A screenshot once every chart on the page has drawn (a rerun that moves a chart
-    redraws it: a shot taken then shows a blank space)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(1000)
-    page.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
-            .filter(chart => chart.offsetParent !== null)
-            .every(chart => [...chart.querySelectorAll('.js-plotly-plot .main-svg')]
-                .some(svg => svg.getBoundingClientRect().height > 100))"""
-    )
-    page.screenshot(path=str(SHOTS / f"health_{name}.png"))
 
 
 def _start_collapsing_run(page) -> None:
@@ -83,14 +67,16 @@ def _the_run(runs_root: Path) -> RunDir:
     return run
 
 
-def test_a_collapsing_run_raises_the_alarm_and_a_fix_is_applied_live(page, runs_root) -> None:
+def test_a_collapsing_run_raises_the_alarm_and_a_fix_is_applied_live(
+    page, runs_root, checks
+) -> None:
     _start_collapsing_run(page)
     main = page.get_by_test_id("stMain")
     alarm = main.get_by_test_id("stAlert").filter(has_text="Posterior collapse")
     alarm.wait_for(timeout=TIMEOUT_MS)
     fix = main.get_by_role("button", name="Lower beta to 1")
     assert fix.is_enabled()
-    _shot(page, "alarm")
+    checks.shot(page, "alarm")
     assert page.locator('[data-testid="stException"]').count() == 0
 
     fix.click()
@@ -109,6 +95,8 @@ def test_a_collapsing_run_raises_the_alarm_and_a_fix_is_applied_live(page, runs_
     # The sidebar's live beta follows the value in force (its fragment redraws every 2 s):
     # Apply live would not send 20 back.
     sidebar_beta = page.get_by_test_id("stSidebar").get_by_role("spinbutton", name="beta")
+    # Apply live would not send 20 back. A wait, not a read: the sidebar's controls redraw
+    # on their own fragment's tick.
     playwright_api.expect(sidebar_beta).to_have_value("1.00", timeout=10_000)
-    _shot(page, "fixed")
-    assert page.locator('[data-testid="stException"]').count() == 0
+    checks.shot(page, "fixed")
+    checks.no_exception(page)

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from explorer import devserver
+from tools import devserver
 from vae_core.config import TrainConfig
 from vae_core.imported import card_from_flags, import_model
 

@@ -18,13 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explorer import devserver
+from tools import devserver
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.e2e
 
-SCREENSHOTS = Path(__file__).with_name("screenshots")
 TIMEOUT_MS = 60_000
 RUN = "inspect-shapes"
 CANVAS_URL = re.compile(r"draw_canvas/index\.html")
@@ -50,23 +49,6 @@ def page(app_url: str) -> Iterator[object]:
         f"{app_url}/?run={RUN}&view=Inspect+image", height=2000, timeout_ms=TIMEOUT_MS
     ) as page:
         yield page
-
-
-def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"inspect_{name}.png"), full_page=True)
-
-
-def _idle(page) -> None:
-    """Wait until the script run triggered by the last action has finished."""
-    page.wait_for_timeout(300)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS
-    )
-
-
-def _no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
 
 
 def _button_group(page, name: str):
@@ -105,11 +87,11 @@ def _draw_stroke(page) -> None:
     page.mouse.up()
 
 
-def test_upload_draw_and_see_it_on_the_scatter(page) -> None:
+def test_upload_draw_and_see_it_on_the_scatter(page, checks) -> None:
     page.get_by_text("Test image #0").wait_for()
-    _idle(page)
-    _shot(page, "test_image")
-    _no_exception(page)
+    checks.idle(page)
+    checks.shot(page, "test_image")
+    checks.no_exception(page)
 
     _button_group(page, "Your own image").click()
     uploader = page.locator('[data-testid="stFileUploader"] input[type=file]')
@@ -121,9 +103,9 @@ def test_upload_draw_and_see_it_on_the_scatter(page) -> None:
     elapsed = time.perf_counter() - start
     print(f"\nupload -> point on the scatter: {elapsed * 1000:.0f} ms")
     page.get_by_text("converted RGB → grayscale to match the run's 1 channel").wait_for()
-    _idle(page)
-    _shot(page, "upload")
-    _no_exception(page)
+    checks.idle(page)
+    checks.shot(page, "upload")
+    checks.no_exception(page)
 
     before = page.evaluate(OWN_POINT)
     _draw_stroke(page)
@@ -133,37 +115,37 @@ def test_upload_draw_and_see_it_on_the_scatter(page) -> None:
     )
     page.get_by_text("Your drawing, snapshot").wait_for()
     print(f"stroke end -> point on the scatter: {(time.perf_counter() - start) * 1000:.0f} ms")
-    _idle(page)
-    _shot(page, "drawing")
-    _no_exception(page)
+    checks.idle(page)
+    checks.shot(page, "drawing")
+    checks.no_exception(page)
 
     _button_group(page, "Scatter").click()
     page.wait_for_function(HAS_OWN_POINT, timeout=TIMEOUT_MS)
-    _idle(page)
-    _shot(page, "scatter")
-    _no_exception(page)
+    checks.idle(page)
+    checks.shot(page, "scatter")
+    checks.no_exception(page)
 
 
-def test_a_bad_upload_shows_one_message(page) -> None:
+def test_a_bad_upload_shows_one_message(page, checks) -> None:
     _button_group(page, "Inspect image").click()
-    _idle(page)
+    checks.idle(page)
     _button_group(page, "Your own image").click()
     uploader = page.locator('[data-testid="stFileUploader"] input[type=file]')
     uploader.set_input_files(files=[{"name": "fake.png", "mimeType": "image/png",
                                      "buffer": b"not an image at all"}])  # fmt: skip
     page.get_by_text("this file is not an image").wait_for()
-    _idle(page)
+    checks.idle(page)
     assert page.get_by_test_id("stAlertContentError").count() == 1
     assert page.evaluate(HAS_OWN_POINT) is False  # nothing else drawn
-    _no_exception(page)
+    checks.no_exception(page)
 
 
-def test_a_click_on_the_mi_heat_map_opens_that_dimension(page) -> None:
+def test_a_click_on_the_mi_heat_map_opens_that_dimension(page, checks) -> None:
     _button_group(page, "Disentanglement").click()
     page.get_by_role("button", name="Compute MIG").click()
     page.get_by_test_id("stMetric").filter(has_text="MIG").first.wait_for()
-    _idle(page)
-    _shot(page, "disentanglement")
+    checks.idle(page)
+    checks.shot(page, "disentanglement")
     plot = page.locator(".js-plotly-plot:visible").first
     x, y = plot.evaluate(
         """gd => {
@@ -174,6 +156,6 @@ def test_a_click_on_the_mi_heat_map_opens_that_dimension(page) -> None:
     box = plot.bounding_box()
     page.mouse.click(box["x"] + x, box["y"] + y)
     page.get_by_text("rows: z2").wait_for()
-    _idle(page)
-    _shot(page, "sliders_from_heatmap")
-    _no_exception(page)
+    checks.idle(page)
+    checks.shot(page, "sliders_from_heatmap")
+    checks.no_exception(page)

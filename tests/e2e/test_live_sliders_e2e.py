@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer import devserver
+from tools import devserver
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -188,7 +188,7 @@ def _python_order(page) -> list[int]:
     return [int(v) for v in re.findall(r"\d+", text)]
 
 
-def test_a_new_order_waits_while_a_slider_has_focus(page) -> None:
+def test_a_new_order_waits_while_a_slider_has_focus(page, checks) -> None:
     frame = devserver.live_sliders_frame(page)
     page.get_by_text("Rotate the order on every run").click()
     frame.wait_for_function(f"document.querySelector('.dim').dataset.dim !== '{0}'")
@@ -204,18 +204,23 @@ def test_a_new_order_waits_while_a_slider_has_focus(page) -> None:
     assert _python_order(page) != held
     frame.evaluate("document.activeElement.blur()")  # the user leaves the sliders
     frame.wait_for_function("document.activeElement === document.body")
-    page.wait_for_timeout(100)
-    assert _displayed_order(frame) == _python_order(page)
+    checks.idle(page)
+    expected = _python_order(page)
+    frame.wait_for_function(  # the held-back order lands once focus has settled
+        "expected => [...document.querySelectorAll('.dim')].map(b => Number(b.dataset.dim))"
+        ".join() === expected.join()",
+        arg=expected,
+    )
 
 
-def test_quick_key_presses_are_not_undone_by_earlier_reruns(page) -> None:
+def test_quick_key_presses_are_not_undone_by_earlier_reruns(page, checks) -> None:
     frame = devserver.live_sliders_frame(page)
     slider = frame.locator("#z2")
     slider.focus()
     for _ in range(15):  # faster than the reruns they cause
         page.keyboard.press("ArrowRight")
     assert _wait_reported(page, 2, lambda v: v >= 0.15)[2] == pytest.approx(0.15)
-    page.wait_for_timeout(500)  # the reruns still in flight arrive
+    checks.idle(page)  # the reruns still in flight have arrived
     assert float(slider.input_value()) == pytest.approx(0.15)
     assert _reported_z(page)[2] == pytest.approx(0.15)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import devserver
+from tools import devserver
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -1,10 +1,9 @@
 """The time-lapse, "Fork from here" and Compare end to end in headless Chromium, on a small
-shapes run trained in-process. Screenshots go to $VAE_E2E_SHOTS (default /tmp/vae-explorer-e2e).
+shapes run trained in-process. Screenshots go to $VAE_E2E_SHOTS (default tests/e2e/screenshots).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer import devserver
+from tools import devserver
 from vae_core.process import kill_trainer
 from vae_core.rundir import list_runs
 
@@ -21,9 +20,15 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.e2e
 
-SHOTS = Path(os.environ.get("VAE_E2E_SHOTS", "/tmp/vae-explorer-e2e"))
 TIMEOUT_MS = 90_000
 RUN = "shapes-run"
+# The time-lapse slider's shown frame (plotly's own state), -1 before it exists.
+ACTIVE_FRAME = """() => {
+    for (const gd of document.querySelectorAll('.js-plotly-plot'))
+        if (gd._fullLayout && gd._fullLayout.sliders && gd._fullLayout.sliders.length)
+            return gd._fullLayout.sliders[0].active;
+    return -1;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +54,7 @@ def browser_url(runs_root: Path) -> Iterator[tuple[object, str]]:
             browser.close()
 
 
-def _shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_timeout(1000)
-    page.screenshot(path=str(SHOTS / f"timelapse_{name}.png"))
-
-
-def test_timelapse_plays_and_forks(browser_url, runs_root) -> None:
+def test_timelapse_plays_and_forks(browser_url, runs_root, checks) -> None:
     page, url = browser_url
     started = time.perf_counter()
     page.goto(f"{url}/?run={RUN}&view=Scatter")
@@ -63,10 +62,11 @@ def test_timelapse_plays_and_forks(browser_url, runs_root) -> None:
     chart = page.locator(".js-plotly-plot").filter(has=page.locator(".slider-container"))
     chart.wait_for()
     print(f"time-lapse first display: {time.perf_counter() - started:.1f} s")
-    _shot(page, "newest")
+    checks.shot(page, "newest")
+    newest = page.evaluate(ACTIVE_FRAME)
     chart.get_by_text("▶ Play").click()
-    page.wait_for_timeout(700)
-    _shot(page, "playing")
+    page.wait_for_function(f"() => ({ACTIVE_FRAME})() !== {newest}")  # the animation moved
+    checks.shot(page, "playing")
     assert page.locator('[data-testid="stException"]').count() == 0
     expander = page.get_by_test_id("stExpander").filter(has_text="Fork from a history point")
     expander.get_by_text("Fork from a history point").click()
@@ -83,10 +83,10 @@ def test_timelapse_plays_and_forks(browser_url, runs_root) -> None:
     page.get_by_text("Forked shapes-run-fork-").wait_for()
     forks = [r for r in list_runs(runs_root) if r.read_parent()]
     assert len(forks) == 1 and forks[0].read_config()[1].beta == 0.0
-    _shot(page, "forked")
+    checks.shot(page, "forked")
 
 
-def test_compare_view_shows_two_runs(browser_url) -> None:
+def test_compare_view_shows_two_runs(browser_url, checks) -> None:
     page, url = browser_url
     page.goto(f"{url}/?run={RUN}&view=Compare")
     page.get_by_text("Pick at least two runs").wait_for()
@@ -95,7 +95,6 @@ def test_compare_view_shows_two_runs(browser_url) -> None:
     page.keyboard.press("Escape")
     page.get_by_text("One projection for all").wait_for()
     page.get_by_text("twin: T = 1.00, seed 0").wait_for()
-    page.wait_for_timeout(1000)
     page.set_viewport_size({"width": 1400, "height": 2200})
-    _shot(page, "compare")
+    checks.shot(page, "compare")
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer import devserver
+from tools import devserver
 from vae_core.rundir import RunDir
 
 playwright_api = pytest.importorskip("playwright.sync_api")

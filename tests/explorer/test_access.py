@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from explorer import access, devserver, runs
+from explorer import access, runs
+from tools import devserver
 from vae_core.process import claim_run_dir
 from vae_core.rundir import RunDir
 

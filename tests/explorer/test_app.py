@@ -17,8 +17,6 @@ from vae_core.export import ExportError
 from vae_core.process import wait_for_state
 from vae_core.rundir import RunDir
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
 
 def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)

@@ -16,8 +16,6 @@ from explorer import state
 from vae_core.aggregate import unit
 from vae_core.attributes import Attribute, read_attributes, save_attribute
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
 
 @pytest.fixture
 def run_copy(finished_run_root: Path, run_name: str, tmp_path: Path, monkeypatch) -> Path:

@@ -16,7 +16,6 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import images, runs, state
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 CLASSES = ("square", "ellipse", "heart")  # the shapes dataset's
 
 

@@ -15,8 +15,6 @@ from streamlit.testing.v1 import AppTest
 from explorer import charts, state
 from explorer.components.canvas import new_drawing
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
 OWN = "Your own image"
 
 

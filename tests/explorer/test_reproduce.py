@@ -17,8 +17,6 @@ from streamlit.testing.v1 import AppTest
 from explorer import images, reproduce, state
 from explorer.views import sliders
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
 SNIPPET_RUNNER = """
 import sys
 exec(sys.stdin.read())

@@ -16,8 +16,6 @@ from vae_core.process import kill_trainer
 from vae_core.rundir import STOPPED_BY_USER, RunDir, RunLocked
 from vae_core.runfolders import find_parent
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
 
 def _run(path: Path, parent: RunDir | None = None) -> RunDir:
     run = RunDir(path)

@@ -16,8 +16,6 @@ from vae_core import history
 from vae_core.process import kill_trainer
 from vae_core.rundir import RunDir
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
 
 @pytest.fixture
 def own_root(finished_run_root: Path, run_name: str, tmp_path: Path, monkeypatch) -> Path:

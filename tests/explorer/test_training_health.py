@@ -15,8 +15,6 @@ from explorer import access, runs, state
 from vae_core.config import FREE_BITS_RANGE, MIN_CYCLE_PERIOD, WARMUP_RANGE
 from vae_core.rundir import RunDir
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
 LATENT = 4
 
 

@@ -1,0 +1,1 @@
+"""Test and bench tooling shared by tests/ and bench/ (not part of the app)."""
