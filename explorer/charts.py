@@ -441,6 +441,9 @@ def class_name(label: int, class_names: Sequence[str]) -> str:
 
 
 # The legend of every class-coloured figure (beside the plot, titled).
+NEIGHBOUR_COLOR = "#d62728"  # spokes to the selected point's nearest neighbours
+FOUND_COLOR = "#000"  # rings around the points a search found
+FADED_OPACITY = 0.15  # the other points while a search is active
 CLASS_LEGEND = {"title": {"text": "class"}, "itemsizing": "constant"}
 
 
@@ -638,6 +641,57 @@ def add_inspected(fig: go.Figure, point: np.ndarray, index: int) -> go.Figure:
     return fig
 
 
+def add_neighbours(fig: go.Figure, center: np.ndarray, points: np.ndarray) -> go.Figure:
+    """Spokes from the selected point (2,) to its nearest neighbours in latent space (k, 2),
+    as the Embedding Projector draws them: the 2D view may put true neighbours far apart."""
+    center = np.asarray(center, dtype=np.float64).reshape(2)
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
+        xs += [center[0], x, None]
+        ys += [center[1], y, None]
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines",
+            name=f"{len(points)} nearest in latent space",
+            line={"color": NEIGHBOUR_COLOR, "width": 1},
+            hoverinfo="skip",
+        )
+    )
+    rings = _overlay(
+        np.asarray(points).reshape(-1, 2),
+        "neighbours",
+        "markers",
+        NEIGHBOUR_COLOR,
+        "circle",
+        size=10,
+    )
+    rings.marker.update(color="rgba(0,0,0,0)", line={"width": 2, "color": NEIGHBOUR_COLOR})
+    rings.showlegend = False
+    fig.add_trace(rings)
+    return fig
+
+
+def add_found(fig: go.Figure, points: np.ndarray, query: str) -> go.Figure:
+    """Highlight the points a search found (M, 2) and fade every other point."""
+    for trace in fig.data:
+        if isinstance(trace, go.Scattergl):  # the test set's class traces
+            trace.marker.opacity = FADED_OPACITY
+    found = _overlay(
+        np.asarray(points).reshape(-1, 2),
+        f"found: {query} ({len(points)})",
+        "markers",
+        FOUND_COLOR,
+        "circle",
+        size=9,
+    )
+    found.marker.update(color="rgba(0,0,0,0)", line={"width": 1.5, "color": FOUND_COLOR})
+    fig.add_trace(found)
+    return fig
+
+
 def pixel_heatmap(values: np.ndarray, title: str, zmax: float | None = None, height: int = 260):
     """A (H, W) map of per-pixel values (absolute error, standard deviation) as a heat map,
     row 0 at the top like the image it describes; hover gives the value of one pixel."""
@@ -663,21 +717,28 @@ def pixel_heatmap(values: np.ndarray, title: str, zmax: float | None = None, hei
     return fig
 
 
+INACTIVE_MI_NOTE = "inactive dim (KL below the threshold): this MI is estimator bias<br>"
+
+
 def mi_heatmap(
     mi: np.ndarray,
     factor_names: Sequence[str],
     gaps: dict[str, float],
     focus_dim: int | None = None,
     height: int | None = None,
+    inactive: Sequence[int] = (),
 ) -> go.Figure:
     """I(z_d; v_k) in nats as factors (rows) x latent dims (columns), clickable per cell.
 
     Plotly heat maps cannot be selected, so an invisible marker sits on every cell; its
     customdata is the latent dimension, which a click selects. Row labels carry each
-    factor's normalised gap (its share of MIG).
+    factor's normalised gap (its share of MIG). `inactive` dims (KL below the threshold)
+    are greyed over, their labels greyed and their hover says the MI there is the binned
+    estimator's bias: a dim that carries nothing still shows 0.1-0.35 nats.
     """
     mi = np.asarray(mi, dtype=np.float64)  # (K, D)
     K, D = mi.shape
+    off = {int(d) for d in inactive if 0 <= int(d) < D}
     rows = [f"{name} (gap {gaps[name]:.2f})" if name in gaps else name for name in factor_names]
     cols = [f"z{d}" for d in range(D)]
     fig = go.Figure(
@@ -703,16 +764,34 @@ def mi_heatmap(
             selected={"marker": {"opacity": 0.0}},
             unselected={"marker": {"opacity": 0.0}},
             text=[f"{v:.3f}" for v in mi.ravel()],
-            hovertemplate="%{x} · %{y}<br>I = %{text} nats<br>click: open in the sliders"
-            "<extra></extra>",
+            hovertext=[INACTIVE_MI_NOTE if d in off else "" for d in dims.ravel()],
+            hovertemplate="%{x} · %{y}<br>I = %{text} nats<br>%{hovertext}"
+            "click: open in the sliders<extra></extra>",
             showlegend=False,
         )
     )
+    for d in sorted(off):
+        fig.add_vrect(
+            x0=d - 0.5,
+            x1=d + 0.5,
+            fillcolor=INACTIVE_COLOR,
+            opacity=0.8,
+            line_width=0,
+            layer="above",
+        )
     if focus_dim is not None and 0 <= focus_dim < D:
         fig.add_vrect(x0=focus_dim - 0.5, x1=focus_dim + 0.5, line={"color": "#e4007c", "width": 2})
+    ticks = [
+        f"<span style='color:#888'>{c} off</span>" if d in off else c for d, c in enumerate(cols)
+    ]
     fig.update_layout(
         height=height or 120 + 36 * K,
-        xaxis={"title": "latent dimension", "type": "category"},
+        xaxis={
+            "title": "latent dimension" + (" (grey: inactive)" if off else ""),
+            "type": "category",
+            "tickvals": cols,
+            "ticktext": ticks,
+        },
         yaxis={"autorange": "reversed", "type": "category"},
         margin={"l": 10, "r": 10, "t": 10, "b": 40},
         template="plotly_white",

@@ -214,7 +214,43 @@ def start_run(choices: RunChoices, root: Path | None = None, policy: Policy = LO
     model_config, train_config = configs_from_choices(choices)
     check_data(choices)
     with trainer_slot(root) as slot:
-        return start_in_new_folder(choices, root, (model_config, train_config), (slot,))
+        run = start_in_new_folder(choices, root, (model_config, train_config), (slot,))
+        _label_slot(slot, run)
+        return run
+
+
+STOP_WAIT_S = 60.0  # how long "Stop one and start" waits for the stopped trainer to exit
+SLOT_POLL_S = 0.2  # how often it looks
+
+
+def stop_and_start(
+    victim: RunDir,
+    choices: RunChoices,
+    root: Path | None = None,
+    policy: Policy = LOCAL,
+    wait_s: float = STOP_WAIT_S,
+) -> RunDir:
+    """At the trainer limit: stop `victim` (one of `slot_holders`), wait for its trainer to
+    exit and free its slot, then start `choices`. Checks everything `start_run` checks
+    before stopping anything; RuntimeError if the slot is still held after `wait_s`."""
+    root = runs_root() if root is None else root
+    if choices.name.strip():
+        check_run_name(choices.name)
+    if policy.train_refusal:
+        raise PermissionError(policy.train_refusal)
+    configs_from_choices(choices)  # a bad setting is refused before the victim stops
+    if victim.path.resolve() not in {run.path.resolve() for run in slot_holders(root)}:
+        raise ValueError(f"{victim.path.name} holds no trainer slot here; nothing to stop")
+    stop_run(victim)
+    deadline = time.monotonic() + wait_s
+    while victim.path.resolve() in {run.path.resolve() for run in slot_holders(root)}:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{victim.path.name} is still stopping after {wait_s:.0f} s; press Start "
+                "again in a moment"
+            )
+        time.sleep(SLOT_POLL_S)
+    return start_run(choices, root, policy)
 
 
 IMPORT_TIMEOUT_S = 600  # the dry run builds the model and encodes one batch
@@ -327,6 +363,31 @@ def running_trainers(root: Path | None = None) -> int:
     return sum(is_flocked(path) for path in slots)
 
 
+def slot_holders(root: Path | None = None) -> list[RunDir]:
+    """The runs whose trainers hold this app's trainer slots now, in slot order. A slot
+    held by a trainer that did not say which run it trains (started by an older app) is
+    left out: `running_trainers` still counts it."""
+    folder = (runs_root() if root is None else root) / SLOTS_DIR
+    holders = []
+    for path in sorted(folder.glob("slot-*")) if folder.is_dir() else ():
+        if not is_flocked(path):
+            continue
+        try:
+            run = RunDir(path.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if run.path.name and run.path.is_dir():  # config.json may not be written yet
+            holders.append(run)
+    return holders
+
+
+def _label_slot(slot: int, run: RunDir) -> None:
+    """Write into the slot's file which run its trainer trains (for `slot_holders`). Only
+    the slot's flock holder writes it; a reader that catches it half-written skips it."""
+    os.ftruncate(slot, 0)
+    os.pwrite(slot, str(run.path.resolve()).encode(), 0)
+
+
 def check_trainer_capacity(
     environ: Mapping[str, str] = os.environ, root: Path | None = None
 ) -> None:
@@ -378,6 +439,7 @@ def resume_run(run: RunDir, beta: float | None = None, lr: float | None = None) 
     else:
         with trainer_slot() as slot:
             _remember(run.path, resume_training(run, **changes, pass_fds=(slot,)))
+            _label_slot(slot, run)
 
 
 def fork_and_start(
@@ -406,6 +468,7 @@ def fork_and_start(
                 fork = fork_run(parent, root / (name if n == 1 else f"{name}-{n}"), step, **changes)
             except RunFolderTaken:
                 continue
+            _label_slot(slot, fork)
             return _remember(fork.path, resume_training(fork, pass_fds=(slot,)))
     raise FileExistsError(f"{root} holds 999 runs named {name}-*; pick another runs folder")
 

@@ -14,6 +14,7 @@ import streamlit as st
 
 from explorer import access, cache, charts, state
 from explorer.panels import latent_points, waiting
+from vae_core import health
 from vae_core.metrics import MIGResult
 from vae_core.rundir import RunDir
 
@@ -80,11 +81,17 @@ def _draw(run_path: str, version: int, result: MIGResult) -> None:
         col.metric(f"gap: {name}", f"{gap:.3f}")
     focus = st.session_state.get(state.SLIDERS_FOCUS_DIM)
     focus_dim = focus[1] if focus and focus[0] == run_path else None
-    fig = charts.mi_heatmap(mi, _factor_names(run_path), result.per_factor, focus_dim)
+    threshold = st.session_state.get(state.TRAINING_ACTIVE_THRESHOLD, health.ACTIVE_KL_NATS)
+    inactive = inactive_dims(cache.test_kl_per_dim(run_path, version), threshold)
+    fig = charts.mi_heatmap(
+        mi, _factor_names(run_path), result.per_factor, focus_dim, inactive=inactive
+    )
     st.caption(
         f"I(z_d; v_k) in nats, snapshot v{version}, first {cache.DISENTANGLEMENT_IMAGES} "
         "test images; click a cell to open that dimension in the sliders."
     )
+    if inactive:
+        st.caption(bias_note(mi, inactive, threshold))
     st.plotly_chart(
         fig,
         key=state.DISENT_CHART,
@@ -94,6 +101,23 @@ def _draw(run_path: str, version: int, result: MIGResult) -> None:
         theme=None,  # the colours charts.mi_heatmap sets, not the Streamlit theme's
     )
     _open_dim_picker(run_path, mi)
+
+
+def inactive_dims(kl_per_dim: np.ndarray, threshold: float) -> list[int]:
+    """The latent dims whose mean KL is below `threshold` nats: they carry nothing."""
+    return np.flatnonzero(np.asarray(kl_per_dim) < threshold).tolist()
+
+
+def bias_note(mi: np.ndarray, inactive: list[int], threshold: float) -> str:
+    """Why the grey columns are not zero: the binned estimator's bias, in numbers."""
+    dims = ", ".join(f"z{d}" for d in inactive)
+    most = float(mi[:, inactive].max())
+    return (
+        f"Grey: inactive dimensions ({dims}: KL below {threshold:g} nats, the Training "
+        f"view's threshold). They carry no information about the images, so their MI (up "
+        f"to {most:.2f} nats here) is the bias of the binned estimator on "
+        f"{cache.DISENTANGLEMENT_IMAGES} images, not information about a factor."
+    )
 
 
 def _factor_names(run_path: str) -> list[str]:

@@ -7,10 +7,11 @@ drawn before torch is loaded (tests/test_first_page.py).
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import streamlit as st
 
-from explorer import access, guard, runs, state
+from explorer import access, guard, runs, speed, state
 from explorer.panels import publish
 from vae_core.catalog import DATASETS, IMAGE_SIZES, MAX_SHAPES_IMAGES, is_available_offline
 from vae_core.config import (
@@ -22,6 +23,7 @@ from vae_core.config import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
     MAX_LATENT_DIM,
+    MIN_CYCLE_PERIOD,
     WARMUP_RANGE,
 )
 from vae_core.rundir import RunDir
@@ -37,6 +39,8 @@ DATASET_LABELS = {
     "folder": "My image folder",
 }
 SCHEDULE_LABELS = {"constant": "constant", "linear": "linear warm-up", "cyclical": "cyclical"}
+WARMUP_DEFAULT_STEPS = 1000  # the linear schedule's ramp, as the health fix restarts it
+CYCLE_DEFAULT_STEPS = 5000
 STATUS_REFRESH_S = 2.0  # each tick is a rerun; at 1 s the fallback sliders p95 doubled
 
 
@@ -57,7 +61,7 @@ def render() -> RunDir | None:
             _manage_run(run, live)
             publish.render(run)
         with st.expander("New run", expanded=run is None):
-            _new_run_form()
+            st.fragment(_new_run_form)()
         with st.expander("Open your own model"):
             _import_form()
     return run
@@ -254,34 +258,91 @@ def default_dataset() -> tuple[str, str | None]:
     if is_available_offline("mnist"):
         return "mnist", None
     fallback = "fashion-mnist" if is_available_offline("fashion-mnist") else "shapes"
-    note = f"MNIST is not available offline here; defaulting to {DATASET_LABELS[fallback]}."
+    note = f"MNIST is not on this machine: {DATASET_LABELS[fallback]} is picked."
     return fallback, note
 
 
 def _new_run_form() -> None:
+    """Dataset first and only its fields, Start near the top, then right under Start what
+    the user needs to know: the result, the run-time estimate, the busy trainer slots.
+    A fragment, not an st.form: picking a dataset redraws this form (its fields follow the
+    choice) and nothing else."""
     dataset, note = default_dataset()
     if note:
         st.caption(note)
     policy = access.current()
     refusal = policy.train_refusal
-    with st.form(state.SIDEBAR_NEW_RUN_FORM):
-        choices = _choices(dataset)
-        submitted = st.form_submit_button(
-            "Start", type="primary", width="stretch", disabled=refusal is not None
-        )
-    if refusal:
-        st.caption(access.plain(refusal))
-    if submitted:
-        try:
-            with _fetching(choices):
-                run = runs.start_run(choices, policy=policy)  # checks the policy again
-        except (*USER_ERRORS, RuntimeError) as e:  # RuntimeError: trainer limit, missing data
-            st.error(f"Not started: {access.plain(e)}")
+    choices, submitted, below = _choices(dataset, start_disabled=refusal is not None)
+    with below:
+        if refusal:
+            st.caption(access.plain(refusal))
             return
-        state.set_open_run_ref(runs.run_ref(run))
-        state.open_view_after_rerun("Training")
-        st.session_state[state.SIDEBAR_NOTICE] = f"Started {run.path.name}"
-        st.rerun()
+        try:
+            running, limit = runs.running_trainers(), runs.max_trainers()
+        except ValueError as e:  # a bad $VAE_EXPLORER_MAX_TRAINERS
+            st.error(access.plain(e))
+            return
+        full = running >= limit
+        if submitted and not full:
+            _start(choices, policy)
+        elif submitted or full:
+            _slots_busy(choices, policy, limit, refused=submitted)
+
+
+def _start(choices: runs.RunChoices, policy: access.Policy) -> None:
+    try:
+        with _fetching(choices):
+            run = runs.start_run(choices, policy=policy)  # checks the policy again
+    except (*USER_ERRORS, RuntimeError) as e:  # RuntimeError: trainer limit, missing data
+        st.error(f"Not started: {access.plain(e)}")
+        return
+    _opened(run, f"Started {run.path.name}")
+
+
+def _opened(run: RunDir, notice: str) -> None:
+    """Open a run just started, in the Training view."""
+    state.set_open_run_ref(runs.run_ref(run))
+    state.open_view_after_rerun("Training")
+    st.session_state[state.SIDEBAR_NOTICE] = notice
+    st.rerun()
+
+
+def _slots_busy(choices: runs.RunChoices, policy: access.Policy, limit: int, refused: bool) -> None:
+    """Every trainer slot is taken: say by which runs, and offer to stop one and start."""
+    holders = runs.slot_holders()
+    held = ", ".join(f"**{access.plain(r.path.name)}** ({_progress(r)})" for r in holders)
+    lead = "Not started: all" if refused else "All"
+    st.warning(
+        f"{lead} {limit} trainer slots are busy (one per core here)"
+        + (f": {held}." if held else ".")
+        + " Stop one to start this run.",
+        icon=":material/hourglass_top:",
+    )
+    if holders:
+        names = [r.path.name for r in holders]
+        victim = st.selectbox("Stop which run?", names, key=state.SIDEBAR_STOP_WHICH)
+        if st.button(f"Stop {victim} and start", key=state.SIDEBAR_STOP_AND_START, width="stretch"):
+            chosen = holders[names.index(victim)]
+            try:
+                with st.spinner(f"Stopping {victim} (it saves a checkpoint first)…"):
+                    run = runs.stop_and_start(chosen, choices, policy=policy)
+            except (*USER_ERRORS, RuntimeError) as e:
+                st.error(f"Not started: {access.plain(e)}")
+                return
+            _opened(run, f"Stopped {victim} (resumable) and started {run.path.name}")
+    st.caption(
+        f"A stopped run keeps its checkpoint: Resume it later. The limit is set by "
+        f"{runs.MAX_TRAINERS_ENV}."
+    )
+
+
+def _progress(run: RunDir) -> str:
+    """ "running, step 1,200" for the busy-slots line; the state alone when unreadable."""
+    try:
+        status = runs.run_status(run)
+    except guard.RUN_ERRORS:
+        return runs.state_word(run)
+    return f"{runs.state_line(status)}, step {status.step:,}"
 
 
 def _import_form() -> None:
@@ -352,49 +413,62 @@ def _fetching(choices: runs.RunChoices):
     return st.spinner(f"{label} is not on this machine: downloading it before the run starts…")
 
 
-def _choices(default: str) -> runs.RunChoices:
+def _choices(default: str, start_disabled: bool) -> tuple[runs.RunChoices, bool, Any]:
+    """Draw the form; (the choices, whether Start was pressed, the container under Start)."""
     dataset = st.selectbox(
         "Dataset", DATASETS, index=DATASETS.index(default), format_func=DATASET_LABELS.get
     )
-    folder = st.text_input("Image folder (for My image folder)", placeholder="/path/to/images")
-    col_size, col_count = st.columns(2)
-    image_size = col_size.selectbox("Image size", IMAGE_SIZES, help="shapes and folder only")
-    num_samples = col_count.number_input(
-        "Shapes: images",
-        min_value=256,
-        max_value=MAX_SHAPES_IMAGES,
-        value=20_000,
-        step=1000,
-        help="training images to generate",
-    )
+    folder, image_size, num_samples = "", None, None
+    if dataset == "folder":
+        folder = st.text_input("Image folder", placeholder="/path/to/images")
+    if dataset in ("shapes", "folder"):
+        col_size, col_count = st.columns(2)
+        image_size = int(col_size.selectbox("Image size", IMAGE_SIZES))
+        if dataset == "shapes":
+            num_samples = int(
+                col_count.number_input(
+                    "Shapes: images",
+                    min_value=256,
+                    max_value=MAX_SHAPES_IMAGES,
+                    value=20_000,
+                    step=1000,
+                    help="training images to generate",
+                )
+            )
     architecture = st.radio("Model", ARCHITECTURES, horizontal=True)
-    name = st.text_input(
-        "Run name (optional)",
-        placeholder="e.g. fmnist-mlp-z10-b1-3",
-        max_chars=MAX_NAME_CHARS,
-        help="Left empty: dataset-model-z<latent>-b<beta>-<counter>. "
-        "Letters, digits, '.', '_' and '-'.",
-    )
-    latent_dim = st.number_input("Latent size", min_value=1, max_value=MAX_LATENT_DIM, value=10)
-    col_beta, col_lr = st.columns(2)
-    beta = col_beta.number_input(
-        "beta", min_value=BETA_RANGE[0], max_value=BETA_RANGE[1], value=1.0, step=0.5
-    )
-    lr = col_lr.number_input(
-        "Learning rate",
-        min_value=LR_RANGE[0],
-        max_value=LR_RANGE[1],
-        value=1e-3,
-        step=1e-4,
-        format="%.0e",
-    )
-    beta_schedule, warmup_steps, free_bits = _kl_schedule_choices()
-    col_batch, col_epochs = st.columns(2)
-    batch_size = col_batch.number_input(
-        "Batch size", min_value=1, max_value=MAX_BATCH_SIZE, value=128, step=32
+    col_latent, col_epochs = st.columns(2)
+    latent_dim = col_latent.number_input(
+        "Latent size", min_value=1, max_value=MAX_LATENT_DIM, value=10
     )
     epochs = col_epochs.number_input("Epochs", min_value=1, max_value=MAX_EPOCHS, value=5, step=1)
-    return runs.RunChoices(
+    submitted = st.button("Start", type="primary", width="stretch", disabled=start_disabled)
+    estimate = st.empty()
+    below = st.container()  # the result, and the busy slots, right under Start
+    with st.popover("More settings", width="stretch"):
+        name = st.text_input(
+            "Run name (optional)",
+            placeholder="e.g. fmnist-mlp-z10-b1-3",
+            max_chars=MAX_NAME_CHARS,
+            help="Left empty: dataset-model-z<latent>-b<beta>-<counter>. "
+            "Letters, digits, '.', '_' and '-'.",
+        )
+        col_beta, col_lr = st.columns(2)
+        beta = col_beta.number_input(
+            "beta", min_value=BETA_RANGE[0], max_value=BETA_RANGE[1], value=1.0, step=0.5
+        )
+        lr = col_lr.number_input(
+            "Learning rate",
+            min_value=LR_RANGE[0],
+            max_value=LR_RANGE[1],
+            value=1e-3,
+            step=1e-4,
+            format="%.0e",
+        )
+        beta_schedule, warmup_steps, free_bits = _kl_schedule_choices()
+        batch_size = st.number_input(
+            "Batch size", min_value=1, max_value=MAX_BATCH_SIZE, value=128, step=32
+        )
+    choices = runs.RunChoices(
         dataset=dataset,
         architecture=architecture,
         latent_dim=int(latent_dim),
@@ -405,32 +479,68 @@ def _choices(default: str) -> runs.RunChoices:
         free_bits=float(free_bits),
         batch_size=int(batch_size),
         epochs=int(epochs),
-        image_size=int(image_size),
+        image_size=image_size,
         folder=folder,
-        num_samples=int(num_samples),
+        num_samples=num_samples,
         name=name.strip(),
     )
+    estimate.caption(
+        speed.estimate_line(runs.runs_root(), dataset, architecture, int(epochs), num_samples or 0)
+    )
+    st.caption(access.plain(settings_summary(choices)))
+    return choices, submitted, below
+
+
+def settings_summary(choices: runs.RunChoices) -> str:
+    """The popover's settings in one line, so what Start will use is in view."""
+    schedule = SCHEDULE_LABELS[choices.beta_schedule]
+    if choices.beta_schedule != "constant":
+        schedule += f" over {choices.warmup_steps:,} steps"
+    parts = [
+        choices.name or "name: automatic",
+        f"beta {choices.beta:g} ({schedule})",
+        f"lr {choices.lr:.0e}",
+        f"batch {choices.batch_size}",
+    ]
+    if choices.free_bits:
+        parts.append(f"free bits {choices.free_bits:g}")
+    return " · ".join(parts)
 
 
 def _kl_schedule_choices() -> tuple[str, int, float]:
-    """Beta schedule, KL warm-up length and free bits: (schedule, steps, nats per dim)."""
+    """Beta schedule, KL warm-up length and free bits: (schedule, steps, nats per dim).
+    The warm-up field shows only for a schedule that has one, so "linear warm-up" never
+    sits beside "0 steps" (which meant constant)."""
     schedule = st.selectbox(
         "Beta schedule",
         BETA_SCHEDULES,
-        index=BETA_SCHEDULES.index("linear"),
+        index=BETA_SCHEDULES.index("constant"),
         format_func=SCHEDULE_LABELS.get,
-        help="linear: beta rises from 0 over the warm-up, then holds (Bowman et al. 2016). "
-        "cyclical: that ramp repeats every warm-up period (Fu et al. 2019).",
+        help="constant: beta from the first step. linear: beta rises from 0 over the "
+        "warm-up, then holds (Bowman et al. 2016). cyclical: that ramp repeats every "
+        "period (Fu et al. 2019).",
     )
-    col_warmup, col_free_bits = st.columns(2)
-    warmup_steps = col_warmup.number_input(
-        "KL warm-up (steps)",
-        min_value=WARMUP_RANGE[0],
-        max_value=WARMUP_RANGE[1],
-        value=0,
-        step=500,
-        help="linear: steps from 0 to beta (0 = off); cyclical: the period of one cycle",
-    )
+    # Free bits beside the warm-up field, or alone when the schedule has none.
+    col_warmup, col_free_bits = st.columns(2) if schedule != "constant" else (None, st)
+    warmup_steps = 0
+    if schedule == "linear":
+        warmup_steps = col_warmup.number_input(
+            "KL warm-up (steps)",
+            min_value=max(1, WARMUP_RANGE[0]),
+            max_value=WARMUP_RANGE[1],
+            value=WARMUP_DEFAULT_STEPS,
+            step=500,
+            help="steps over which beta rises from 0 to its value",
+        )
+    elif schedule == "cyclical":
+        warmup_steps = col_warmup.number_input(
+            "Cycle period (steps)",
+            min_value=max(MIN_CYCLE_PERIOD, WARMUP_RANGE[0]),
+            max_value=WARMUP_RANGE[1],
+            value=CYCLE_DEFAULT_STEPS,
+            step=500,
+            help="steps of one ramp from 0 to beta; the ramp repeats",
+        )
     free_bits = col_free_bits.number_input(
         "Free bits λ (nats/dim)",
         min_value=FREE_BITS_RANGE[0],

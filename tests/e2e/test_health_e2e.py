@@ -65,10 +65,16 @@ def _start_collapsing_run(page) -> None:
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_test_id("stSelectbox").filter(has_text="Dataset").click()
     page.get_by_role("option", name="Fashion-MNIST").click()
-    for label, value in (("beta", "20"), ("Epochs", "50"), ("Latent size", "10")):
+    for label, value in (("Epochs", "50"), ("Latent size", "10")):
         field = sidebar.get_by_role("spinbutton", name=label, exact=True)
         field.fill(value)
         field.press("Tab")
+    sidebar.get_by_role("button", name="More settings").click()  # beta is in its popover
+    beta = page.get_by_role("spinbutton", name="beta", exact=True)
+    beta.fill("20")
+    beta.press("Tab")
+    page.keyboard.press("Escape")
+    page.get_by_text("beta 20 (constant)").wait_for()
     sidebar.get_by_role("button", name="Start", exact=True).click()
 
 

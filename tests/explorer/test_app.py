@@ -50,14 +50,33 @@ def test_new_run_widgets_take_their_limits_from_the_config(app, empty_runs_root)
     assert bounds["Learning rate"] == LR_RANGE and bounds["beta"] == BETA_RANGE
     assert bounds["Epochs"] == (1, MAX_EPOCHS) and bounds["Batch size"] == (1, MAX_BATCH_SIZE)
     assert bounds["Latent size"] == (1, MAX_LATENT_DIM)
+    assert "Shapes: images" not in bounds  # another dataset's field
+    next(s for s in at.selectbox if s.label == "Dataset").set_value("shapes").run()
+    bounds = {n.label: (n.min, n.max) for n in at.number_input}
     assert bounds["Shapes: images"][1] == MAX_SHAPES_IMAGES
+
+
+def test_new_run_form_shows_only_the_chosen_datasets_fields(app, empty_runs_root) -> None:
+    at = app()
+    dataset = next(s for s in at.selectbox if s.label == "Dataset")
+    fields = {"Image folder", "Image size", "Shapes: images"}
+
+    def shown() -> set[str]:
+        return {w.label for w in [*at.text_input, *at.selectbox, *at.number_input]} & fields
+
+    dataset.set_value("fashion-mnist").run()
+    assert shown() == set()
+    next(s for s in at.selectbox if s.label == "Dataset").set_value("shapes").run()
+    assert shown() == {"Image size", "Shapes: images"}
+    next(s for s in at.selectbox if s.label == "Dataset").set_value("folder").run()
+    assert shown() == {"Image folder", "Image size"}
 
 
 def test_missing_image_folder_shows_an_error_and_starts_nothing(
     app, empty_runs_root, tmp_path
 ) -> None:
     at = app()
-    next(s for s in at.selectbox if s.label == "Dataset").set_value("folder")
+    next(s for s in at.selectbox if s.label == "Dataset").set_value("folder").run()
     next(t for t in at.text_input if t.label.startswith("Image folder")).input(
         str(tmp_path / "no-such-folder")
     )
@@ -207,7 +226,7 @@ def test_tsne_is_computed_in_the_background_then_replaces_pca(app, runs_root, ru
     assert any(i.value.startswith("Computing t-SNE") for i in at.info)
     assert any("(PCA)" in c.value for c in at.caption)  # the page did not wait for it
     gate.set()
-    job = projections.tsne_job(str(runs_root / run_name))
+    job = projections.job(str(runs_root / run_name), "tsne")
     job.future.result(timeout=60)
     at.run()
     assert not at.exception and not at.info
@@ -314,7 +333,7 @@ def test_served_remotely_an_image_folder_outside_the_allow_list_is_refused(
         monkeypatch, **{access.REMOTE_TRAIN_ENV: "1", access.IMAGE_FOLDERS_ENV: str(allowed)}
     )
     at = app()
-    next(s for s in at.selectbox if s.label == "Dataset").set_value("folder")
+    next(s for s in at.selectbox if s.label == "Dataset").set_value("folder").run()
     next(t for t in at.text_input if t.label.startswith("Image folder")).input(str(tmp_path))
     _button(at, "Start").click().run()
     assert not at.exception

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer import state
+from explorer import charts, state
 from explorer.components.canvas import new_drawing
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -193,3 +193,22 @@ def test_disentanglement_without_factors_is_a_one_line_note(
     notes = [c.value for c in at.caption if "ground-truth factors" in c.value]
     assert len(notes) == 1 and "this run uses mnist" in notes[0]
     assert not any(b.label == "Compute MIG" for b in at.button)
+
+
+def test_the_mi_heat_map_greys_inactive_dimensions_and_calls_their_mi_bias(
+    app, runs_root, run_name, latent_dim
+) -> None:
+    at = app(run_name, "Disentanglement", **{state.TRAINING_ACTIVE_THRESHOLD: 0.0})
+    _button(at, "Compute MIG").click().run()
+    (fig,) = _figures(at)
+    assert not [s for s in fig["layout"].get("shapes", []) if s.get("fillcolor")]
+    assert not any("estimator" in c.value for c in at.caption)  # every dim is active
+    at.session_state[state.TRAINING_ACTIVE_THRESHOLD] = 1e6  # now every dim is inactive
+    at.run()
+    (fig,) = _figures(at)
+    greys = [s for s in fig["layout"]["shapes"] if s.get("fillcolor") == charts.INACTIVE_COLOR]
+    assert sorted(s["x0"] + 0.5 for s in greys) == list(range(latent_dim))
+    assert all("off" in t for t in fig["layout"]["xaxis"]["ticktext"])
+    assert all("estimator bias" in h for h in fig["data"][1]["hovertext"])
+    (note,) = [c.value for c in at.caption if "estimator" in c.value]
+    assert note.startswith("Grey: inactive dimensions (z0, z1")

@@ -3,6 +3,8 @@ run), short names, the picker's state and parent, data that cannot load, a new r
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,7 +91,7 @@ def test_a_live_run_cannot_be_deleted_or_renamed(app, empty_runs_root) -> None:
 def test_start_gives_a_short_name_or_the_typed_one_and_opens_training(app, empty_runs_root) -> None:
     try:
         at = app(view="Scatter")
-        next(s for s in at.selectbox if s.label == "Dataset").set_value("shapes")
+        next(s for s in at.selectbox if s.label == "Dataset").set_value("shapes").run()
         (epochs,) = [n for n in at.number_input if n.label == "Epochs"]
         epochs.set_value(1)
         next(n for n in at.number_input if n.label == "Shapes: images").set_value(256)
@@ -199,3 +201,35 @@ def test_the_picker_nests_forks_of_forks_and_survives_a_parent_loop(tmp_path: Pa
     b.write_config(*b.read_config(), parent={"run": str(a.path), "step": 1, "id": a.run_id()})
     names = [run.path.name for run, _ in runs.run_tree(root)]
     assert sorted(names) == ["a", "b", "grandkid", "kid", "top"]
+
+
+def test_at_the_trainer_limit_the_form_names_the_busy_runs_and_offers_stop_and_start(
+    app, empty_runs_root, monkeypatch
+) -> None:
+    monkeypatch.setenv(runs.MAX_TRAINERS_ENV, "1")
+    busy = _run(empty_runs_root / "busy-run")
+    busy.write_status("running", step=1200)
+    with runs.trainer_slot(empty_runs_root) as slot:  # a trainer of another app process
+        runs._label_slot(slot, busy)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=(slot,)
+        )
+    try:
+        at = app()
+        (warning,) = at.sidebar.warning  # in view before Start is pressed: right under it
+        assert warning.value.startswith("All 1 trainer slots are busy")
+        assert "busy\\-run" in warning.value and "step 1,200" in warning.value
+        (which,) = [s for s in at.selectbox if s.key == state.SIDEBAR_STOP_WHICH]
+        assert which.options == ["busy-run"]
+        assert any(b.label == "Stop busy-run and start" for b in at.button)
+        at = next(b for b in at.button if b.label == "Start").click().run()
+        (warning,) = at.sidebar.warning  # Start's own result says the same, in place
+        assert warning.value.startswith("Not started: all 1 trainer slots are busy")
+        assert [p.name for p in empty_runs_root.iterdir() if not p.name.startswith(".")] == [
+            "busy-run"
+        ]
+    finally:
+        holder.kill()
+        holder.wait()
+    at = app()  # the slot is free again: no warning, Start starts
+    assert not at.sidebar.warning

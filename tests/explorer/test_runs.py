@@ -255,3 +255,35 @@ def test_a_long_run_link_is_shortened_in_the_refusal(tmp_path: Path, ref: str) -
 
 def test_a_short_run_link_is_shown_whole() -> None:
     assert runs.shown_ref("20261124-193000-shapes-mlp") == "20261124-193000-shapes-mlp"
+
+
+LONG = runs.RunChoices(dataset="shapes", latent_dim=3, epochs=200, image_size=28, num_samples=256)
+
+
+def test_at_the_limit_the_slot_holders_are_named_and_one_can_be_stopped_for_a_new_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(runs.MAX_TRAINERS_ENV, "1")
+    root = tmp_path / "runs"
+    busy = runs.start_run(LONG, root)
+    started: list[RunDir] = [busy]
+    try:
+        assert wait_for_state(busy, {"running"}, timeout_s=90) == "running"
+        assert [r.path for r in runs.slot_holders(root)] == [busy.path.resolve()]
+        with pytest.raises(RuntimeError, match="trainers already running"):
+            runs.start_run(SHAPES, root)
+        with pytest.raises(ValueError, match="epochs"):  # refused before anything stops
+            runs.stop_and_start(busy, runs.RunChoices(dataset="shapes", epochs=0), root)
+        assert busy.read_status().state == "running"
+        new = runs.stop_and_start(busy, SHAPES, root)
+        started.append(new)
+        status = busy.read_status()
+        assert status.state == "finished" and status.stopped_by_user  # resumable later
+        assert [r.path for r in runs.slot_holders(root)] == [new.path.resolve()]
+        assert new.path.name == "shapes-mlp-z3-b1-2" and runs.running_trainers(root) == 1
+    finally:
+        for run in started:
+            kill_trainer(run)
+        for process in list(runs._launches.values()):
+            process.wait(timeout=30)
+        runs.reap_children()

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import access, runs, state
-from vae_core.config import FREE_BITS_RANGE, WARMUP_RANGE
+from vae_core.config import FREE_BITS_RANGE, MIN_CYCLE_PERIOD, WARMUP_RANGE
 from vae_core.rundir import RunDir
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -190,6 +190,16 @@ def test_new_run_form_offers_the_kl_schedule_within_the_config_limits(
     at = _app(app_path)
     bounds = {n.label: (n.min, n.max) for n in at.number_input}
     assert bounds["Free bits λ (nats/dim)"] == FREE_BITS_RANGE
-    assert bounds["KL warm-up (steps)"] == WARMUP_RANGE
     schedule = next(s for s in at.selectbox if s.label == "Beta schedule")
     assert schedule.options == ["constant", "linear warm-up", "cyclical"]
+    assert schedule.value == "constant" and "KL warm-up (steps)" not in bounds
+    schedule.set_value("linear").run()  # a warm-up field only beside a warm-up schedule
+    bounds = {n.label: (n.min, n.max) for n in at.number_input}
+    assert bounds["KL warm-up (steps)"] == (1, WARMUP_RANGE[1])
+    assert next(n for n in at.number_input if n.label == "KL warm-up (steps)").value == 1000
+    captions = [c.value for c in at.sidebar.caption]
+    summary = access.plain("beta 1 (linear warm-up over 1,000 steps)")
+    assert any(summary in c for c in captions), captions
+    next(s for s in at.selectbox if s.label == "Beta schedule").set_value("cyclical").run()
+    bounds = {n.label: (n.min, n.max) for n in at.number_input}
+    assert bounds["Cycle period (steps)"][0] == MIN_CYCLE_PERIOD
