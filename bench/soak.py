@@ -27,7 +27,8 @@ from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
 from explorer import devserver, runs
-from vae_core.rundir import RunDamaged, RunDir
+from vae_core.run_errors import RunDamaged
+from vae_core.rundir import RunDir
 
 VIEWS = ("Training", "Latent sliders", "Scatter", "Interpolation", "Inspect image",
          "Disentanglement", "Prior samples", "Compare")  # fmt: skip

@@ -27,6 +27,7 @@ from vae_core import history
 from vae_core.atomic import DiskFull
 from vae_core.checkpoint import NonFiniteWeightsError, load_checkpoint, save_checkpoint
 from vae_core.config import BETA_SCHEDULES, ModelConfig, TrainConfig, check_schedule
+from vae_core.control import check_control
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.distributed import (
     ONE_PROCESS,
@@ -41,7 +42,9 @@ from vae_core.distributed import (
 )
 from vae_core.models import LatentVariableModel, build_model, pick_device
 from vae_core.objectives import elbo_terms, log_likelihood_iwae, terms_from_output
-from vae_core.rundir import STOPPED_BY_USER, RunDamaged, RunDir, check_control
+from vae_core.run_errors import RunDamaged
+from vae_core.rundir import RunDir
+from vae_core.status import STOPPED_BY_USER
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ import vae_core.train as train_module
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.objectives import ElboTerms
-from vae_core.rundir import RunDir, RunLocked
+from vae_core.run_errors import RunLocked
+from vae_core.rundir import RunDir
 from vae_core.train import RunInUse, TrainingDiverged, beta_at, default_num_threads, train
 
 SHAPES = {"image_size": 28, "num_samples": 384}
