@@ -28,7 +28,8 @@ from playwright.sync_api import Page, sync_playwright
 
 from explorer import runs
 from tools import devserver
-from vae_core.rundir import RunDamaged, RunDir
+from vae_core.run_errors import RunDamaged
+from vae_core.rundir import RunDir
 
 VIEWS = ("Training", "Latent sliders", "Scatter", "Interpolation", "Inspect image",
          "Disentanglement", "Prior samples", "Compare")  # fmt: skip

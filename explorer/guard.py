@@ -15,7 +15,8 @@ import streamlit as st
 
 from explorer import access
 from vae_core.config import ModelImportError
-from vae_core.rundir import RunDamaged, UnsafeCheckpointError
+from vae_core.run_errors import RunDamaged
+from vae_core.safetensors_io import UnsafeCheckpointError
 
 # ModelImportError: an imported run whose class cannot be imported here
 RUN_ERRORS = (RunDamaged, UnsafeCheckpointError, ModelImportError, OSError)

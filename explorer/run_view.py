@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 from explorer import runs
 from vae_core.config import ModelConfig, TrainConfig
-from vae_core.rundir import RunDir, Status
+from vae_core.rundir import RunDir
 from vae_core.settings import Settings, settings_in_force
+from vae_core.status import Status
 
 if TYPE_CHECKING:
     from vae_core.metrics_log import MetricsLog, MetricsView

@@ -21,10 +21,13 @@ from typing import Any
 from explorer.access import LOCAL, Policy
 from vae_core.catalog import is_available_offline
 from vae_core.config import ModelConfig, TrainConfig, build_configs
+from vae_core.control import require_trainer
 from vae_core.process import RunFolderTaken, claim_run_dir, resume_training, start_training
-from vae_core.rundir import RunDamaged, RunDir, Status, is_flocked, list_runs, require_trainer
+from vae_core.run_errors import RunDamaged
+from vae_core.rundir import RunDir, is_flocked, list_runs
 from vae_core.runfolders import check_run_name, find_parent, remove_run, rename_run
 from vae_core.settings import Settings, settings_in_force
+from vae_core.status import Status
 
 RUNS_ROOT_ENV = "VAE_EXPLORER_RUNS"
 MAX_TRAINERS_ENV = "VAE_EXPLORER_MAX_TRAINERS"  # trainers this app runs at once (default: cores)

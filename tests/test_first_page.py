@@ -29,6 +29,11 @@ FIRST_PAGE_MODULES = (
     "vae_core.catalog",
     "vae_core.config",
     "vae_core.rundir",
+    "vae_core.status",
+    "vae_core.control",
+    "vae_core.safetensors_io",
+    "vae_core.run_errors",
+    "vae_core.settings",
     "vae_core.process",
     "vae_core.atomic",
 )

@@ -31,6 +31,7 @@ from vae_core.config import (
     TrainConfig,
     build_configs,
 )
+from vae_core.control import check_control, require_trainer
 from vae_core.data import DATASETS, DatasetUnavailable, ImageDataset, load_dataset
 from vae_core.distributed import (
     RankLost,
@@ -43,14 +44,10 @@ from vae_core.distributed import (
 from vae_core.fork import fork_run
 from vae_core.metrics_log import MetricsLog
 from vae_core.process import refuse_inside_run
-from vae_core.rundir import (
-    RunDir,
-    RunLocked,
-    check_control,
-    read_safetensors_metadata,
-    require_trainer,
-)
+from vae_core.run_errors import RunLocked
+from vae_core.rundir import RunDir
 from vae_core.runfolders import remove_run, rename_run
+from vae_core.safetensors_io import read_safetensors_metadata
 from vae_core.settings import SETTING_NAMES, settings_in_force
 from vae_core.train import RunInUse, TrainingDiverged, train
 

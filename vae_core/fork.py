@@ -22,7 +22,9 @@ from vae_core import history
 from vae_core.checkpoint import load_checkpoint, save_start_checkpoint
 from vae_core.models import build_model
 from vae_core.process import RunFolderTaken, claim_run_dir, refuse_inside_run
-from vae_core.rundir import RunDamaged, RunDir, UnsafeCheckpointError, read_safetensors_metadata
+from vae_core.run_errors import RunDamaged
+from vae_core.rundir import RunDir
+from vae_core.safetensors_io import UnsafeCheckpointError, read_safetensors_metadata
 
 FORKABLE = ("beta", "lr", "epochs", "warmup_steps", "seed")
 

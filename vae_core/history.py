@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 
 from vae_core.atomic import atomic_save_tensors
-from vae_core.rundir import RunDamaged, RunDir, UnsafeCheckpointError, read_safetensors_metadata
+from vae_core.run_errors import RunDamaged
+from vae_core.rundir import RunDir
+from vae_core.safetensors_io import UnsafeCheckpointError, read_safetensors_metadata
 
 MAX_POINTS = 60
 GROWTH = 1.2  # the next log-spaced point comes at least 20 % more steps later...
@@ -145,7 +147,7 @@ def load_into(model: torch.nn.Module, point: HistoryPoint) -> torch.nn.Module:
 
 
 def load_weights(point: HistoryPoint) -> dict[str, torch.Tensor]:
-    from vae_core.rundir import load_safetensors
+    from vae_core.safetensors_io import load_safetensors
 
     try:
         return load_safetensors(point.path)[0]

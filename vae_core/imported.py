@@ -187,7 +187,7 @@ def build_imported(config: ModelConfig) -> ImportedVAE:
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     """(state dict, SHA-256 of the file) from a safetensors file; a pickle is refused."""
-    from vae_core.rundir import UnsafeCheckpointError, load_safetensors
+    from vae_core.safetensors_io import UnsafeCheckpointError, load_safetensors
 
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
@@ -442,7 +442,7 @@ def import_model(
 def _write_run(run: Any, model: ImportedVAE, cfg: TrainConfig) -> None:
     """What a trainer leaves behind at step 0, written under the run's lock."""
     from vae_core.checkpoint import save_start_checkpoint
-    from vae_core.rundir import IMPORTED_REASON
+    from vae_core.status import IMPORTED_REASON
 
     with run.acquire_lock():
         run.write_config(model.config, cfg)

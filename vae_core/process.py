@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from vae_core.config import ModelConfig, TrainConfig
-from vae_core.rundir import RunDamaged, RunDir, RunLocked
+from vae_core.run_errors import RunDamaged, RunLocked
+from vae_core.rundir import RunDir
 
 TRAINER_LOG_MAX_BYTES = 1 << 20  # trainer.log is rotated to trainer.log.1 past this at a launch
 

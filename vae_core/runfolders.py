@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from vae_core.rundir import RunDamaged, RunDir, RunLocked, list_runs
+from vae_core.run_errors import RunDamaged, RunLocked
+from vae_core.rundir import RunDir, list_runs
 
 MAX_NAME_CHARS = 80
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

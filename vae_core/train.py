@@ -1,4 +1,5 @@
-"""The training loop: one function, top to bottom, writing a run directory.
+"""The training loop, writing a run directory: set-up, the loop, and a rank-aware Publisher
+that does every write (on rank 0 only).
 
     python -m vae_core train --dataset fashion-mnist --run-dir runs/fmnist
 
@@ -9,11 +10,13 @@ and checkpoints through `RunDir` and reads live commands from control.json.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +27,7 @@ from vae_core import history
 from vae_core.atomic import DiskFull
 from vae_core.checkpoint import NonFiniteWeightsError, load_checkpoint, save_checkpoint
 from vae_core.config import BETA_SCHEDULES, ModelConfig, TrainConfig, check_schedule
+from vae_core.control import check_control
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.distributed import (
     ONE_PROCESS,
@@ -38,7 +42,9 @@ from vae_core.distributed import (
 )
 from vae_core.models import LatentVariableModel, build_model, pick_device
 from vae_core.objectives import elbo_terms, log_likelihood_iwae, terms_from_output
-from vae_core.rundir import STOPPED_BY_USER, RunDamaged, RunDir, check_control
+from vae_core.run_errors import RunDamaged
+from vae_core.rundir import RunDir
+from vae_core.status import STOPPED_BY_USER
 
 log = logging.getLogger(__name__)
 
@@ -398,31 +404,110 @@ def _train(
     heartbeat: Heartbeat | None,  # None on ranks other than 0: they write nothing
     ranks: Ranks,
 ) -> dict[str, Any]:
-    # ---- set up: config, data, model; restore from the newest checkpoint on resume ----
-    main = heartbeat is not None
+    """Set up, run the loop, finish; every write to the folder goes through a Publisher."""
+    publisher = Publisher(run, heartbeat)
+    s = _set_up(model_config, cfg, run, resume, overrides, publisher, ranks)
+    steps_per_epoch = _steps_per_epoch(len(s.train_data), cfg.batch_size, ranks.world_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    bar = tqdm(total=total_steps, initial=s.at.step, disable=not progress, unit="step", leave=False)
+    pids = ranks.gather_ints(os.getpid())
+    publisher.running(s.model, s.at, s.live, s.clock, total_steps=total_steps, pids=pids)
+    # The newest history point (rank 0 reads the folder); -1: none, the time-lapse starts
+    # from the untrained weights.
+    s.last_point = int(ranks.from_main([publisher.last_history_step(s.at)])[0])
+    if s.last_point < 0:
+        s.last_point = _save_history(s, publisher, ranks)
+    s.model.train()
+    _loop(s, run, publisher, ranks, steps_per_epoch, bar)
+    bar.close()
+    return _finish(s, run, publisher, ranks)
+
+
+@dataclass
+class _Session:
+    """What the loop works on, as _set_up made it; `at` and the counters move."""
+
+    cfg: TrainConfig
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    live: LiveSettings
+    train_data: ImageDataset
+    test_data: ImageDataset
+    model: LatentVariableModel
+    net: torch.nn.Module  # what the step calls: the model, or DDP around it
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    shuffle: torch.Generator  # data order, the same on every rank
+    at: Position
+    window: _Window
+    clock: Throughput = field(default_factory=lambda: Throughput())
+    bad_steps: int = 0  # non-finite steps in a row
+    last_point: int = -1  # the newest history point's step
+    test: dict[str, Any] | None = None  # the newest test evaluation
+
+
+def _set_up(
+    model_config: ModelConfig,
+    cfg: TrainConfig,
+    run: RunDir,
+    resume: bool,
+    overrides: dict[str, float],
+    publisher: Publisher,
+    ranks: Ranks,
+) -> _Session:
+    """Config, data, model; the newest checkpoint restored on resume, then `overrides`."""
     torch.set_num_threads(cfg.num_threads or default_num_threads())
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device, ranks.local_rank if ranks.distributed else None)
     amp_dtype = autocast_dtype(cfg.precision, device)
-    if main:
-        run.write_config(model_config, cfg)
-        run.remove_temp_files()  # left by a trainer killed mid-write
-        heartbeat.fields.update(
-            world_size=ranks.world_size,
-            backend=ranks.backend,
-            device=str(device),
-            precision=cfg.precision,
-        )
-    live = LiveSettings.from_config(cfg, seq=heartbeat.fields["control_seq"] if main else 0)
-    if main:
-        heartbeat.start()
+    publisher.start(model_config, cfg, ranks, device)
+    live = LiveSettings.from_config(cfg, seq=publisher.spent_control_seq)
     options = dict(cfg.dataset_options)
-    caching = _caching_progress(heartbeat)  # a first load of a big set builds its disk cache
+    caching = publisher.caching_progress()  # a first load of a big set builds its disk cache
     train_data = load_dataset(cfg.dataset, "train", cfg.data_dir, progress=caching, **options)
     test_data = load_dataset(cfg.dataset, "test", cfg.data_dir, progress=caching, **options)
-    if main:
-        heartbeat.fields.pop("caching", None)
-    train_data = on_device(train_data, device)
+    publisher.data_loaded()
+    model, optimizer, scaler = _build(model_config, cfg, device, amp_dtype)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    at = Position(step=0, epoch=0, next_batch=0, epoch_rng=shuffle.get_state())
+    if resume:
+        at = _restore(run, model, optimizer, shuffle, live, publisher) or at
+    if ranks.distributed:
+        # Each rank draws its own reparameterisation noise; the weights stay rank 0's.
+        torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank + at.step)
+    net = _parallel(model, ranks, device)  # DDP averages the gradients
+    if overrides:
+        _check_schedule_after(live, overrides)
+        live.update(overrides, at.step)
+        live.changes.append({"command": "resume", "changed": sorted(overrides)})
+        publisher.control(at, live)
+    _set_lr(optimizer, live.lr)
+    if cfg.batch_size < ranks.world_size:
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} is the global batch: it must be at least the "
+            f"number of processes ({ranks.world_size})"
+        )
+    return _Session(
+        cfg=cfg,
+        device=device,
+        amp_dtype=amp_dtype,
+        live=live,
+        train_data=on_device(train_data, device),
+        test_data=test_data,
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        scaler=scaler,
+        shuffle=shuffle,
+        at=at,
+        window=_Window(model_config.latent_dim, device),
+    )
+
+
+def _build(
+    model_config: ModelConfig, cfg: TrainConfig, device: torch.device, amp_dtype: Any
+) -> tuple[LatentVariableModel, torch.optim.Optimizer, torch.amp.GradScaler]:
+    """The model on `device`, its optimizer and the fp16 loss scaler (off otherwise)."""
     model = build_model(model_config).to(device)
     if model_config.architecture == "conv":
         # oneDNN convolutions run faster on NHWC: +15 % samples/s measured on this CPU
@@ -431,151 +516,287 @@ def _train(
     # per-op Adam was a quarter of a CPU step)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    shuffle = torch.Generator().manual_seed(cfg.seed)  # data order, the same on every rank
-    at = Position(step=0, epoch=0, next_batch=0, epoch_rng=shuffle.get_state())
-    if resume:
-        at = _restore(run, model, optimizer, shuffle, live, main) or at
-    if ranks.distributed:
-        # Each rank draws its own reparameterisation noise; the weights stay rank 0's.
-        torch.manual_seed(cfg.seed + 1_000_003 * ranks.rank + at.step)
-    net = _parallel(model, ranks, device)  # what the step calls: DDP averages the gradients
-    if overrides:
-        _check_schedule_after(live, overrides)
-        live.update(overrides, at.step)
-        live.changes.append({"command": "resume", "changed": sorted(overrides)})
-        if main:
-            _log_control(run, at, live)
-    _set_lr(optimizer, live.lr)
+    return model, optimizer, scaler
 
-    if cfg.batch_size < ranks.world_size:
-        raise ValueError(
-            f"--batch-size {cfg.batch_size} is the global batch: it must be at least the "
-            f"number of processes ({ranks.world_size})"
-        )
-    steps_per_epoch = _steps_per_epoch(len(train_data), cfg.batch_size, ranks.world_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    bar = tqdm(total=total_steps, initial=at.step, disable=not progress, unit="step", leave=False)
-    clock = Throughput()
-    bad_steps = 0
+
+def _loop(
+    s: _Session, run: RunDir, publisher: Publisher, ranks: Ranks, steps_per_epoch: int, bar: tqdm
+) -> None:
+    """Epochs of steps until the last epoch or a stop; publishes rows, snapshots,
+    checkpoints and history points as they fall due."""
+    cfg = s.cfg
     control, snapshot = Every(CONTROL_POLL_S), Every(cfg.snapshot_every_s)
     checkpoint = Every(cfg.checkpoint_every_s, start=False)
-    window = _Window(model_config.latent_dim, device)
-    test: dict[str, Any] | None = None
-    pids = ranks.gather_ints(os.getpid())
-    if main:
-        heartbeat.write("running", total_steps=total_steps, pids=pids, **_progress(at, live, clock))
-        run.publish_snapshot(model, at.step)
-    # The newest history point (rank 0 reads the folder); -1: none, the time-lapse starts
-    # from the untrained weights.
-    last_point = int(ranks.from_main([_last_history_step(run, at) if main else 0])[0])
-    if last_point < 0:
-        last_point = _save_history(run, model, test_data, at, cfg, device, ranks)
-    model.train()
-    # ---- the loop ----
-    while at.epoch < cfg.epochs and not live.stop:
-        order = torch.randperm(len(train_data), generator=shuffle)
-        while at.next_batch < steps_per_epoch:
-            # -- live control (pause / stop / beta / lr), a few times a second, on every rank --
-            if ranks.from_main([control.due()])[0]:
-                _poll_control(run, live, optimizer, at, ranks, heartbeat)
-                while live.paused and not live.stop:
-                    if main:
-                        heartbeat.write("paused", **_progress(at, live, clock))
-                    time.sleep(CONTROL_POLL_S)
-                    _poll_control(run, live, optimizer, at, ranks, heartbeat)
-                if live.stop:
-                    break
-                if main:
-                    heartbeat.fields.update(state="running", **_progress(at, live, clock))
-            # -- one optimisation step --
-            t0 = time.monotonic()
-            idx = order[at.next_batch * cfg.batch_size : (at.next_batch + 1) * cfg.batch_size]
-            at.next_batch += 1
-            x = train_data.batch(shard(idx, ranks), device)  # (B, C, H, W) float in [0, 1]
-            beta = live.beta_at(at.step, cfg.cycle_ratio)
-            with autocast(device, amp_dtype):
-                out = net(x)
-            terms = terms_from_output(model, x, out)  # the loss in fp32, whatever the forward
-            loss = terms.loss(beta, live.free_bits)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            # The norm alone: clip_grad_norm_ would also multiply every gradient by 1.
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            grad_norm = torch.nn.utils.get_total_norm(grads)
-            if not ranks.all_finite(loss, grad_norm):
-                # Skip the update (on every rank) so one bad batch cannot poison the weights.
-                # With fp16, an overflow is the loss scale's to handle, not a divergence.
-                if scaler.is_enabled():
-                    scaler.update()
-                    continue
-                bad_steps += 1
-                window.bad_steps += 1
-                if bad_steps >= MAX_BAD_STEPS:
-                    _diverge(run, model, optimizer, at, live, loss, main)
-                continue
-            bad_steps = 0
-            scaler.step(optimizer)
-            scaler.update()
-            at.step += 1
-            clock.add(len(idx), time.monotonic() - t0)  # the global batch: every rank's share
-            window.add(terms, loss, grad_norm)
+    while s.at.epoch < cfg.epochs and not s.live.stop:
+        order = torch.randperm(len(s.train_data), generator=s.shuffle)
+        while s.at.next_batch < steps_per_epoch:
+            # live control (pause / stop / beta / lr), a few times a second, on every rank
+            if ranks.from_main([control.due()])[0] and not _obey_control(s, run, publisher, ranks):
+                break  # stopped
+            beta = _step(s, order, run, publisher, ranks)
+            if beta is None:
+                continue  # a non-finite step, skipped
             bar.update(1)
-            # -- publish: metrics row, snapshot, checkpoint (the heartbeat has its thread) --
-            if at.step % cfg.log_every == 0:
-                row = window.flush(ranks, live)
-                if main:
-                    run.log_metrics(
-                        step=at.step,
-                        epoch=at.epoch,
-                        split="train",
-                        **row,
-                        beta=beta,
-                        free_bits=live.free_bits,
-                        lr=live.lr,
-                        samples_per_s=clock.samples_per_s,
-                    )
-                    heartbeat.fields.update(_progress(at, live, clock))
-            if main and snapshot.due():
-                run.publish_snapshot(model, at.step)
-            if main and checkpoint.due():
-                _checkpoint(run, model, optimizer, at, live)
-            if history.due(at.step, last_point):  # by step: every rank agrees
-                last_point = _save_history(run, model, test_data, at, cfg, device, ranks)
-        if live.stop:
+            if s.at.step % cfg.log_every == 0:
+                publisher.train_row(s.at, s.window.flush(ranks, s.live), beta, s.live, s.clock)
+            if snapshot.due():
+                publisher.snapshot(s.model, s.at)
+            if checkpoint.due():
+                publisher.checkpoint(s.model, s.optimizer, s.at, s.live)
+            if history.due(s.at.step, s.last_point):  # by step: every rank agrees
+                s.last_point = _save_history(s, publisher, ranks)
+        if s.live.stop:
             break
-        # ---- end of epoch: evaluate on the test split (beta = 1, shared out), checkpoint ----
-        at.epoch, at.next_batch, at.epoch_rng = at.epoch + 1, 0, shuffle.get_state()
-        if main:
-            heartbeat.fields.update(_progress(at, live, clock))
-        test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches, ranks)
-        test |= evaluate_iwae(model, test_data, cfg.iwae_k, cfg.iwae_n, device, ranks)
-        if main:
-            run.log_metrics(step=at.step, epoch=at.epoch, split="test", **test)
-            _checkpoint(run, model, optimizer, at, live)
-        if last_point != at.step:  # every epoch end is a point of the time-lapse
-            last_point = _save_history(run, model, test_data, at, cfg, device, ranks)
+        _end_epoch(s, publisher, ranks)
 
-    # ---- finish: final weights everywhere, state finished ----
-    bar.close()
+
+def _obey_control(s: _Session, run: RunDir, publisher: Publisher, ranks: Ranks) -> bool:
+    """Apply control.json; wait out a pause. False when the run is to stop."""
+    _poll_control(run, s.live, s.optimizer, s.at, ranks, publisher)
+    while s.live.paused and not s.live.stop:
+        publisher.status("paused", s.at, s.live, s.clock)
+        time.sleep(CONTROL_POLL_S)
+        _poll_control(run, s.live, s.optimizer, s.at, ranks, publisher)
+    if s.live.stop:
+        return False
+    publisher.progress(s.at, s.live, s.clock, state="running")
+    return True
+
+
+def _step(
+    s: _Session, order: torch.Tensor, run: RunDir, publisher: Publisher, ranks: Ranks
+) -> float | None:
+    """One optimisation step on the next batch; the beta it used, None if it was skipped."""
+    cfg, at = s.cfg, s.at
+    t0 = time.monotonic()
+    idx = order[at.next_batch * cfg.batch_size : (at.next_batch + 1) * cfg.batch_size]
+    at.next_batch += 1
+    x = s.train_data.batch(shard(idx, ranks), s.device)  # (B, C, H, W) float in [0, 1]
+    beta = s.live.beta_at(at.step, cfg.cycle_ratio)
+    with autocast(s.device, s.amp_dtype):
+        out = s.net(x)
+    terms = terms_from_output(s.model, x, out)  # the loss in fp32, whatever the forward
+    loss = terms.loss(beta, s.live.free_bits)
+    s.optimizer.zero_grad(set_to_none=True)
+    s.scaler.scale(loss).backward()
+    s.scaler.unscale_(s.optimizer)
+    # The norm alone: clip_grad_norm_ would also multiply every gradient by 1.
+    grads = [p.grad for p in s.model.parameters() if p.grad is not None]
+    grad_norm = torch.nn.utils.get_total_norm(grads)
+    if not ranks.all_finite(loss, grad_norm):
+        _skip_step(s, run, publisher, loss)
+        return None
+    s.bad_steps = 0
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+    at.step += 1
+    s.clock.add(len(idx), time.monotonic() - t0)  # the global batch: every rank's share
+    s.window.add(terms, loss, grad_norm)
+    return beta
+
+
+def _skip_step(s: _Session, run: RunDir, publisher: Publisher, loss: torch.Tensor) -> None:
+    """No update (on every rank), so one bad batch cannot poison the weights; too many in a
+    row fail the run. With fp16, an overflow is the loss scale's to handle, not a divergence."""
+    if s.scaler.is_enabled():
+        s.scaler.update()
+        return
+    s.bad_steps += 1
+    s.window.bad_steps += 1
+    if s.bad_steps >= MAX_BAD_STEPS:
+        _diverge(s, publisher, loss)
+
+
+def _end_epoch(s: _Session, publisher: Publisher, ranks: Ranks) -> None:
+    """Evaluate on the test split (beta = 1, shared out), log it, checkpoint."""
+    at, cfg = s.at, s.cfg
+    at.epoch, at.next_batch, at.epoch_rng = at.epoch + 1, 0, s.shuffle.get_state()
+    publisher.progress(at, s.live, s.clock)
+    test = evaluate(s.model, s.test_data, cfg.batch_size, s.device, cfg.eval_batches, ranks)
+    test |= evaluate_iwae(s.model, s.test_data, cfg.iwae_k, cfg.iwae_n, s.device, ranks)
+    publisher.test_row(at, test)
+    publisher.checkpoint(s.model, s.optimizer, at, s.live)
+    s.test = test
+    if s.last_point != at.step:  # every epoch end is a point of the time-lapse
+        s.last_point = _save_history(s, publisher, ranks)
+
+
+def _finish(s: _Session, run: RunDir, publisher: Publisher, ranks: Ranks) -> dict[str, Any]:
+    """Final weights everywhere, state finished; the summary the CLI prints."""
+    cfg = s.cfg
+    test = s.test
     if test is None:
-        test = evaluate(model, test_data, cfg.batch_size, device, cfg.eval_batches, ranks)
-    if main:
-        _checkpoint(run, model, optimizer, at, live)
-        run.publish_snapshot(model, at.step)
-        reason = STOPPED_BY_USER if live.stop else ""
-        heartbeat.stop("finished", reason=reason, **_progress(at, live, clock))
+        test = evaluate(s.model, s.test_data, cfg.batch_size, s.device, cfg.eval_batches, ranks)
+    publisher.finished(s.model, s.optimizer, s.at, s.live, s.clock)
     return {
         "test_loss": -test["elbo"],
         "test": test,
-        "samples_per_s": clock.samples_per_s,
-        "step": at.step,
-        "epoch": at.epoch,
-        "stopped": live.stop,
+        "samples_per_s": s.clock.samples_per_s,
+        "step": s.at.step,
+        "epoch": s.at.epoch,
+        "stopped": s.live.stop,
         "run_dir": str(run.path),
         "rank": ranks.rank,
         "world_size": ranks.world_size,
     }
+
+
+def _main_only(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A Publisher method that does nothing (returns None) on ranks other than 0."""
+
+    @functools.wraps(method)
+    def on_main(self: Publisher, *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, **kwargs) if self.heartbeat is not None else None
+
+    return on_main
+
+
+class Publisher:
+    """Everything the trainer writes to the run folder, rank-aware: on rank 0 (which holds
+    the heartbeat) each method writes; on the other ranks each does nothing. The loop calls
+    it unguarded, so no step of it asks which rank it runs on."""
+
+    def __init__(self, run: RunDir, heartbeat: Heartbeat | None) -> None:
+        self.run = run
+        self.heartbeat = heartbeat
+
+    @property
+    def spent_control_seq(self) -> int:
+        """The newest command this trainer must not obey (rank 0's to know)."""
+        return self.heartbeat.fields["control_seq"] if self.heartbeat is not None else 0
+
+    @_main_only
+    def start(
+        self, model_config: ModelConfig, cfg: TrainConfig, ranks: Ranks, device: torch.device
+    ) -> None:
+        """config.json (the trainer's alone to write), then status.json, beating from now."""
+        self.run.write_config(model_config, cfg)
+        self.run.remove_temp_files()  # left by a trainer killed mid-write
+        self.heartbeat.fields.update(
+            world_size=ranks.world_size,
+            backend=ranks.backend,
+            device=str(device),
+            precision=cfg.precision,
+        )
+        self.heartbeat.start()
+
+    @_main_only
+    def caching_progress(self) -> Callable[[int, int], None]:
+        """status.json's `caching` field, [done, total], while a dataset cache is being
+        built (the heartbeat thread publishes it; the app draws a progress bar)."""
+
+        def report(done: int, total: int) -> None:
+            self.heartbeat.fields["caching"] = [done, total]
+
+        return report
+
+    @_main_only
+    def data_loaded(self) -> None:
+        self.heartbeat.fields.pop("caching", None)
+
+    @_main_only
+    def resumed(self, step: int, epoch: int, live: LiveSettings) -> None:
+        """A `resume` row: readers drop the rows the previous trainer logged past `step`."""
+        self.run.log_metrics(step=step, epoch=epoch, event="resume", beta=live.beta, lr=live.lr)
+
+    @_main_only
+    def control(self, at: Position, live: LiveSettings, announce: bool = False) -> None:
+        """A control row (the curves mark live changes with a dashed line); `announce`: say
+        at once in status.json which command is applied (a sender merges newer ones)."""
+        change = live.changes[-1]
+        settings = {k: v for k, v in live.resumable().items() if k != "warmup_start"}
+        self.run.log_metrics(step=at.step, epoch=at.epoch, event="control", **change, **settings)
+        if announce:
+            self.heartbeat.write(control_seq=live.seq, beta=live.beta, lr=live.lr)
+
+    @_main_only
+    def running(
+        self, model: LatentVariableModel, at: Position, live: LiveSettings, clock: Throughput,
+        **fields: Any,
+    ) -> None:  # fmt: skip
+        self.status("running", at, live, clock, **fields)
+        self.run.publish_snapshot(model, at.step)
+
+    @_main_only
+    def status(
+        self, state: str, at: Position, live: LiveSettings, clock: Throughput, **fields: Any
+    ) -> None:
+        """A state change, written at once."""
+        self.heartbeat.write(state, **fields, **_progress(at, live, clock))
+
+    @_main_only
+    def progress(self, at: Position, live: LiveSettings, clock: Throughput, **fields: Any) -> None:
+        """What the heartbeat thread writes next."""
+        self.heartbeat.fields.update(**fields, **_progress(at, live, clock))
+
+    @_main_only
+    def train_row(
+        self, at: Position, row: dict[str, Any], beta: float, live: LiveSettings, clock: Throughput
+    ) -> None:
+        self.run.log_metrics(
+            step=at.step,
+            epoch=at.epoch,
+            split="train",
+            **row,
+            beta=beta,
+            free_bits=live.free_bits,
+            lr=live.lr,
+            samples_per_s=clock.samples_per_s,
+        )
+        self.progress(at, live, clock)
+
+    @_main_only
+    def test_row(self, at: Position, test: dict[str, Any]) -> None:
+        self.run.log_metrics(step=at.step, epoch=at.epoch, split="test", **test)
+
+    @_main_only
+    def snapshot(self, model: LatentVariableModel, at: Position) -> None:
+        self.run.publish_snapshot(model, at.step)
+
+    @_main_only
+    def checkpoint(
+        self,
+        model: LatentVariableModel,
+        optimizer: torch.optim.Optimizer,
+        at: Position,
+        live: LiveSettings,
+    ) -> None:
+        extra = {"next_batch": at.next_batch, **live.resumable()}
+        try:
+            save_checkpoint(self.run, model, optimizer, at.step, at.epoch, extra, at.epoch_rng)
+        except NonFiniteWeightsError as e:
+            log.warning("%s; the previous checkpoint stays the newest", e)
+
+    @_main_only
+    def history_point(self, model: LatentVariableModel, at: Position, elbo: float) -> None:
+        history.save_point(self.run, model, at.step, at.epoch, elbo)
+
+    def last_history_step(self, at: Position) -> int:
+        """The newest history point to continue from (-1: none, a fresh run saves its
+        initial weights); 0 on other ranks, which take rank 0's."""
+        if self.heartbeat is None:
+            return 0
+        history.drop_after(self.run, at.step)
+        points = history.list_points(self.run)
+        return points[-1].step if points else -1
+
+    @_main_only
+    def failed_row(self, at: Position, reason: str) -> None:
+        self.run.log_metrics(step=at.step, epoch=at.epoch, event="failed", reason=reason)
+
+    @_main_only
+    def finished(
+        self,
+        model: LatentVariableModel,
+        optimizer: torch.optim.Optimizer,
+        at: Position,
+        live: LiveSettings,
+        clock: Throughput,
+    ) -> None:
+        self.checkpoint(model, optimizer, at, live)
+        self.run.publish_snapshot(model, at.step)
+        reason = STOPPED_BY_USER if live.stop else ""
+        self.heartbeat.stop("finished", reason=reason, **_progress(at, live, clock))
 
 
 def _steps_per_epoch(num_images: int, batch_size: int, world_size: int) -> int:
@@ -583,18 +804,6 @@ def _steps_per_epoch(num_images: int, batch_size: int, world_size: int) -> int:
     rank would get no rows), so that total_steps is what the run will reach."""
     full, rest = divmod(num_images, batch_size)
     return full + (rest >= world_size)
-
-
-def _caching_progress(heartbeat: Heartbeat | None):
-    """status.json's `caching` field, [done, total], while a dataset cache is being built
-    (the heartbeat thread publishes it; the app draws a progress bar)."""
-    if heartbeat is None:
-        return None
-
-    def report(done: int, total: int) -> None:
-        heartbeat.fields["caching"] = [done, total]
-
-    return report
 
 
 def _parallel(model: LatentVariableModel, ranks: Ranks, device: torch.device) -> torch.nn.Module:
@@ -622,7 +831,7 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     shuffle: torch.Generator,
     live: LiveSettings,
-    main: bool = True,
+    publisher: Publisher,
 ) -> Position | None:
     """Load the newest checkpoint into model, optimizer and RNGs; None if there is none.
 
@@ -642,35 +851,17 @@ def _restore(
     saved = {k: v for k, v in ckpt.extra.items() if k in live.resumable()}
     vars(live).update(saved)  # beta, lr, free bits and the schedule, as they were
     next_batch = ckpt.extra.get("next_batch", 0)
-    if main:
-        run.log_metrics(
-            step=ckpt.step, epoch=ckpt.epoch, event="resume", beta=live.beta, lr=live.lr
-        )
+    publisher.resumed(ckpt.step, ckpt.epoch, live)
     log.info("resumed %s at step %d (epoch %d)", run.path, ckpt.step, ckpt.epoch)
     return Position(ckpt.step, ckpt.epoch, next_batch, ckpt.generator_state)
 
 
-def _last_history_step(run: RunDir, at: Position) -> int:
-    """The newest history point to continue from; a fresh run saves its initial weights."""
-    history.drop_after(run, at.step)
-    points = history.list_points(run)
-    return points[-1].step if points else -1
-
-
-def _save_history(
-    run: RunDir,
-    model: LatentVariableModel,
-    test_data: ImageDataset,
-    at: Position,
-    cfg: TrainConfig,
-    device: torch.device,
-    ranks: Ranks,
-) -> int:
-    batches = math.ceil(history.EVAL_IMAGES / cfg.batch_size)
-    elbo = evaluate(model, test_data, cfg.batch_size, device, batches, ranks)["elbo"]
-    if ranks.is_main:
-        history.save_point(run, model, at.step, at.epoch, elbo)
-    return at.step
+def _save_history(s: _Session, publisher: Publisher, ranks: Ranks) -> int:
+    """A history point at the current step (its test ELBO measured on every rank)."""
+    batches = math.ceil(history.EVAL_IMAGES / s.cfg.batch_size)
+    elbo = evaluate(s.model, s.test_data, s.cfg.batch_size, s.device, batches, ranks)["elbo"]
+    publisher.history_point(s.model, s.at, elbo)
+    return s.at.step
 
 
 def _poll_control(
@@ -679,7 +870,7 @@ def _poll_control(
     optimizer: torch.optim.Optimizer,
     at: Position,
     ranks: Ranks,
-    heartbeat: Heartbeat | None,
+    publisher: Publisher,
 ) -> None:
     """Rank 0 reads control.json; every rank then holds its settings, from this step on."""
     changed = ranks.is_main and apply_control(run, live, at.step)
@@ -688,53 +879,21 @@ def _poll_control(
         live.load_vector(vector)
     if changed:
         _set_lr(optimizer, live.lr)
-        if heartbeat is not None:
-            _log_control(run, at, live)
-            # Say at once which command is applied: a sender merges any newer-looking one.
-            heartbeat.write(control_seq=live.seq, beta=live.beta, lr=live.lr)
+        publisher.control(at, live, announce=True)
 
 
-def _log_control(run: RunDir, at: Position, live: LiveSettings) -> None:
-    """A control row: the curves mark live changes with a dashed line."""
-    change = live.changes[-1]
-    settings = {k: v for k, v in live.resumable().items() if k != "warmup_start"}
-    run.log_metrics(step=at.step, epoch=at.epoch, event="control", **change, **settings)
-
-
-def _checkpoint(
-    run: RunDir,
-    model: LatentVariableModel,
-    optimizer: torch.optim.Optimizer,
-    at: Position,
-    live: LiveSettings,
-) -> None:
-    extra = {"next_batch": at.next_batch, **live.resumable()}
-    try:
-        save_checkpoint(run, model, optimizer, at.step, at.epoch, extra, at.epoch_rng)
-    except NonFiniteWeightsError as e:
-        log.warning("%s; the previous checkpoint stays the newest", e)
-
-
-def _diverge(
-    run: RunDir,
-    model: LatentVariableModel,
-    optimizer: torch.optim.Optimizer,
-    at: Position,
-    live: LiveSettings,
-    loss: torch.Tensor,
-    main: bool = True,
-) -> None:
+def _diverge(s: _Session, publisher: Publisher, loss: torch.Tensor) -> None:
     """Keep the last good weights (no bad step was applied) and fail the run (every rank
     sees the same non-finite steps, so all of them stop here together)."""
+    at, live = s.at, s.live
     what = "loss" if not torch.isfinite(loss) else "gradient"
     reason = (
         f"{what} became NaN/inf at step {at.step} ({MAX_BAD_STEPS} steps in a row); "
         f"resume with a lower learning rate (now {live.lr:g}) or beta (now {live.beta:g})"
     )
     log.error(reason)
-    if main:
-        run.log_metrics(step=at.step, epoch=at.epoch, event="failed", reason=reason)
-        _checkpoint(run, model, optimizer, at, live)
+    publisher.failed_row(at, reason)
+    publisher.checkpoint(s.model, s.optimizer, at, live)
     raise TrainingDiverged(reason)
 
 

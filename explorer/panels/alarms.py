@@ -12,7 +12,8 @@ import streamlit as st
 
 from explorer import access, runs, state
 from vae_core.health import Alarm, Fix
-from vae_core.rundir import RunDir, Status
+from vae_core.rundir import RunDir
+from vae_core.status import Status
 
 FIX_NOTE_S = 120.0  # how long "fix sent" stays under the panel
 BOXES = {"error": st.error, "warning": st.warning}

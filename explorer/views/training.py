@@ -19,8 +19,9 @@ from explorer.components import live_charts
 from explorer.panels import alarms, estimators, fork
 from vae_core import health, history, latent
 from vae_core.config import BETA_RANGE, LR_RANGE
-from vae_core.rundir import RunDir, Status
+from vae_core.rundir import RunDir
 from vae_core.settings import settings_in_force
+from vae_core.status import Status
 
 REFRESH_S = 1.0
 PAUSED_REFRESH_S = 5.0

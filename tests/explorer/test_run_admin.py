@@ -13,8 +13,10 @@ from streamlit.testing.v1 import AppTest
 from explorer import access, runs, state
 from vae_core import data
 from vae_core.process import kill_trainer
-from vae_core.rundir import STOPPED_BY_USER, RunDir, RunLocked
+from vae_core.run_errors import RunLocked
+from vae_core.rundir import RunDir
 from vae_core.runfolders import find_parent
+from vae_core.status import STOPPED_BY_USER
 
 
 def _run(path: Path, parent: RunDir | None = None) -> RunDir:

@@ -11,9 +11,10 @@ import pytest
 
 from explorer import runs
 from vae_core.config import ModelCard, ModelConfig
+from vae_core.control import NoTrainer
 from vae_core.metrics_log import MetricsLog
 from vae_core.process import kill_trainer, start_training, wait_for_state
-from vae_core.rundir import NoTrainer, RunDir
+from vae_core.rundir import RunDir
 
 SHAPES = runs.RunChoices(dataset="shapes", latent_dim=3, epochs=1, image_size=28, num_samples=256)
 

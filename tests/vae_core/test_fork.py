@@ -15,7 +15,8 @@ from vae_core.config import ModelConfig
 from vae_core.fork import fork_run
 from vae_core.models import VAE
 from vae_core.process import RunFolderTaken, RunInsideRun
-from vae_core.rundir import RunDamaged, RunDir
+from vae_core.run_errors import RunDamaged
+from vae_core.rundir import RunDir
 from vae_core.train import train
 
 from .test_history import tiny_configs

@@ -11,8 +11,9 @@ import pytest
 
 from vae_core import health
 from vae_core.config import ModelConfig, TrainConfig
+from vae_core.control import check_control
 from vae_core.metrics_log import MetricsHistory, MetricsReader, summarize
-from vae_core.rundir import RunDir, check_control
+from vae_core.rundir import RunDir
 from vae_core.settings import Settings, settings_in_force
 
 D = 10

@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 from vae_core import history
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.models import VAE
-from vae_core.rundir import RunDamaged, RunDir
+from vae_core.run_errors import RunDamaged
+from vae_core.rundir import RunDir
 from vae_core.train import train
 
 SHAPES = {"image_size": 28, "num_samples": 512}

@@ -15,7 +15,8 @@ from vae_core.cli import main
 from vae_core.config import TrainConfig
 from vae_core.fork import fork_run
 from vae_core.imported import ModelImportError, build_inner, card_from_flags, import_model
-from vae_core.rundir import IMPORTED_REASON, RunDir
+from vae_core.rundir import RunDir
+from vae_core.status import IMPORTED_REASON
 from vae_core.train import train
 
 SHAPES_FLAGS = ["--dataset", "shapes", "--image-size", "28", "--num-samples", "512"]

@@ -22,15 +22,10 @@ from vae_core.checkpoint import (
 )
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.models import VAE
-from vae_core.rundir import (
-    STOPPED_BY_USER,
-    RunDamaged,
-    RunDir,
-    RunLocked,
-    UnsafeCheckpointError,
-    list_runs,
-    load_safetensors,
-)
+from vae_core.run_errors import RunDamaged, RunLocked
+from vae_core.rundir import RunDir, list_runs
+from vae_core.safetensors_io import UnsafeCheckpointError, load_safetensors
+from vae_core.status import STOPPED_BY_USER
 
 
 def test_config_round_trips_through_the_run_directory(tmp_run_dir):
@@ -462,7 +457,7 @@ def test_a_safetensors_file_whose_header_length_starts_with_0x80_loads(tmp_path)
     """The first byte is the header length's low byte: 0x80 there is not a pickle."""
     from safetensors.torch import save_file
 
-    from vae_core.rundir import load_safetensors
+    from vae_core.safetensors_io import load_safetensors
 
     for pad in range(0, 300):  # metadata of varying length moves the header length through 0x80
         path = tmp_path / f"w{pad}.safetensors"

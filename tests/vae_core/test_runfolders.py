@@ -7,7 +7,8 @@ import os
 import pytest
 
 from vae_core.config import ModelConfig, TrainConfig
-from vae_core.rundir import RunDir, RunLocked, list_runs
+from vae_core.run_errors import RunLocked
+from vae_core.rundir import RunDir, list_runs
 from vae_core.runfolders import check_run_name, find_parent, remove_run, rename_run
 
 

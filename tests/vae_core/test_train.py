@@ -11,7 +11,8 @@ import vae_core.train as train_module
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.objectives import ElboTerms
-from vae_core.rundir import RunDir, RunLocked
+from vae_core.run_errors import RunLocked
+from vae_core.rundir import RunDir
 from vae_core.train import RunInUse, TrainingDiverged, beta_at, default_num_threads, train
 
 SHAPES = {"image_size": 28, "num_samples": 384}
@@ -113,11 +114,11 @@ def test_resume_restores_the_schedules_exactly(tmp_path):
         run.path.mkdir()
         run.write_config(*tiny_configs(**settings))
         run.send_control(None, warmup_steps=10, free_bits=0.2)  # obeyed at the first step
-        run.write_status("starting", control_seq=0)
-    train(*straight.read_config(), straight, resume=True)
+    # spent_control_seq=0: what a launcher says when the change was sent after its launch
+    train(*straight.read_config(), straight, resume=True, spent_control_seq=0)
     model_config, train_config = split.read_config()
     train_config.epochs = 1
-    train(model_config, train_config, split, resume=True)
+    train(model_config, train_config, split, resume=True, spent_control_seq=0)
     train_config.epochs = 3
     train(model_config, train_config, split, resume=True)
     a = load_checkpoint(straight.latest_checkpoint())
@@ -227,8 +228,8 @@ def test_a_stop_sent_before_the_first_step_is_obeyed(tmp_path):
     run = RunDir(tmp_path / "run")
     run.write_config(*tiny_configs(epochs=50))
     run.send_control("stop")  # e.g. 0.3 s after Start, while torch still imports
-    run.write_status("starting", control_seq=0)  # what the launcher wrote before it
-    summary = train(*run.read_config(), run, resume=True)
+    # The launcher (vae_core.process) tells the trainer what was spent before its launch.
+    summary = train(*run.read_config(), run, resume=True, spent_control_seq=0)
     assert summary["stopped"] and summary["step"] == 0
     assert run.read_status().stopped_by_user
 
