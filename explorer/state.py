@@ -7,12 +7,13 @@ open run lives in the URL (?run=...), so it survives reloads and is shared by li
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 
 import streamlit as st
 
 RUN_PARAM = "run"  # query parameter naming the open run
-Z_PARAM = "z"  # query parameter: a shared latent point, comma-separated; read once, then dropped
+Z_PARAM = "z"  # query parameter: the latent point, comma-separated; follows the sliders
 
 # -- keys --
 APP_VIEW = "view"  # the view selector; bound to ?view=... so a reload keeps the view
@@ -150,6 +151,8 @@ def open_run_ref() -> str:
 
 
 def set_open_run_ref(ref: str) -> None:
+    if ref != open_run_ref():
+        st.query_params.pop(Z_PARAM, None)  # the point was the other run's
     if ref:
         st.query_params[RUN_PARAM] = ref
     else:
@@ -176,14 +179,32 @@ def latent_z(run_key: str, latent_dim: int) -> list[float]:
 
 
 def _z_from_url(latent_dim: int) -> list[float] | None:
-    """?z= as D finite floats, removed from the URL once read; None if absent or malformed."""
-    text = st.query_params.pop(Z_PARAM, None)
+    """?z= as D finite floats; None if absent or malformed (then set_latent_z drops it)."""
+    text = st.query_params.get(Z_PARAM)
     try:
         z = [float(v) for v in text.split(",")] if text else []
     except ValueError:
         return None
     ok = len(z) == latent_dim and all(math.isfinite(v) for v in z)
     return z if ok else None
+
+
+def follow_latent_z(z: Sequence[float]) -> None:
+    """Record the point the sliders show, without moving the slider widgets (they made it).
+
+    The address bar's ?z= follows it, so copying the address or reloading keeps the point;
+    the origin goes without one."""
+    z = [float(v) for v in z]
+    st.session_state[SLIDERS_Z] = z
+    if not any(z):
+        st.query_params.pop(Z_PARAM, None)
+    elif st.query_params.get(Z_PARAM) != (text := z_param(z)):
+        st.query_params[Z_PARAM] = text
+
+
+def z_param(z: Sequence[float]) -> str:
+    """z as ?z= carries it: float32 to 9 significant digits, which round-trips exactly."""
+    return ",".join(f"{float(v):.9g}" for v in array("f", [float(v) for v in z]))
 
 
 def set_latent_z(run_key: str, z: Sequence[float]) -> None:
@@ -193,8 +214,8 @@ def set_latent_z(run_key: str, z: Sequence[float]) -> None:
     a widget's key after the widget exists in the same run.
     """
     z = [float(v) for v in z]
-    st.session_state[SLIDERS_Z] = z
     st.session_state[SLIDERS_RUN] = (run_key, len(z))
+    follow_latent_z(z)
     for dim, value in enumerate(z):
         st.session_state[slider_key(dim)] = max(-3.0, min(3.0, round(value, 2)))
 
