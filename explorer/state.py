@@ -237,6 +237,7 @@ OWN_IMAGE_ERROR = "inspector.own_image_error"  # why the last upload / drawing w
 OWN_UPLOAD = "inspector.upload"  # the file uploader's widget key
 OWN_UPLOAD_SEEN = "inspector.upload_seen"  # file_id of the upload already taken in
 OWN_CANVAS = "inspector.canvas"  # the drawing canvas's widget key
+OWN_INVERT = "inspector.invert"  # "Invert": shown when the image's polarity is the data's opposite
 OWN_SAMPLES_SEED = "inspector.samples_seed"  # seed of the posterior samples shown
 OWN_SOURCE = "Your image"  # the interpolation endpoint source that uses it
 DISENT_REQUEST = "disentanglement.request"  # (run path, snapshot version) MIG was asked for
@@ -255,15 +256,22 @@ def own_image(run_key: str, image_shape: tuple[int, ...]) -> dict | None:
     return own
 
 
-def set_own_image(run_key: str, pixels, notes: Sequence[str], source: str) -> None:
-    """Keep the preprocessed input (a small uint8 numpy array, never a tensor)."""
+def set_own_image(
+    run_key: str, pixels, notes: Sequence[str], source: str, as_taken=None, inverted=False
+) -> None:
+    """Keep the preprocessed input (a small uint8 numpy array, never a tensor). `as_taken`:
+    the pixels before an inversion, kept where the image's polarity differs from the run's
+    data (the Invert toggle switches between them); `inverted`: whether `pixels` are so."""
     st.session_state[OWN_IMAGE] = {
         "run": run_key,
         "pixels": pixels,
         "notes": list(notes),
         "source": source,
+        "as_taken": as_taken,
+        "inverted": inverted,
     }
     st.session_state[OWN_IMAGE_ERROR] = None
+    st.session_state[OWN_INVERT] = inverted  # the toggle starts at what was done
 
 
 def refuse_own_image(message: str) -> None:
