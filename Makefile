@@ -7,8 +7,8 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 
 # ONNX Runtime Web for the live-drag sliders: npm installs it (exact versions from the
 # committed package-lock.json) into the component's own folder, which the page loads it from.
-LIVE_DECODER := explorer/components/live_decoder
-ORT_WEB := $(LIVE_DECODER)/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm.gz
+LIVE_SLIDERS := explorer/components/live_sliders
+ORT_WEB := $(LIVE_SLIDERS)/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm.gz
 
 .PHONY: run test setup setup-test system-deps lint bench
 
@@ -28,11 +28,11 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 # npm comes from Debian when root and missing (a fresh CI machine); without npm the app still
 # runs, with server-side sliders and a line saying why. After this, nothing needs a network.
 # The wasm is gzipped once here: Streamlit would gzip it at level 9 on every page load.
-$(ORT_WEB): $(LIVE_DECODER)/package.json $(LIVE_DECODER)/package-lock.json
+$(ORT_WEB): $(LIVE_SLIDERS)/package.json $(LIVE_SLIDERS)/package-lock.json
 	@command -v npm >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }
 	@if command -v npm >/dev/null; then \
-	  npm ci --prefix $(LIVE_DECODER) --ignore-scripts --no-audit --no-fund --loglevel=error \
+	  npm ci --prefix $(LIVE_SLIDERS) --ignore-scripts --no-audit --no-fund --loglevel=error \
 	  && gzip -kf $(basename $@) && touch $@; \
 	else echo "note: npm is missing (apt-get install npm): live drag falls back to server-side sliders"; fi
 
@@ -69,5 +69,5 @@ bench: setup-test
 	$(PY) bench/model_quality.py
 	$(PY) bench/cold_start.py
 	$(PY) bench/ui_latency.py
-	$(PY) bench/live_drag.py
+	$(PY) bench/live_sliders.py
 	$(PY) bench/import_model.py

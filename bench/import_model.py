@@ -6,7 +6,7 @@ Models: the test suite's GroupNormVAE (28x28, latent 8) and, built here with ran
 weights, a decoder the size of a tiny image-diffusion autoencoder's (about 1.2M parameters,
 4x8x8 latent -> 64x64 RGB). Slider latency is measured server-side (AppTest: one slider set,
 one fragment rerun, one decode and PNG): the path of a spatial latent's principal-direction
-sliders, and of any decoder when live drag is off (bench/live_drag.py measures live drag).
+sliders, and of any decoder when live drag is off (bench/live_sliders.py measures live drag).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _slider_ms(root: Path, name: str, spatial: bool, repeats: int = 5) -> list[f
     at = AppTest.from_file(str(REPO / "explorer" / "app.py"), default_timeout=300)
     at.query_params[state.RUN_PARAM] = name
     at.session_state[state.APP_VIEW] = "Latent sliders"
-    at.session_state[state.SLIDERS_LIVE] = False  # the server path (live drag: live_drag.py)
+    at.session_state[state.SLIDERS_LIVE] = False  # the server path (live drag: live_sliders.py)
     at.run()
     key = state.spatial_slider_key("direction", 0) if spatial else state.slider_key(0)
     slider = next(s for s in at.slider if s.key == key)

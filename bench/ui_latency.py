@@ -169,10 +169,10 @@ def main() -> None:
             )
             t_ready = time.perf_counter()
             page.get_by_test_id("stButtonGroup").get_by_text("Latent sliders").click()
-            frame = devserver.live_decoder_frame(page, timeout_s=60)
+            frame = devserver.live_sliders_frame(page, timeout_s=60)
             page.wait_for_timeout(1000)
             live = _live_press_latencies(page, frame, args.presses)
-            decode_ms = frame.evaluate("window.__liveDecoderStats.meanDecodeMs")
+            decode_ms = frame.evaluate("window.__liveSlidersStats.meanDecodeMs")
             # the server-side fallback: the "Live drag" toggle off shows the st.slider grid
             page.get_by_test_id("stMain").get_by_text("Live drag", exact=True).click()
             page.wait_for_function(DECODED_SRC, timeout=60_000)

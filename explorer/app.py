@@ -15,6 +15,7 @@ import importlib
 import streamlit as st
 
 from explorer import access, guard, runs, state
+from explorer.panels import waiting
 from explorer.views import sidebar
 
 VIEWS = {  # label -> module in explorer.views, imported when first shown
@@ -54,6 +55,8 @@ view = st.segmented_control(
     bind="query-params",
     label_visibility="collapsed",
 )
+if not waiting.until_started(run):  # launched, its trainer not yet writing the run
+    st.stop()
 render = importlib.import_module(f"explorer.views.{VIEWS[view]}").render
 runs.keep_ui_threads()  # and now that the view has loaded torch
 guard.shows_run_errors(render)(run)

@@ -216,10 +216,10 @@ def aggregate_samples(
 
 @st.cache_resource(max_entries=2, show_spinner=False)  # bytes are immutable: no copy per hit
 def published_page(
-    run_path: str, version: int, _projection: Projection | None, tsne: bool
+    run_path: str, version: int, _projection: Projection | None, method: str
 ) -> bytes:
     """The run's self-contained HTML page at this version (vae_core.publish), with the 2D view
-    `_projection` (the t-SNE, when `tsne`) or PCA."""
+    `_projection` (named by `method`, the cache key) or PCA when None."""
     from vae_core.publish import build_page
 
     net = model(run_path, version)

@@ -495,6 +495,9 @@ def class_name(label: int, class_names: Sequence[str]) -> str:
 
 
 # The legend of every class-coloured figure (beside the plot, titled).
+NEIGHBOUR_COLOR = "#d62728"  # spokes to the selected point's nearest neighbours
+FOUND_COLOR = "#000"  # rings around the points a search found
+FADED_OPACITY = 0.15  # the other points while a search is active
 CLASS_LEGEND = {"title": {"text": "class"}, "itemsizing": "constant"}
 
 
@@ -689,6 +692,57 @@ def add_inspected(fig: go.Figure, point: np.ndarray, index: int) -> go.Figure:
     )
     ring.marker.update(size=18, color="rgba(0,0,0,0)", line={"width": 2.5, "color": "#000"})
     fig.add_trace(ring)
+    return fig
+
+
+def add_neighbours(fig: go.Figure, center: np.ndarray, points: np.ndarray) -> go.Figure:
+    """Spokes from the selected point (2,) to its nearest neighbours in latent space (k, 2),
+    as the Embedding Projector draws them: the 2D view may put true neighbours far apart."""
+    center = np.asarray(center, dtype=np.float64).reshape(2)
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
+        xs += [center[0], x, None]
+        ys += [center[1], y, None]
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines",
+            name=f"{len(points)} nearest in latent space",
+            line={"color": NEIGHBOUR_COLOR, "width": 1},
+            hoverinfo="skip",
+        )
+    )
+    rings = _overlay(
+        np.asarray(points).reshape(-1, 2),
+        "neighbours",
+        "markers",
+        NEIGHBOUR_COLOR,
+        "circle",
+        size=10,
+    )
+    rings.marker.update(color="rgba(0,0,0,0)", line={"width": 2, "color": NEIGHBOUR_COLOR})
+    rings.showlegend = False
+    fig.add_trace(rings)
+    return fig
+
+
+def add_found(fig: go.Figure, points: np.ndarray, query: str) -> go.Figure:
+    """Highlight the points a search found (M, 2) and fade every other point."""
+    for trace in fig.data:
+        if isinstance(trace, go.Scattergl):  # the test set's class traces
+            trace.marker.opacity = FADED_OPACITY
+    found = _overlay(
+        np.asarray(points).reshape(-1, 2),
+        f"found: {query} ({len(points)})",
+        "markers",
+        FOUND_COLOR,
+        "circle",
+        size=9,
+    )
+    found.marker.update(color="rgba(0,0,0,0)", line={"width": 1.5, "color": FOUND_COLOR})
+    fig.add_trace(found)
     return fig
 
 

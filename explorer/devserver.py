@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # playwright is a test/bench dependency only
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking")
-LIVE_DECODER_URL = re.compile(r"live_decoder/index\.html")
+LIVE_SLIDERS_URL = re.compile(r"live_sliders/index\.html")
 
 
 def free_port() -> int:
@@ -121,12 +121,12 @@ def chromium_page(url: str, height: int = 1000, timeout_ms: int = 60_000) -> Ite
             browser.close()
 
 
-def live_decoder_frame(page: Page, timeout_s: float = 90) -> Frame:
+def live_sliders_frame(page: Page, timeout_s: float = 90) -> Frame:
     """The live-drag component's iframe on a Playwright `page`, once its decoder has drawn."""
     deadline = time.monotonic() + timeout_s
-    while (frame := page.frame(url=LIVE_DECODER_URL)) is None:
+    while (frame := page.frame(url=LIVE_SLIDERS_URL)) is None:
         if time.monotonic() > deadline:
             raise TimeoutError("the live-drag component's iframe never appeared")
         page.wait_for_timeout(100)
-    frame.wait_for_function("window.__liveDecoderStats && window.__liveDecoderStats.frames > 0")
+    frame.wait_for_function("window.__liveSlidersStats && window.__liveSlidersStats.frames > 0")
     return frame

@@ -14,15 +14,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from explorer.access import LOCAL, Policy
 from vae_core.catalog import is_available_offline
 from vae_core.config import ModelConfig, TrainConfig, build_configs
-from vae_core.process import RunFolderTaken, claim_run_dir, resume_training
-from vae_core.rundir import RunDir, Status, is_flocked, list_runs, require_trainer
+from vae_core.process import RunFolderTaken, claim_run_dir, resume_training, start_training
+from vae_core.rundir import RunDamaged, RunDir, Status, is_flocked, list_runs, require_trainer
 from vae_core.runfolders import check_run_name, find_parent, remove_run, rename_run
 from vae_core.settings import Settings, settings_in_force
 
@@ -33,9 +33,10 @@ LOG_TAIL_BYTES = 64 * 1024  # how much of trainer.log the failure box reads, fro
 UI_TORCH_THREADS = 1  # the core the page keeps for itself; trainers share the others
 SHOWN_REF_CHARS = 80  # of a ?run= value or typed path echoed in a message (a link may carry 5,000)
 
-# Trainers this UI process started. Kept only to reap them when they exit (no zombies);
-# they run in their own session, so they outlive the UI and are controlled via the run dir.
-_children: list[subprocess.Popen] = []
+# The newest trainer this UI process launched for each run (resolved path). They run in
+# their own session, so they outlive the UI and are controlled via the run dir; kept to reap
+# them (no zombies) and to show 'starting' until their first status.json (run_status).
+_launches: dict[Path, subprocess.Popen] = {}
 
 
 @dataclass(frozen=True)
@@ -102,21 +103,33 @@ def claim_new_run(root: Path, name: str) -> RunDir:
     raise FileExistsError(f"{root} holds 999 runs named {name}-*; pick another runs folder")
 
 
-def claim_run_for(choices: RunChoices, root: Path) -> RunDir:
-    """The new run's folder: the name the user typed (refused if taken), else stem-N."""
+def start_in_new_folder(
+    choices: RunChoices,
+    root: Path,
+    configs: tuple[ModelConfig, TrainConfig],
+    pass_fds: tuple[int, ...] = (),
+) -> RunDir:
+    """process.start_training in the folder the user named (refused if taken), else in the
+    first free stem-N; the launched trainer is remembered (run_status)."""
     if choices.name.strip():
         name = check_run_name(choices.name)
         try:
-            return claim_run_dir(root / name)
+            return _remember(root / name, start_training(*configs, root / name, pass_fds))
         except RunFolderTaken:
             raise FileExistsError(f"a run named {name} exists; pick another name") from None
     stem = name_stem(choices)
     for _ in range(1000):  # another tab may take stem-N between the look and the claim
+        path = root / new_run_name(stem, root)
         try:
-            return claim_run_dir(root / new_run_name(stem, root))
+            return _remember(path, start_training(*configs, path, pass_fds))
         except RunFolderTaken:
             continue
     raise FileExistsError(f"{root} holds too many runs named {stem}-*; pick a name")
+
+
+def _remember(path: Path, process: subprocess.Popen) -> RunDir:
+    _launches[path.resolve()] = process
+    return RunDir(path)
 
 
 def dataset_options(choices: RunChoices) -> dict[str, Any]:
@@ -201,11 +214,9 @@ def start_run(choices: RunChoices, root: Path | None = None, policy: Policy = LO
     model_config, train_config = configs_from_choices(choices)
     check_data(choices)
     with trainer_slot(root) as slot:
-        run = claim_run_for(choices, root)
-        run.write_config(model_config, train_config)
+        run = start_in_new_folder(choices, root, (model_config, train_config), (slot,))
         _label_slot(slot, run)
-        _children.append(resume_training(run, pass_fds=(slot,)))
-    return run
+        return run
 
 
 STOP_WAIT_S = 60.0  # how long "Stop one and start" waits for the stopped trainer to exit
@@ -427,8 +438,8 @@ def resume_run(run: RunDir, beta: float | None = None, lr: float | None = None) 
         run.send_control("resume", **changes)
     else:
         with trainer_slot() as slot:
+            _remember(run.path, resume_training(run, **changes, pass_fds=(slot,)))
             _label_slot(slot, run)
-            _children.append(resume_training(run, **changes, pass_fds=(slot,)))
 
 
 def fork_and_start(
@@ -458,25 +469,32 @@ def fork_and_start(
             except RunFolderTaken:
                 continue
             _label_slot(slot, fork)
-            _children.append(resume_training(fork, pass_fds=(slot,)))
-            return fork
+            return _remember(fork.path, resume_training(fork, pass_fds=(slot,)))
     raise FileExistsError(f"{root} holds 999 runs named {name}-*; pick another runs folder")
 
 
 def pause_run(run: RunDir) -> None:
-    require_trainer(run)  # NoTrainer: the same rule as the CLI's `control`
+    _require_trainer(run)
     run.send_control("pause")
 
 
 def stop_run(run: RunDir) -> None:
-    require_trainer(run)
+    _require_trainer(run)
     run.send_control("stop")
+
+
+def _require_trainer(run: RunDir) -> None:
+    """NoTrainer unless a trainer will obey a command: the CLI's rule (require_trainer), or
+    one this app launched that has not written its first status yet (it reads control.json
+    as soon as it holds the run)."""
+    if run_status(run).display_state != "starting":
+        require_trainer(run)
 
 
 def apply_live(run: RunDir, beta: float, lr: float) -> None:
     """Send new beta / lr to the running trainer (ValueError when out of range, NoTrainer
     when no trainer runs it)."""
-    require_trainer(run)
+    _require_trainer(run)
     run.send_control(None, beta=beta, lr=lr)
 
 
@@ -486,13 +504,35 @@ def apply_fix(run: RunDir, changes: Mapping[str, Any]) -> None:
     ValueError when a value is out of range or the setting cannot change live."""
     if not changes:
         raise ValueError("a fix must change at least one setting")
-    require_trainer(run)
+    _require_trainer(run)
     run.send_control(None, **changes)
 
 
 def reap_children() -> None:
-    """Collect exit codes of finished trainers this process started."""
-    _children[:] = [p for p in _children if p.poll() is None]
+    """Collect the exit codes of finished trainers this process launched (no zombies). One
+    that exited before its first status.json is kept: run_status shows why it failed."""
+    for path, process in list(_launches.items()):
+        if process.poll() is not None and not _failed_before_status(RunDir(path), process):
+            del _launches[path]
+
+
+def _launch_of(run: RunDir) -> subprocess.Popen | None:
+    try:
+        return _launches.get(run.path.resolve())
+    except OSError:
+        return None
+
+
+def _failed_before_status(run: RunDir, process: subprocess.Popen) -> bool:
+    """`process` exited with an error before it wrote status.json (no status.json, or one
+    from another, not live, trainer)."""
+    if process.poll() in (None, 0):
+        return False
+    try:
+        status = run.read_status()
+    except RunDamaged:
+        return False
+    return status is None or (status.pid != process.pid and not status.is_live)
 
 
 def resolve_run(ref: str, root: Path | None = None) -> RunDir | None:
@@ -549,9 +589,14 @@ def open_run(ref: str, attached: Collection[str] = (), root: Path | None = None)
             f"{shown_ref(ref)} is not a run directory under {root}, nor one attached in this "
             "browser session (use Attach a run directory)."
         )
-    if not run.exists():
-        raise ValueError(f"{shown_ref(ref)} is not a run directory (no config.json).")
-    return run
+    if run.exists() or _launch_of(run) is not None:  # a new run's trainer still starting
+        return run
+    failed_start = False
+    with contextlib.suppress(OSError):  # e.g. a name too long for the file system
+        failed_start = run.log_path.is_file()  # the launcher's file, and no config.json
+    if failed_start:
+        raise ValueError(f"{shown_ref(ref)} did not start: {launch_failure(run)}")
+    raise ValueError(f"{shown_ref(ref)} is not a run directory (no config.json).")
 
 
 def attach_run(ref: str, policy: Policy = LOCAL, root: Path | None = None) -> RunDir:
@@ -599,9 +644,45 @@ def _directly_under(path: Path, root: Path) -> bool:
 
 
 def run_status(run: RunDir) -> Status:
-    """The run's Status; before any status.json, 'starting' (live only while a trainer holds
-    the lock, else dead and resumable). RunDamaged when status.json cannot be read."""
-    return run.read_status() or Status("starting", locked=run.is_locked())
+    """The run's Status (RunDamaged when status.json cannot be read). The trainer writes
+    status.json; between a launch from this app and the trainer's first status (status.json
+    absent, or an earlier trainer's), 'starting', live while the child is; a child that
+    exits before it writes any, 'failed' with trainer.log's last line. Before any status.json
+    and without a launch, 'starting': live only while a trainer holds the lock."""
+    status = run.read_status()
+    launch = _launch_of(run)
+    if awaiting_first_status(run):
+        return Status("starting", pid=launch.pid, heartbeat=time.time())
+    if launch is not None and _failed_before_status(run, launch):
+        return replace(
+            status or Status("failed"),
+            state="failed",
+            reason=launch_failure(run, launch.returncode),
+            pid=launch.pid,
+            locked=False,
+        )
+    return status or Status("starting", locked=run.is_locked())
+
+
+def awaiting_first_status(run: RunDir) -> bool:
+    """A trainer this app launched for `run` lives and has not written its status yet."""
+    launch = _launch_of(run)
+    if launch is None or launch.poll() is not None:
+        return False
+    try:
+        status = run.read_status()
+    except RunDamaged:
+        return False
+    return status is None or (status.pid != launch.pid and not status.is_live)
+
+
+def launch_failure(run: RunDir, returncode: int | None = None) -> str:
+    """Why a trainer exited before its first status.json, in one line: trainer.log's last
+    (the CLI ends with one 'error: ...' line)."""
+    lines = trainer_log_tail(run, max_lines=1).splitlines()
+    why = lines[-1].removeprefix("error: ") if lines else "it left no message in trainer.log"
+    code = f" (exit code {returncode})" if returncode is not None else ""
+    return f"the trainer exited before it started{code}: {why}"
 
 
 def live_settings(run: RunDir) -> Settings:

@@ -1,14 +1,17 @@
-"""Shared fixtures: tiny configs, a tiny batch, a temporary run directory, fixed seeds."""
+"""Shared fixtures: tiny configs, a tiny batch, a temporary run directory, fixed seeds, and a
+small run trained in-process on generated shapes."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from vae_core.config import ModelConfig
+from vae_core.config import ModelConfig, TrainConfig
 from vae_core.rundir import RunDir
 
 MODEL_CONFIGS = {
@@ -63,3 +66,33 @@ def user_vaes(monkeypatch: pytest.MonkeyPatch) -> Path:
         "PYTHONPATH", os.pathsep.join(filter(None, [str(USER_VAES), os.environ.get("PYTHONPATH")]))
     )
     return USER_VAES
+
+
+@pytest.fixture(scope="session")
+def train_shapes_run() -> Callable[..., RunDir]:
+    """Train a small MLP VAE on 28 px generated shapes into `path`, in this process (seconds):
+    `train_shapes_run(path, latent_dim=4, num_samples=2048, epochs=2, **train_options)`."""
+    from vae_core.train import train  # the tests that never train need not import the loop
+
+    def make(
+        path: Path,
+        latent_dim: int = 4,
+        num_samples: int = 2048,
+        epochs: int = 2,
+        **train_options: Any,
+    ) -> RunDir:
+        model_config = ModelConfig(
+            image_shape=(1, 28, 28), architecture="mlp", latent_dim=latent_dim, hidden_dim=64
+        )
+        train_config = TrainConfig(
+            dataset="shapes",
+            dataset_options={"image_size": 28, "num_samples": num_samples},
+            epochs=epochs,
+            num_threads=1,
+            **{"batch_size": 64, **train_options},
+        )
+        run = RunDir(path)
+        train(model_config, train_config, run)
+        return run
+
+    return make

@@ -128,10 +128,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue RUN_DIR from its newest checkpoint; --epochs sets the new total, "
-        "live settings (--beta, --lr, ...) and the machine's (--threads, --device, ...) may "
-        "change, the rest must match the run",
+        help="continue the run in RUN_DIR from its newest checkpoint; --epochs sets the new "
+        "total, live settings (--beta, --lr, ...) and the machine's (--threads, --device, ...) "
+        "may change, the rest must match the run",
     )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="start from this configuration instead of the flags: a JSON file with 'model' and "
+        "'train' sections (another run's config.json will do); '-' reads it from stdin",
+    )
+    # The launcher's (vae_core.process): the newest control.json sent before the launch.
+    p.add_argument("--spent-control-seq", type=int, default=None, help=argparse.SUPPRESS)
     _add_dataset_args(p)
     p.add_argument("--model", default="mlp", choices=("mlp", "conv"))
     p.add_argument("--latent-dim", type=positive_int, default=20)
@@ -250,15 +258,39 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
     )
 
 
+# train --config: the flags it may stand beside (the rest of the configuration is the file's).
+BESIDE_CONFIG = {"run_dir", "config", "spent_control_seq"}
+
+
+def configs_from_file(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """The configuration in --config FILE ('-': stdin), validated as config.json is."""
+    beside = sorted(getattr(args, "given", set()) - BESIDE_CONFIG)
+    if beside:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in beside)
+        raise ValueError(f"--config holds the whole configuration; drop {flags}")
+    source = "stdin" if args.config == "-" else args.config
+    try:
+        text = sys.stdin.read() if args.config == "-" else Path(args.config).read_text()
+        data = json.loads(text)
+        return ModelConfig.from_dict(data["model"]), TrainConfig.from_dict(data["train"])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"--config {source} is not JSON: {e}") from None
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"--config {source} needs 'model' and 'train' sections: {e}") from None
+
+
 def _cmd_train(args: argparse.Namespace) -> dict:
     run = RunDir(args.run_dir)
     if run.path.exists() and not run.path.is_dir():
         raise ValueError(f"--run-dir {run.path} is a file; give a folder for the run")
     if args.resume:
+        if args.config is not None:
+            raise ValueError("--config starts a new run; --resume continues one: give one")
         (model_config, train_config), overrides = _resume_configs(args, run)
     else:
         refuse_inside_run(run.path)
-        (model_config, train_config), overrides = configs_from_args(args), {}
+        configs = configs_from_file(args) if args.config is not None else configs_from_args(args)
+        (model_config, train_config), overrides = configs, {}
     raise_on_sigterm()
     ranks = init_ranks(train_config.device, train_config.dist_timeout_s)  # torchrun, or one
     # A progress bar only on a terminal: in trainer.log its redraws would grow without end.
@@ -279,6 +311,7 @@ def _cmd_train(args: argparse.Namespace) -> dict:
             progress=progress,
             live_overrides=overrides,
             ranks=ranks,
+            spent_control_seq=args.spent_control_seq,
         )
     except BaseException as e:
         if made and not isinstance(e, RunLocked | RunInUse):

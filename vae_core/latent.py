@@ -94,12 +94,12 @@ def encode_dataset(
 class Projection:
     """A fitted map from latent codes (M, D) to the 2D scatter view (M, 2)."""
 
-    method: str  # "identity" (D <= 2), "pca" or "tsne"
+    method: str  # "identity" (D <= 2), "pca", "tsne" or "umap" (vae_core.embedding)
     coords: np.ndarray  # (N, 2) float32, the fitted points themselves
     components: np.ndarray | None = None  # (2, D) for pca
     mean: np.ndarray | None = None  # (D,) for pca
     explained_variance_ratio: tuple[float, ...] = ()  # pca only
-    fitted_codes: np.ndarray | None = None  # (N, D) for tsne, which has no map for new points
+    fitted_codes: np.ndarray | None = None  # (N, D) for tsne / umap: no map for new points
 
     def transform(self, z: np.ndarray) -> np.ndarray:
         """Project new codes (slider point, interpolation path) into this view: (M, 2)."""
@@ -107,7 +107,7 @@ class Projection:
         if self.method == "pca":
             assert self.components is not None and self.mean is not None
             return ((z - self.mean) @ self.components.T).astype(np.float32)  # (M, 2)
-        if self.method == "tsne":
+        if self.method in ("tsne", "umap"):
             assert self.fitted_codes is not None
             return _place_among_neighbours(z, self.fitted_codes, self.coords)
         return _identity_2d(z)
@@ -222,33 +222,6 @@ def project_2d(mu: np.ndarray, method: Literal["auto", "pca"] = "auto") -> Proje
     if method == "auto" and mu.shape[1] <= 2:
         return Projection(method="identity", coords=_identity_2d(mu))
     return _pca(mu)
-
-
-def tsne_2d(
-    mu: np.ndarray, seed: int = 0, perplexity: float = 30.0, num_threads: int | None = None
-) -> Projection:
-    """t-SNE of the codes (van der Maaten & Hinton 2008; scikit-learn's Barnes-Hut).
-
-    Takes seconds to tens of seconds for thousands of points: call it off the UI thread.
-    num_threads caps its OpenMP threads (None: all cores), e.g. to leave a trainer its cores.
-    """
-    # heavy imports, paid only when t-SNE is asked for
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
-
-    mu = np.asarray(mu, dtype=np.float32)
-    if mu.ndim != 2 or len(mu) < 4:
-        raise ValueError(f"t-SNE needs (N, D) codes with N >= 4, got shape {mu.shape}")
-    tsne = TSNE(
-        n_components=2,
-        perplexity=min(perplexity, (len(mu) - 1) / 3),  # sklearn requires perplexity < N
-        init="pca",
-        learning_rate="auto",
-        random_state=seed,
-    )
-    with threadpool_limits(limits=num_threads):
-        coords = tsne.fit_transform(mu).astype(np.float32)  # (N, 2)
-    return Projection(method="tsne", coords=coords, fitted_codes=mu)
 
 
 def procrustes_rotation(reference: np.ndarray, points: np.ndarray) -> np.ndarray:

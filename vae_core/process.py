@@ -1,12 +1,18 @@
-"""Start a trainer as its own process (what the UI and tests do) and wait for it.
+"""Start a trainer as its own process: the one start path of the app, the benches and the
+tests. The trainer is the CLI's own `python -m vae_core train`, so app and CLI train alike.
 
-The child is `python -m vae_core train --resume --run-dir DIR`: it reads the config.json
-written here, so UI, CLI and tests share one code path. Whether a trainer is alive is the
-run folder's OS lock's answer, never the heartbeat's (see RunDir.is_locked).
+Who writes what: the trainer alone writes config.json and status.json (it gets a new run's
+configuration on its stdin, `train --config -`, and continues a run with `--resume`). The
+launcher claims a new run's folder (an empty mkdir, so two Starts never share a name) and
+writes one file, trainer.log: the child's stdout and stderr, opened before the child runs,
+so that a trainer that dies before its first status.json still leaves its one error line.
+Whether a trainer is alive is the run folder's OS lock's answer (RunDir.is_locked); the app
+itself knows the children it launched (explorer.runs: 'starting' until their first status).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -51,12 +57,17 @@ def claim_run_dir(path: str | Path) -> RunDir:
 
 
 def start_training(
-    model_config: ModelConfig, train_config: TrainConfig, run_dir: str | Path
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    run_dir: str | Path,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen:
-    """Claim a new run folder, write its config.json and launch a trainer on it."""
+    """Claim a new run folder (RunFolderTaken if it exists) and launch a trainer that starts
+    the run there from these configs. `pass_fds` are inherited by the trainer (the app's
+    flock-ed trainer slot: held while it lives)."""
     run = claim_run_dir(run_dir)
-    run.write_config(model_config, train_config)
-    return resume_training(run)
+    config = {"model": model_config.to_dict(), "train": train_config.to_dict()}
+    return _launch(run, ["--config", "-"], json.dumps(config), pass_fds)
 
 
 def resume_training(
@@ -66,42 +77,60 @@ def resume_training(
     pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen:
     """Launch a trainer that continues `run` from its newest checkpoint (or its start),
-    optionally with a new beta / lr (e.g. lower, after a divergence). `pass_fds` are
-    inherited by the trainer (the app's flock-ed trainer slot: held while it lives)."""
+    optionally with a new beta / lr (e.g. lower, after a divergence)."""
+    if not run.exists():
+        raise FileNotFoundError(f"{run.path} holds no run to resume (no config.json)")
     if run.is_locked():
         raise RunLocked(f"a trainer (pid {run.lock_holder()}) is already running {run.path}")
-    previous = run.read_status()
+    args = ["--resume"]
+    args += [f"--beta={beta!r}"] if beta is not None else []
+    args += [f"--lr={lr!r}"] if lr is not None else []
+    return _launch(run, args, None, pass_fds)
+
+
+def _launch(
+    run: RunDir, args: list[str], stdin_text: str | None, pass_fds: tuple[int, ...]
+) -> subprocess.Popen:
+    """`python -m vae_core train --run-dir RUN ARGS`, its output in trainer.log. Commands
+    sent before this launch are spent (a stale stop must not end it); any sent from now on,
+    even while the child still imports torch, are obeyed: the child is told which."""
+    spent = _spent_control_seq(run)
     _rotate_log(run.log_path)
-    command = [sys.executable, "-m", "vae_core", "train", "--resume", "--run-dir", str(run.path)]
-    command += [f"--beta={beta!r}"] if beta is not None else []
-    command += [f"--lr={lr!r}"] if lr is not None else []
+    command = [sys.executable, "-m", "vae_core", "train", "--run-dir", str(run.path), *args]
+    command.append(f"--spent-control-seq={spent}")
     with open(run.log_path, "ab") as log_file:
         process = subprocess.Popen(
             command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
             # Own session: a Streamlit rerun or Ctrl-C in the UI's terminal leaves it training.
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             pass_fds=pass_fds,
         )
-    # Readers see 'starting' with the child's pid at once, before torch has even imported.
-    # Commands sent before this launch are spent; any sent from now on, even while the
-    # child is still importing torch, are obeyed.
-    applied = max(previous.control_seq if previous else 0, _control_seq(run))
-    run.write_status(
-        "starting", pid=process.pid, step=previous.step if previous else 0, control_seq=applied
-    )
+    if stdin_text is not None and process.stdin is not None:
+        try:
+            with process.stdin:  # a few KB: fits the pipe's buffer, never blocks
+                process.stdin.write(stdin_text.encode())
+        except BrokenPipeError:
+            pass  # the child died at once; trainer.log says why
     return process
 
 
-def _control_seq(run: RunDir) -> int:
+def _spent_control_seq(run: RunDir) -> int:
+    """The newest command a trainer launched now must not obey: what the last trainer
+    applied, or control.json's (sent while none ran)."""
+    try:
+        previous = run.read_status()
+    except RunDamaged:
+        previous = None
     try:
         seq = run.read_control().get("seq", 0)
     except RunDamaged:
-        return 0
-    return seq if isinstance(seq, int) else 0
+        seq = 0
+    seq = seq if type(seq) is int else 0
+    return max(previous.control_seq if previous else 0, seq)
 
 
 def _rotate_log(path: Path) -> None:

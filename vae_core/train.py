@@ -325,6 +325,7 @@ def train(
     progress: bool = False,
     live_overrides: dict[str, float] | None = None,
     ranks: Ranks | None = None,
+    spent_control_seq: int | None = None,
 ) -> dict[str, Any]:
     """Train a VAE, publishing everything to `run`; returns the final summary.
 
@@ -333,7 +334,9 @@ def train(
     (RunInUse). With resume=True the newest checkpoint restores weights, optimizer, step and
     RNG; `live_overrides` (beta, lr) then replace the values in force, e.g. a lower lr after
     a divergence. Raises TrainingDiverged when the loss stays NaN/inf. Under torchrun
-    (`ranks` from `distributed.init_ranks`) only rank 0 touches the folder.
+    (`ranks` from `distributed.init_ranks`) only rank 0 touches the folder: it alone writes
+    config.json and status.json. `spent_control_seq`: the newest control.json sent before a
+    launcher (vae_core.process) started this process; None: worked out from the folder.
     """
     ranks = ranks or ONE_PROCESS
     overrides = check_control(None, live_overrides or {})
@@ -348,8 +351,14 @@ def train(
             f"{run.path} already holds a run; pass --resume to continue it, or pick a new --run-dir"
         )
     with run.acquire_lock():
-        spent = _spent_control_seq(run) if resume else 0
-        heartbeat = Heartbeat(run, step=0, epoch=0, control_seq=spent)
+        spent = _spent_control_seq(run) if spent_control_seq is None else spent_control_seq
+        previous = run.read_status() if resume else None
+        heartbeat = Heartbeat(
+            run,
+            step=previous.step if previous else 0,
+            epoch=previous.epoch if previous else 0,
+            control_seq=spent,
+        )
         try:
             return _train(
                 model_config, train_config, run, resume, progress, overrides, heartbeat, ranks
@@ -367,15 +376,10 @@ def train(
 
 
 def _spent_control_seq(run: RunDir) -> int:
-    """The newest command this trainer must not obey: one rule for the app and the CLI,
-    commands sent while no trainer ran are discarded (a stale stop must not end a resume).
-
-    A launcher (process.resume_training) announces this very process as 'starting' and
-    records what was spent at launch, so commands sent while the trainer imports are kept.
-    """
+    """The newest command this trainer must not obey: commands sent while no trainer ran are
+    discarded (a stale stop must not end a resume). A launcher says so itself, counting from
+    its launch (vae_core.process), so commands sent while the trainer imports are kept."""
     previous = run.read_status()
-    if previous is not None and previous.state == "starting" and previous.pid == os.getpid():
-        return previous.control_seq
     try:
         pending = run.read_control().get("seq", 0)
     except RunDamaged:

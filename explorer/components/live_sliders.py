@@ -1,12 +1,12 @@
 """Latent sliders whose decoded image follows the thumb while it is dragged.
 
 `st.slider` reports only on release, so the decoding happens in the browser: the frontend
-in `live_decoder/` runs the decoder exported by `vae_core.export.onnx_decoder` with ONNX
-Runtime Web (wasm, one thread), vendored by npm into `live_decoder/node_modules` and served
+in `live_sliders/` runs the decoder exported by `vae_core.export.onnx_decoder` with ONNX
+Runtime Web (wasm, one thread), vendored by npm into `live_sliders/node_modules` and served
 from there, never from a CDN. The model crosses the websocket only when its version
 changes; the latent vector comes back to Python on release and on keyboard steps. A decoder
 that cannot be exported, or that the browser's runtime rejects, gets a one-line reason from
-`live_drag_blocker` and the caller draws server-side sliders instead.
+`live_sliders_blocker` and the caller draws server-side sliders instead.
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ import streamlit.components.v1 as components
 
 from vae_core.export import OnnxDecoder
 
-FRONTEND_DIR = Path(__file__).with_name("live_decoder")
-_FRONTEND_FILES = ("index.html", "main.mjs", "style.css")
+FRONTEND_DIR = Path(__file__).with_name("live_sliders")
+_FRONTEND_FILES = (
+    "index.html",
+    "style.css",
+    *(f"{m}.mjs" for m in ("main", "state", "protocol", "runtime", "sliders", "drawing", "bench")),
+)
 # What the page loads of the npm package (`make setup` installs it): the wasm build's ES
 # module, its Emscripten glue and the (single-threaded use of the) SIMD wasm binary.
 ORT_DIR = FRONTEND_DIR / "node_modules" / "onnxruntime-web" / "dist"
@@ -45,12 +49,12 @@ def ort_installed() -> bool:
     return all((ORT_DIR / name).is_file() for name in _ORT_FILES)
 
 
-def live_drag_blocker(decoder: OnnxDecoder | str, key: str = "live_latent_sliders") -> str | None:
+def live_sliders_blocker(decoder: OnnxDecoder | str, key: str = "live_sliders") -> str | None:
     """Why live drag cannot run this decoder (one line), or None when it can.
 
     Args:
         decoder: the exported decoder, or the reason its export failed.
-        key: the widget key `live_latent_sliders` is (or was) drawn with.
+        key: the widget key `live_sliders` is (or was) drawn with.
 
     A browser that could not load a decoder reports it; the reason is kept per graph
     signature, so later snapshots of the same architecture are not tried again.
@@ -59,7 +63,7 @@ def live_drag_blocker(decoder: OnnxDecoder | str, key: str = "live_latent_slider
         return decoder
     if not ort_installed():
         return NO_ORT
-    memo: dict[str, Any] = st.session_state.setdefault(f"{key}::live_decoder", {})
+    memo: dict[str, Any] = st.session_state.setdefault(f"{key}::live_sliders", {})
     value = st.session_state.get(key)
     if isinstance(value, dict) and value.get("error") and value.get("signature"):
         memo["rejected"] = (value["signature"], str(value["error"])[:300])
@@ -72,7 +76,7 @@ def live_drag_blocker(decoder: OnnxDecoder | str, key: str = "live_latent_slider
 def _component() -> Any:
     # Declared per call, not at import: registration needs the running script's runtime,
     # and re-registering the same directory is a cheap no-op.
-    return components.declare_component("live_decoder", path=str(FRONTEND_DIR))
+    return components.declare_component("live_sliders", path=str(FRONTEND_DIR))
 
 
 def _check_args(
@@ -122,13 +126,13 @@ def _new_user_z(memo: dict[str, Any], value: Any) -> list[float] | None:
     return [float(v) for v in value["z"]]
 
 
-def live_latent_sliders(
+def live_sliders(
     decoder: OnnxDecoder,
     z: Sequence[float],
     kl_per_dim: Sequence[float] | None = None,
     order: Sequence[int] | None = None,
     *,
-    key: str = "live_latent_sliders",
+    key: str = "live_sliders",
     limit: float = 3.0,
     step: float = 0.01,
     inactive_below: float = 0.01,
@@ -167,7 +171,7 @@ def live_latent_sliders(
     _check_args(decoder.latent_dim, z, kl_per_dim, order)
     _check_tracks(decoder.latent_dim, histograms, attributes)
     version = decoder.version
-    memo: dict[str, Any] = st.session_state.setdefault(f"{key}::live_decoder", {})
+    memo: dict[str, Any] = st.session_state.setdefault(f"{key}::live_sliders", {})
     # The browser's last report, read before drawing so this run already shows it: passing
     # the caller's older z would look to the browser like Python moving the sliders.
     value = st.session_state.get(key)

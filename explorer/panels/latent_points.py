@@ -1,9 +1,12 @@
 """The encoded test set's points, shared by the scatter, inspector, interpolation,
 disentanglement and sliders views: axis titles, the clicked point, the marks drawn over a
-scatter (the inspected image, the user's image) and the code a point loads into the sliders.
+scatter (the inspected image, the user's image), the code a point loads into the sliders,
+and the search that highlights points.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -16,8 +19,9 @@ from vae_core.rundir import RunDir
 
 def axis_titles(projection: Projection) -> tuple[str, str]:
     """z0 / z1 for the codes themselves, PC1 / PC2 with explained variance for PCA."""
-    if projection.method == "tsne":
-        return "t-SNE 1", "t-SNE 2"
+    if projection.method in ("tsne", "umap"):
+        name = "t-SNE" if projection.method == "tsne" else "UMAP"
+        return f"{name} 1", f"{name} 2"
     if projection.method != "pca":
         return "z0", "z1"
     ratio = projection.explained_variance_ratio
@@ -73,3 +77,38 @@ def load_code(run_path: str, index: int) -> None:
     position = np.flatnonzero(codes.indices == index)
     if len(position):
         state.set_latent_z(run_path, codes.mu[position[0]])
+
+
+def find_points(
+    query: str, labels: np.ndarray, indices: np.ndarray, class_names: Sequence[str]
+) -> tuple[np.ndarray, list[str]]:
+    """The points a search matches, as the Embedding Projector's search box does.
+
+    `query` holds comma-separated terms: a test-image index (`12` or `#12`), a range of
+    indices (`40-45`), or part of a class name, any case (`shirt` finds "T-shirt/top" and
+    "Shirt"). Returns (mask over the points (N,), the terms that matched nothing).
+    """
+    mask = np.zeros(len(indices), dtype=bool)
+    unmatched = []
+    names = [charts.class_name(int(label), class_names).lower() for label in labels]
+    for term in (t.strip() for t in query.split(",")):
+        if not term:
+            continue
+        hit = _term_mask(term.lstrip("#"), labels, indices, names)
+        if hit.any():
+            mask |= hit
+        else:
+            unmatched.append(term)
+    return mask, unmatched
+
+
+def _term_mask(
+    term: str, labels: np.ndarray, indices: np.ndarray, names: Sequence[str]
+) -> np.ndarray:
+    bounds = term.split("-")
+    if len(bounds) == 2 and all(b.strip().isdigit() for b in bounds):
+        lo, hi = sorted(int(b) for b in bounds)
+        return (indices >= lo) & (indices <= hi)
+    if term.isdigit():
+        return indices == int(term)
+    return np.array([term.lower() in name for name in names], dtype=bool)

@@ -39,10 +39,12 @@ def render(run: RunDir) -> None:
 
 
 def page_bytes(run_path: str, version: int) -> bytes:
-    """The page of `run_path` at snapshot `version`, with the run's t-SNE when one of this
-    version has been computed, else PCA."""
+    """The page of `run_path` at snapshot `version`, with the run's t-SNE (else UMAP) when one
+    of this version has been computed, else PCA."""
     from explorer import cache, projections  # torch: paid on the first click only
 
-    job = projections.tsne_job(run_path)
-    tsne = job is not None and job.version == version and job.projection is not None
-    return cache.published_page(run_path, version, job.projection if tsne else None, tsne)
+    for method in ("tsne", "umap"):
+        job = projections.job(run_path, method)
+        if job is not None and job.version == version and job.projection is not None:
+            return cache.published_page(run_path, version, job.projection, method)
+    return cache.published_page(run_path, version, None, "pca")

@@ -1,12 +1,14 @@
 """The encoded test set as a 2D scatter (the codes themselves for D <= 2, else PCA, or
-t-SNE computed on demand in the background while PCA stays on screen).
+t-SNE / UMAP computed on demand in the background while PCA stays on screen).
 
-Selecting a point shows its image and reconstruction and moves the sliders to its code;
-the sliders' current point and the last interpolation path are drawn on top.
+Selecting a point shows its image, its reconstruction and its nearest neighbours in latent
+space, and moves the sliders to its code; a search highlights points by class or index; the
+sliders' current point and the last interpolation path are drawn on top.
 """
 
 from __future__ import annotations
 
+import html
 from functools import partial
 
 import numpy as np
@@ -14,17 +16,22 @@ import streamlit as st
 
 from explorer import access, cache, charts, images, projections, state
 from explorer.panels import attributes, holes, latent_points, timelapse, waiting
+from vae_core.embedding import nearest_codes
 from vae_core.latent import EncodedSet, Projection
 from vae_core.rundir import RunDir
 
 DETAIL_PX = 160
-METHOD_NAMES = {"identity": "the codes themselves", "pca": "PCA", "tsne": "t-SNE"}
+METHOD_NAMES = {"identity": "the codes themselves", "pca": "PCA", **projections.METHOD_NAMES}
+CHOICES = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"}
+NEIGHBOUR_PX = 56
 WHAT = """
 Each point is one test image's posterior mean μ(x): the encoder's output, no sampling. With
 D ≤ 2 the axes are z itself; otherwise the D numbers are projected to 2: PCA keeps the two
-directions of largest variance (the axis titles give each one's share), t-SNE keeps
-neighbours together but distorts distances and densities. Colours are the dataset's labels,
-which the VAE never saw: classes that separate were found without them.
+directions of largest variance (the axis titles give each one's share); t-SNE and UMAP keep
+neighbours together but distort distances and densities. The red spokes join the selected
+point to its nearest neighbours in the full D-dimensional space, which a 2D view can pull
+apart. Colours are the dataset's labels, which the VAE never saw: classes that separate were
+found without them.
 """
 
 
@@ -50,9 +57,20 @@ def render(run: RunDir) -> None:
     run_path = str(run.path)
     codes, projection = cache.encoded(run_path, version)
     shown_version = version
-    if projection.method == "pca" and _wants_tsne():
-        codes, projection, shown_version = _tsne(run_path, version, codes, projection)
+    if projection.method == "pca":
+        method = _chosen_method()
+        if method != "pca":
+            codes, projection, shown_version = _embedding(
+                run_path, method, version, codes, projection
+            )
     class_names = cache.test_data(run_path).info.class_names
+    query = st.text_input(
+        "Find points",
+        key=state.SCATTER_SEARCH,
+        placeholder="class or test-image index, e.g. shirt, 12, 40-45",
+        help="Comma-separated: part of a class name (any case), an index, or a range of "
+        "indices. Matching points are ringed, the others fade.",
+    )
     fig = charts.scatter_figure(
         projection.coords,
         codes.labels,
@@ -63,6 +81,8 @@ def render(run: RunDir) -> None:
         axis_titles=latent_points.axis_titles(projection),
     )
     latent_points.decorate_scatter(fig, run_path, version, codes, projection)  # ring, your image
+    found = _mark_found(fig, query, codes, projection, class_names)
+    neighbours = _mark_neighbours(fig, codes, projection)
     if holes.toggle(projection.method, codes.mu.shape[1]):
         holes.shade(fig, run_path, version)  # log q_agg - log p behind the points
     col_plot, col_detail = st.columns([3, 1])
@@ -71,6 +91,7 @@ def render(run: RunDir) -> None:
             f"{len(codes)} test images encoded with snapshot v{shown_version} "
             f"({METHOD_NAMES[projection.method]}); "
             "click a point to load its code into the sliders (★ = slider point)."
+            + (f" {found}" if found else "")
         )
         st.plotly_chart(
             fig,
@@ -81,55 +102,120 @@ def render(run: RunDir) -> None:
         )
     with col_detail:
         _selected_detail(run_path, version, class_names)
+        _neighbour_strip(run_path, version, codes, neighbours)
         holes.slider_point_badge(run_path, version)
         attributes.group_buttons(run_path)
 
 
-def _wants_tsne() -> bool:
+def _chosen_method() -> str:
     choice = st.segmented_control(
         "Projection",
-        ["PCA", "t-SNE"],
+        list(CHOICES),
         default="PCA",
         key=state.SCATTER_PROJECTION,
-        help="t-SNE keeps neighbours together but distorts distances; "
-        "it is computed in the background (seconds to tens of seconds)",
+        help="t-SNE and UMAP keep neighbours together but distort distances; they are "
+        "computed in the background while PCA stays on screen",
     )
-    return choice == "t-SNE"
+    return CHOICES.get(choice or "PCA", "pca")
 
 
-def _tsne(
-    run_path: str, version: int, codes: EncodedSet, pca: Projection
+def _embedding(
+    run_path: str, method: projections.Method, version: int, codes: EncodedSet, pca: Projection
 ) -> tuple[EncodedSet, Projection, int]:
-    """The t-SNE view once ready (codes, projection, their snapshot version); PCA until then."""
-    job = projections.tsne_job(run_path) or projections.start_tsne(run_path, version, codes)
+    """The t-SNE / UMAP view once ready (codes, projection, their snapshot version); PCA
+    until then."""
+    job = projections.job(run_path, method) or projections.start(run_path, method, version, codes)
     if not job.done:
-        st.fragment(_tsne_progress, run_every=1.0)(run_path)
+        st.fragment(_progress, run_every=1.0)(run_path, method)
         return codes, pca, version
     if job.error is not None:
-        st.error(f"t-SNE failed ({access.plain(job.error)}); showing PCA.")
-        retry = (run_path, version, codes)
-        st.button("Try t-SNE again", on_click=projections.start_tsne, args=retry)
+        st.error(f"{job.name} failed ({access.plain(job.error)}); showing PCA.")
+        retry = (run_path, method, version, codes)
+        st.button(f"Try {job.name} again", on_click=projections.start, args=retry)
         return codes, pca, version
     if job.version != version:
         st.button(
-            f"Recompute t-SNE for snapshot v{version}",
-            on_click=projections.start_tsne,
-            args=(run_path, version, codes),
-            help=f"this t-SNE embeds the codes of snapshot v{job.version}",
+            f"Recompute {job.name} for snapshot v{version}",
+            on_click=projections.start,
+            args=(run_path, method, version, codes),
+            help=f"this {job.name} embeds the codes of snapshot v{job.version}",
         )
     assert job.projection is not None
     return job.codes, job.projection, job.version
 
 
-def _tsne_progress(run_path: str) -> None:
-    """Elapsed time while t-SNE runs; a full rerun swaps the plot in when it is done."""
-    job = projections.tsne_job(run_path)
+def _progress(run_path: str, method: projections.Method) -> None:
+    """How far the job is while it runs; a full rerun swaps the plot in when it is done."""
+    job = projections.job(run_path, method)
     if job is None or job.done:
         st.rerun()
-    st.info(
-        f"Computing t-SNE of {len(job.codes)} codes (snapshot v{job.version}) in the "
-        f"background: {job.elapsed_s:.0f} s so far. PCA meanwhile.",
-        icon=":material/hourglass_top:",
+    text = (
+        f"Computing {job.name} of {len(job.codes)} codes (snapshot v{job.version}) in the "
+        f"background: {job.elapsed_s:.0f} s so far. PCA meanwhile."
+    )
+    if job.fraction is not None:
+        st.progress(job.fraction, text=text)
+    else:
+        if method == "umap":
+            text += " The first UMAP after the app starts also compiles its kernels."
+        st.info(text, icon=":material/hourglass_top:")
+
+
+def _mark_found(
+    fig, query: str, codes: EncodedSet, projection: Projection, class_names: tuple[str, ...]
+) -> str:
+    """Ring the points the search matches; returns a line saying what it found."""
+    if not query.strip():
+        return ""
+    mask, unmatched = latent_points.find_points(query, codes.labels, codes.indices, class_names)
+    if mask.any():
+        legend = html.escape(query.strip()[:40])  # plotly renders HTML in legend names
+        charts.add_found(fig, projection.coords[mask], legend)
+    line = f"Search: {int(mask.sum())} of {len(codes)} points match."
+    if unmatched:
+        line += f" No point matches {access.plain(', '.join(unmatched))}."
+    return line
+
+
+def _mark_neighbours(
+    fig, codes: EncodedSet, projection: Projection
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spokes to the selected point's nearest neighbours in latent space; returns their
+    (rows, distances), empty when no encoded point is selected."""
+    index = state.selected_index()
+    position = np.flatnonzero(codes.indices == index) if index is not None else []
+    k = int(st.session_state.get(state.SCATTER_NEIGHBOURS, 8))
+    if len(position) == 0 or k == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    rows, distances = nearest_codes(codes.mu, int(position[0]), k)
+    charts.add_neighbours(fig, projection.coords[position[0]], projection.coords[rows])
+    return rows, distances
+
+
+def _neighbour_strip(
+    run_path: str, version: int, codes: EncodedSet, neighbours: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The selected point's nearest test images in latent space, with their distances."""
+    if state.selected_index() is None:
+        return
+    st.number_input(
+        "Nearest neighbours",
+        min_value=0,
+        max_value=32,
+        value=8,
+        key=state.SCATTER_NEIGHBOURS,
+        help="k nearest test images by Euclidean distance between posterior means μ, "
+        "in all D dimensions (not in the 2D view)",
+    )
+    rows, distances = neighbours
+    if len(rows) == 0:
+        return
+    indices = tuple(int(i) for i in codes.indices[rows])
+    originals, _ = cache.reconstructions(run_path, version, indices)
+    st.image(
+        [images.png_bytes(image, NEIGHBOUR_PX) for image in originals],
+        caption=[f"#{i} · {d:.2f}" for i, d in zip(indices, distances, strict=True)],
+        output_format="PNG",
     )
 
 

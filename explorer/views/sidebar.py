@@ -209,6 +209,8 @@ def _run_controls(run: RunDir) -> None:
         _act(runs.resume_run, run, "Resuming")
     if col_stop.button("Stop", disabled=locked or not live, width="stretch"):
         _act(runs.stop_run, run, "Stop sent")
+    if not run.exists():
+        return  # launched, no config.json yet: nothing to change live
     with st.form(state.SIDEBAR_LIVE_FORM):
         in_force = runs.live_settings(run)
         beta, lr = in_force.beta, in_force.lr

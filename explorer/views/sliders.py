@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from explorer import access, cache, charts, components, guard, images, reproduce, state
+from explorer import access, cache, charts, guard, images, reproduce, state
+from explorer.components import live_sliders
 from explorer.panels import attributes, holes, latent_points, waiting
 from vae_core import latent
 from vae_core.export import OnnxDecoder
@@ -238,7 +239,7 @@ def _focused_first(run_path: str, order: list[int]) -> list[int]:
 def _browser_decoder(run_path: str, version: int, net: LatentVariableModel) -> OnnxDecoder | None:
     """The decoder for in-browser live drag, or None: the toggle is off, the component is
     missing, or this decoder cannot run in the browser (then one line says why)."""
-    if not components.is_available() or not st.toggle(
+    if not live_sliders.is_available() or not st.toggle(
         "Live drag",
         value=True,
         key=state.SLIDERS_LIVE,
@@ -246,7 +247,7 @@ def _browser_decoder(run_path: str, version: int, net: LatentVariableModel) -> O
     ):
         return None
     decoder = cache.decoder_onnx(run_path, version, net)  # or why it cannot be exported
-    blocker = components.live_drag_blocker(decoder, key=state.SLIDERS_LIVE_WIDGET)
+    blocker = live_sliders.live_sliders_blocker(decoder, key=state.SLIDERS_LIVE_WIDGET)
     if blocker is None and isinstance(decoder, OnnxDecoder):
         return decoder
     st.caption(
@@ -265,7 +266,7 @@ def _live_sliders(
     tracks: Tracks,
 ) -> list[float]:
     """Sliders and image in one browser component: the image follows the thumb mid-drag."""
-    committed = components.live_latent_sliders(
+    committed = live_sliders.live_sliders(
         payload,
         z,
         kl,

@@ -4,6 +4,7 @@ the live-drag test decoders."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +27,53 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def live_models() -> ModuleType:
-    """tests/e2e/live_drag_models.py: the decoders the live-drag app serves (this folder is
+    """tests/e2e/live_sliders_models.py: the decoders the live-drag app serves (this folder is
     not a package, and the app imports the module from beside itself)."""
-    path = Path(__file__).with_name("live_drag_models.py")
-    spec = importlib.util.spec_from_file_location("live_drag_models", path)
+    path = Path(__file__).with_name("live_sliders_models.py")
+    spec = importlib.util.spec_from_file_location("live_sliders_models", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+SCREENSHOTS = Path(os.environ.get("VAE_E2E_SHOTS", Path(__file__).with_name("screenshots")))
+TIMEOUT_MS = 120_000
+# Every visible plotly chart has drawn its plot (a rerun that moves a chart redraws it).
+CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+    .filter(chart => chart.offsetParent !== null)
+    .every(chart => [...chart.querySelectorAll('.js-plotly-plot .main-svg')]
+        .some(svg => svg.getBoundingClientRect().height > 100))"""
+
+
+class PageChecks:
+    """What every browser test asks of the page, waiting on the app's own state (Streamlit's
+    script-run state, the charts' drawn plots), never on a fixed sleep."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix  # the screenshots' name prefix: one per test module
+
+    @staticmethod
+    def idle(page, timeout_ms: int = TIMEOUT_MS) -> None:
+        """Wait until the script run the last action asked for has finished. A widget event
+        sets the app's state to 'rerunRequested' at once, so no rerun is missed."""
+        page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+            timeout=timeout_ms
+        )
+
+    @staticmethod
+    def no_exception(page) -> None:
+        assert page.locator('[data-testid="stException"]').count() == 0
+
+    def shot(self, page, name: str, full_page: bool = True) -> None:
+        """A screenshot once the page is idle and every visible chart has drawn."""
+        self.idle(page)
+        page.wait_for_function(CHARTS_DRAWN, timeout=TIMEOUT_MS)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{self.prefix}_{name}.png"), full_page=full_page)
+
+
+@pytest.fixture(scope="module")
+def checks(request: pytest.FixtureRequest) -> PageChecks:
+    """PageChecks named after the test module (test_health_e2e.py -> health_*.png)."""
+    name = Path(request.module.__file__).stem.removeprefix("test_").removesuffix("_e2e")
+    return PageChecks(name)

@@ -115,7 +115,7 @@ def test_train_slide_select_interpolate(page) -> None:
 
     # -- live drag: a keyboard step in the browser-side sliders redraws the canvas --
     _view(page, "Latent sliders").click()
-    frame = devserver.live_decoder_frame(page)
+    frame = devserver.live_sliders_frame(page)
     before = _canvas(frame)
     frame.locator("input[type=range]").first.focus()
     for _ in range(30):

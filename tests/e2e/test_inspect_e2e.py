@@ -19,9 +19,6 @@ import pytest
 from PIL import Image
 
 from explorer import devserver
-from vae_core.config import ModelConfig, TrainConfig
-from vae_core.rundir import RunDir
-from vae_core.train import train
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -41,16 +38,8 @@ HAS_OWN_POINT = """() => [...document.querySelectorAll('.js-plotly-plot')].some(
 
 
 @pytest.fixture(scope="module")
-def app_url(runs_root: Path) -> Iterator[str]:
-    model_config = ModelConfig(image_shape=(1, 28, 28), latent_dim=4, hidden_dim=64)
-    train_config = TrainConfig(
-        dataset="shapes",
-        dataset_options={"image_size": 28, "num_samples": 3000},
-        epochs=3,
-        batch_size=64,
-        num_threads=1,
-    )
-    train(model_config, train_config, RunDir(runs_root / RUN))
+def app_url(runs_root: Path, train_shapes_run) -> Iterator[str]:
+    train_shapes_run(runs_root / RUN, latent_dim=4, num_samples=3000, epochs=3)
     with devserver.serve("explorer/app.py", env={"VAE_EXPLORER_RUNS": str(runs_root)}) as url:
         yield url
 

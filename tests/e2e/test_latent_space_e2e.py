@@ -76,12 +76,12 @@ def _values(frame) -> list[float]:
 
 def test_histograms_attribute_slider_hole_map_and_aggregate_samples(page) -> None:
     # -- every live slider track carries a histogram of q with the prior drawn over it --
-    frame = devserver.live_decoder_frame(page)
+    frame = devserver.live_sliders_frame(page)
     frame.wait_for_function("document.querySelectorAll('svg.hist path.q').length === 2")
     bars = frame.locator("svg.hist path.q").first.get_attribute("d")
     assert bars.count("M") == 32  # one bar per bin
     assert frame.locator("svg.hist polyline.p").count() == 2
-    stats = frame.evaluate("({...window.__liveDecoderStats})")
+    stats = frame.evaluate("({...window.__liveSlidersStats})")
     print(f"histograms drawn in {stats['histogramMs']:.2f} ms")  # reported by the -s run
 
     # -- an attribute vector from two classes appears at once as a slider after the dims --
@@ -89,7 +89,7 @@ def test_histograms_attribute_slider_hole_map_and_aggregate_samples(page) -> Non
     main.get_by_text("Attribute vectors", exact=True).first.click()
     main.get_by_test_id("stMetric").filter(has_text="AUC").wait_for()
     main.get_by_role("button", name="Add slider").click()
-    frame = devserver.live_decoder_frame(page)
+    frame = devserver.live_sliders_frame(page)
     frame.locator("#a0").wait_for()
     before = _values(frame)
     frame.locator("#a0").focus()

@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 
 from explorer import devserver
-from vae_core.config import ModelConfig, TrainConfig
 from vae_core.process import kill_trainer
-from vae_core.rundir import RunDir, list_runs
-from vae_core.train import train
+from vae_core.rundir import list_runs
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -29,17 +27,9 @@ RUN = "shapes-run"
 
 
 @pytest.fixture(scope="module")
-def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def runs_root(tmp_path_factory: pytest.TempPathFactory, train_shapes_run) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("runs")
-    model_config = ModelConfig(image_shape=(1, 28, 28), latent_dim=4, hidden_dim=64)
-    train_config = TrainConfig(
-        dataset="shapes",
-        dataset_options={"image_size": 28, "num_samples": 2048},
-        epochs=2,
-        batch_size=64,
-        num_threads=1,
-    )
-    train(model_config, train_config, RunDir(root / RUN))
+    train_shapes_run(root / RUN, latent_dim=4, num_samples=2048, epochs=2)
     shutil.copytree(root / RUN, root / "twin", ignore=lambda _d, n: [x for x in n if x == "lock"])
     yield root
     for run in list_runs(root):  # trainers run in their own session: kill them by pid

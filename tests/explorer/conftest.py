@@ -11,9 +11,6 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from explorer import state
-from vae_core.config import ModelConfig, TrainConfig
-from vae_core.rundir import RunDir
-from vae_core.train import train
 
 RUN_NAME = "finished-shapes"
 LATENT_DIM = 5
@@ -65,21 +62,10 @@ def latent_dim() -> int:
 
 
 @pytest.fixture(scope="session")
-def finished_run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finished_run_root(tmp_path_factory: pytest.TempPathFactory, train_shapes_run) -> Path:
     """A runs root holding one finished 1-epoch run on 28px shapes (a few seconds)."""
     root = tmp_path_factory.mktemp("runs")
-    model_config = ModelConfig(
-        image_shape=(1, 28, 28), architecture="mlp", latent_dim=LATENT_DIM, hidden_dim=64
-    )
-    train_config = TrainConfig(
-        dataset="shapes",
-        dataset_options={"image_size": 28, "num_samples": 512},
-        epochs=1,
-        batch_size=64,
-        log_every=2,
-        num_threads=1,
-    )
-    train(model_config, train_config, RunDir(root / RUN_NAME))
+    train_shapes_run(root / RUN_NAME, latent_dim=LATENT_DIM, num_samples=512, epochs=1, log_every=2)
     return root
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from explorer import access, devserver, runs
+from vae_core.process import claim_run_dir
 from vae_core.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -203,7 +204,7 @@ def test_start_is_refused_at_the_trainer_limit(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setenv(runs.MAX_TRAINERS_ENV, "1")
     root = tmp_path / "runs"
     holder = _slot_holder(root)
-    monkeypatch.setattr(runs, "_children", [])  # started by another app process: not ours
+    monkeypatch.setattr(runs, "_launches", {})  # started by another app process: not ours
     try:
         assert runs.running_trainers(root) == 1
         with pytest.raises(RuntimeError) as refused:
@@ -225,8 +226,9 @@ def test_sessions_pressing_start_at_once_never_exceed_the_limit(tmp_path: Path, 
     root = tmp_path / "runs"
     launched: list[subprocess.Popen] = []
 
-    def slow_launch(run: RunDir, pass_fds: tuple[int, ...] = (), **_: object):
+    def slow_launch(model_config, train_config, run_dir, pass_fds: tuple[int, ...] = ()):
         # a trainer as the app starts it, slow to start: the window the check must close
+        claim_run_dir(run_dir).write_config(model_config, train_config)  # what it writes first
         sleeper = subprocess.Popen(
             [sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=pass_fds
         )
@@ -234,7 +236,7 @@ def test_sessions_pressing_start_at_once_never_exceed_the_limit(tmp_path: Path, 
         time.sleep(0.5)
         return sleeper
 
-    monkeypatch.setattr(runs, "resume_training", slow_launch)
+    monkeypatch.setattr(runs, "start_training", slow_launch)
     outcomes: list[object] = []
 
     def start() -> None:

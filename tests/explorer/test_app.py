@@ -226,7 +226,7 @@ def test_tsne_is_computed_in_the_background_then_replaces_pca(app, runs_root, ru
     assert any(i.value.startswith("Computing t-SNE") for i in at.info)
     assert any("(PCA)" in c.value for c in at.caption)  # the page did not wait for it
     gate.set()
-    job = projections.tsne_job(str(runs_root / run_name))
+    job = projections.job(str(runs_root / run_name), "tsne")
     job.future.result(timeout=60)
     at.run()
     assert not at.exception and not at.info

@@ -83,7 +83,7 @@ def test_every_view_opens_on_an_imported_model(app, imported_runs, run) -> None:
         assert not at.error, (view, [e.value for e in at.error])
 
 
-def test_an_imported_decoder_gets_live_drag_through_onnx(app, imported_runs):
+def test_an_imported_decoder_gets_live_sliders_through_onnx(app, imported_runs):
     """GroupNorm, SiLU, transposed convolutions: exported to ONNX, decoded in the browser."""
     import json
 

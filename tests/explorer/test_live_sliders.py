@@ -60,10 +60,10 @@ def test_frontend_files_ship_with_the_package() -> None:
 def _app() -> None:
     import streamlit as st
 
-    from explorer.components import live_latent_sliders
+    from explorer.components.live_sliders import live_sliders
 
     decoder = st.session_state["decoder"]
-    reported = live_latent_sliders(decoder, [0.0] * decoder.latent_dim, key="live")
+    reported = live_sliders(decoder, [0.0] * decoder.latent_dim, key="live")
     st.text(f"reported: {reported}")
 
 
@@ -87,9 +87,9 @@ def test_histograms_and_attributes_that_do_not_fit_the_latent_are_refused() -> N
 def _blocker_app() -> None:
     import streamlit as st
 
-    from explorer.components import live_drag_blocker
+    from explorer.components.live_sliders import live_sliders_blocker
 
-    st.text(f"blocker: {live_drag_blocker(st.session_state['decoder'], key='live')}")
+    st.text(f"blocker: {live_sliders_blocker(st.session_state['decoder'], key='live')}")
 
 
 def _blocker(app: AppTest, decoder, browser_report=None) -> str:
@@ -101,7 +101,7 @@ def _blocker(app: AppTest, decoder, browser_report=None) -> str:
     return app.text[0].value.removeprefix("blocker: ")
 
 
-def test_a_decoder_that_failed_to_export_blocks_live_drag_with_its_reason() -> None:
+def test_a_decoder_that_failed_to_export_blocks_live_sliders_with_its_reason() -> None:
     app = AppTest.from_function(_blocker_app)
     assert _blocker(app, "cannot export the decoder to ONNX: UnsupportedOperatorError: x") == (
         "cannot export the decoder to ONNX: UnsupportedOperatorError: x"
@@ -122,7 +122,7 @@ def test_a_graph_the_browser_rejected_stays_blocked_for_later_snapshots_only() -
     assert _blocker(app, other) == "None"
 
 
-def test_without_onnx_runtime_web_installed_live_drag_says_so(monkeypatch, tmp_path) -> None:
+def test_without_onnx_runtime_web_installed_live_sliders_says_so(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(live_sliders, "ORT_DIR", tmp_path)
     assert not live_sliders.ort_installed()
     decoder = onnx_decoder(VAE(ModelConfig(latent_dim=2, hidden_dim=8)))

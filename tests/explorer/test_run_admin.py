@@ -108,7 +108,7 @@ def test_start_gives_a_short_name_or_the_typed_one_and_opens_training(app, empty
     finally:
         for child in empty_runs_root.iterdir():
             kill_trainer(RunDir(child))
-        for process in list(runs._children):
+        for process in list(runs._launches.values()):
             process.kill()
             process.wait(timeout=30)
         runs.reap_children()

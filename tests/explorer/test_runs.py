@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from explorer import runs
+from vae_core.config import ModelCard, ModelConfig
 from vae_core.metrics_log import MetricsLog
-from vae_core.process import kill_trainer, wait_for_state
+from vae_core.process import kill_trainer, start_training, wait_for_state
 from vae_core.rundir import NoTrainer, RunDir
 
 SHAPES = runs.RunChoices(dataset="shapes", latent_dim=3, epochs=1, image_size=28, num_samples=256)
@@ -164,6 +165,54 @@ def test_start_run_launches_a_trainer_that_finishes(tmp_path: Path) -> None:
     assert run.snapshot_version() > 0
 
 
+@pytest.mark.slow
+def test_start_writes_nothing_a_trainer_writes_and_shows_starting_until_it_does(
+    tmp_path: Path,
+) -> None:
+    run = runs.start_run(SHAPES, tmp_path)
+    process = runs._launch_of(run)
+    try:
+        # The launch claimed the folder and opened trainer.log, nothing else: the child is
+        # still importing torch, and config.json and status.json are the trainer's to write.
+        assert sorted(p.name for p in run.path.iterdir()) == ["trainer.log"]
+        status = runs.run_status(run)
+        assert status.display_state == "starting" and status.is_live and status.pid == process.pid
+        assert runs.open_run(run.path.name, root=tmp_path).path == run.path  # no config yet
+        runs.stop_run(run)  # obeyed: sent after the launch, while the trainer starts
+        assert process.wait(timeout=120) == 0
+    finally:
+        kill_trainer(run)
+    status = run.read_status()
+    assert status.pid == process.pid and status.stopped_by_user
+    assert run.read_config() == runs.configs_from_choices(SHAPES)
+    runs.reap_children()
+    assert runs._launch_of(run) is None
+
+
+@pytest.mark.slow
+def test_a_trainer_that_dies_before_its_first_status_says_why_in_one_line(tmp_path: Path) -> None:
+    # The trainer refuses this model before it takes the run's lock: it writes nothing.
+    card = ModelCard(
+        source="mypkg.vae:VAE", latent_shape=(3,), not_trainable="its decoder has no gradient"
+    )
+    model_config = ModelConfig(
+        architecture="imported", image_shape=(1, 28, 28), latent_dim=3, card=card
+    )
+    train_config = runs.configs_from_choices(SHAPES)[1]
+    path = tmp_path / "imported"
+    run = runs._remember(path, start_training(model_config, train_config, path))
+    assert runs._launch_of(run).wait(timeout=120) == 2
+    runs.reap_children()  # kept: its failure is all there is to show
+    status = runs.run_status(run)
+    assert status.display_state == "failed" and not status.is_live
+    why = "this imported model can be explored, not trained: its decoder has no gradient"
+    assert status.reason == f"the trainer exited before it started (exit code 2): {why}"
+    assert sorted(p.name for p in run.path.iterdir()) == ["trainer.log"]
+    runs._launches.clear()  # a fresh app process: the folder alone says what happened
+    with pytest.raises(ValueError, match=r"^imported did not start: the trainer exited before"):
+        runs.open_run("imported", root=tmp_path)
+
+
 def test_new_run_choices_carry_the_kl_schedule_and_free_bits_into_the_config() -> None:
     choices = runs.RunChoices(
         dataset="shapes",
@@ -235,6 +284,6 @@ def test_at_the_limit_the_slot_holders_are_named_and_one_can_be_stopped_for_a_ne
     finally:
         for run in started:
             kill_trainer(run)
-        for process in list(runs._children):
+        for process in list(runs._launches.values()):
             process.wait(timeout=30)
         runs.reap_children()

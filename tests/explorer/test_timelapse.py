@@ -30,7 +30,7 @@ def own_root(finished_run_root: Path, run_name: str, tmp_path: Path, monkeypatch
     yield root
     for child in root.iterdir():
         kill_trainer(RunDir(child))
-    for process in list(runs._children):
+    for process in list(runs._launches.values()):
         process.kill()
         process.wait(timeout=30)
     runs.reap_children()

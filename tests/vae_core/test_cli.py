@@ -157,6 +157,50 @@ def test_train_into_an_existing_run_is_refused_and_changes_nothing(trained_run):
     assert {p: p.stat().st_mtime_ns for p in trained_run.path.rglob("*")} == before
 
 
+def test_train_from_a_config_file_trains_that_configuration(trained_run, tmp_path):
+    # Another run's config.json is a --config file: the same run again, in a new folder.
+    run = RunDir(tmp_path / "again")
+    vae_core("train", "--config", str(trained_run.config_path), "--run-dir", str(run.path))
+    assert run.read_config() == trained_run.read_config()
+    assert run.read_status().state == "finished" and run.latest_checkpoint() is not None
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--epochs", "3"], "error: --config holds the whole configuration; drop --epochs"),
+        (["--resume"], "error: --config starts a new run; --resume continues one: give one"),
+    ],
+)
+def test_config_beside_other_flags_is_refused(trained_run, tmp_path, extra, message):
+    config = str(trained_run.config_path)
+    run_dir = str(tmp_path / "new")
+    result = vae_core("train", "--config", config, *extra, "--run-dir", run_dir, check=False)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [message]
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_config_that_is_not_one_gives_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    for text, message in (
+        ("{", "is not JSON"),
+        ('{"model": {}}', "needs 'model' and 'train' sections"),
+        ('{"model": {}, "train": {"dataset": "shapes", "lr": -1}}', "lr must be"),
+    ):
+        bad.write_text(text)
+        result = vae_core(
+            "train", "--config", str(bad), "--run-dir", str(tmp_path / "r"), check=False
+        )
+        assert result.returncode == 2 and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_resume_never_makes_a_new_run(tmp_path):
+    result = vae_core("train", "--resume", "--run-dir", str(tmp_path / "none"), check=False)
+    assert result.returncode == 2 and "no config.json" in result.stderr
+    assert not (tmp_path / "none").exists()
+
+
 def test_train_into_a_file_gives_one_line(tmp_path):
     target = tmp_path / "notes.txt"
     target.write_text("mine")

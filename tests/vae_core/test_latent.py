@@ -24,7 +24,6 @@ from vae_core.latent import (
     sample_prior,
     slerp,
     traversal_grid,
-    tsne_2d,
 )
 from vae_core.models import VAE
 
@@ -137,40 +136,6 @@ def test_pca_can_be_forced_for_two_dims() -> None:
 
 
 # --- interpolation ---
-
-
-def _three_clusters(n_per: int = 60, dim: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(3, dim)) * 8
-    labels = np.repeat(np.arange(3), n_per)
-    return (centres[labels] + rng.normal(size=(3 * n_per, dim))).astype(np.float32), labels
-
-
-def test_tsne_keeps_clusters_apart_in_2d() -> None:
-    codes, labels = _three_clusters()
-    projection = tsne_2d(codes, seed=0)
-    assert projection.method == "tsne" and projection.coords.shape == (len(codes), 2)
-    # every point's nearest 2D neighbour is in its own cluster
-    d = ((projection.coords[:, None] - projection.coords[None]) ** 2).sum(-1)
-    np.fill_diagonal(d, np.inf)
-    assert (labels[d.argmin(1)] == labels).all()
-    again = tsne_2d(codes, seed=0)
-    np.testing.assert_allclose(again.coords, projection.coords, atol=1e-4)  # seeded
-
-
-def test_tsne_places_new_codes_among_their_nearest_fitted_codes() -> None:
-    codes, labels = _three_clusters()
-    projection = tsne_2d(codes, seed=0)
-    np.testing.assert_allclose(projection.transform(codes[:5]), projection.coords[:5], atol=1e-3)
-    # a new code near cluster 2's centre lands inside cluster 2's 2D extent
-    placed = projection.transform(codes[labels == 2].mean(0))[0]
-    cluster = projection.coords[labels == 2]
-    assert (cluster.min(0) <= placed).all() and (placed <= cluster.max(0)).all()
-
-
-def test_tsne_refuses_too_few_codes() -> None:
-    with pytest.raises(ValueError, match="N >= 4"):
-        tsne_2d(np.zeros((3, 5)))
 
 
 def test_lerp_has_exact_endpoints_and_a_linear_midpoint() -> None:

@@ -1,7 +1,7 @@
 """A tiny Streamlit app around the live-drag sliders, for the browser tests and the benchmark.
 
-Run: streamlit run tests/e2e/live_drag_app.py -- [decoder] [latent_dim] [top_dims]
-`decoder` is one of live_drag_models.SHAPES (default mlp), or "unsupported": an ONNX model
+Run: streamlit run tests/e2e/live_sliders_app.py -- [decoder] [latent_dim] [top_dims]
+`decoder` is one of live_sliders_models.SHAPES (default mlp), or "unsupported": an ONNX model
 with an op no runtime has, which the browser rejects. `?decoder=NAME` in the URL picks
 another of SHAPES at its own latent size (one server for the browser parity test). It builds
 the (seeded) decoder, shows the component and writes back what it reports.
@@ -15,11 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-import live_drag_models  # beside this script, which streamlit puts on sys.path
+import live_sliders_models  # beside this script, which streamlit puts on sys.path
 import streamlit as st
 
-from explorer.components import live_latent_sliders
-from explorer.components.live_sliders import live_drag_blocker
+from explorer.components.live_sliders import live_sliders, live_sliders_blocker
 from vae_core.export import OnnxDecoder, onnx_decoder
 
 VERSION_FILE = os.environ.get("LIVE_DRAG_VERSION_FILE")
@@ -48,7 +47,7 @@ def _unsupported_onnx(latent_dim: int) -> OnnxDecoder:
 def _decoder(name: str, latent_dim: int, version: int) -> OnnxDecoder:
     if name == "unsupported":
         return _unsupported_onnx(latent_dim)
-    model = live_drag_models.build(name, latent_dim, version)
+    model = live_sliders_models.build(name, latent_dim, version)
     return onnx_decoder(model, version=version, latent_dim=latent_dim)
 
 
@@ -58,9 +57,9 @@ def _version() -> int:
 
 name = sys.argv[1] if len(sys.argv) > 1 else "mlp"
 latent_dim = int(sys.argv[2]) if len(sys.argv) > 2 else 8
-if st.query_params.get("decoder") in live_drag_models.SHAPES:
+if st.query_params.get("decoder") in live_sliders_models.SHAPES:
     name = st.query_params["decoder"]
-    latent_dim = live_drag_models.SHAPES[name][0]
+    latent_dim = live_sliders_models.SHAPES[name][0]
 top_dims = int(sys.argv[3]) if len(sys.argv) > 3 else None
 kl = [2.0 / (d + 1) if d % 4 != 3 else 0.001 for d in range(latent_dim)]
 order = sorted(range(latent_dim), key=lambda d: -kl[d])
@@ -78,12 +77,12 @@ if st.button("Reset"):
 def _sliders() -> None:
     version = _version()
     decoder = _decoder(name, latent_dim, version)
-    reason = live_drag_blocker(decoder)
+    reason = live_sliders_blocker(decoder)
     if reason is not None:
         st.text(f"Live drag is off: {reason}")
         st.slider("z0 (server-side)", -3.0, 3.0, 0.0)
         return
-    reported = live_latent_sliders(decoder, st.session_state["z"], kl, order, top_dims=top_dims)
+    reported = live_sliders(decoder, st.session_state["z"], kl, order, top_dims=top_dims)
     if reported is not None:
         st.session_state["z"] = reported
     st.text(f"published version: {version}")

@@ -1,4 +1,4 @@
-"""Decoders for the live-drag browser tests and bench/live_drag.py, seeded and deterministic.
+"""Decoders for the live-drag browser tests and bench/live_sliders.py, seeded and deterministic.
 
 Two built-in VAEs (`vae_core.models`) and two "imported" decoders written as plain
 nn.Modules behind the wrapper interface an imported model has (`decode(z)` with a flat

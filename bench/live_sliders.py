@@ -1,10 +1,10 @@
 """Live-drag sliders in headless Chromium: frames per second while dragging, ms per decode and
 the time to the first decoded image, on ONNX Runtime Web (wasm, one thread).
 
-Run: python bench/live_drag.py [--runs 3] [--steps 100] [--interval-ms 8] [--cases mlp,...]
-For each decoder (tests/e2e/live_drag_models.py: the built-in MLP, latent 20, 28x28; the
+Run: python bench/live_sliders.py [--runs 3] [--steps 100] [--interval-ms 8] [--cases mlp,...]
+For each decoder (tests/e2e/live_sliders_models.py: the built-in MLP, latent 20, 28x28; the
 built-in conv, 32x32 RGB; an imported-style GroupNorm + SiLU + ConvTranspose decoder, 28x28;
-a ~1.2M-parameter decoder, 4x8x8 latent -> 64x64 RGB) it starts tests/e2e/live_drag_app.py,
+a ~1.2M-parameter decoder, 4x8x8 latent -> 64x64 RGB) it starts tests/e2e/live_sliders_app.py,
 then `--runs` times opens a fresh page (empty cache), waits for the first image, drags one
 slider with the mouse in `steps` moves, then once per animation frame from inside the page,
 and reads the component's counters. Prints min / median / max over the runs, and the
@@ -25,7 +25,7 @@ from playwright.sync_api import Browser, Frame, Page, sync_playwright
 from explorer import devserver
 
 E2E = Path(__file__).resolve().parents[1] / "tests" / "e2e"
-APP = E2E / "live_drag_app.py"
+APP = E2E / "live_sliders_app.py"
 
 # case -> (decoder, latent_dim, frames/s goal while dragging)
 CASES = {
@@ -40,14 +40,14 @@ LABELS = {
     "groupnorm": "imported GroupNorm+SiLU+ConvT, latent 16, 28x28",
     "big": "imported ~1.2M params, 4x8x8 -> 64x64 RGB",
 }
-STATS = "({...window.__liveDecoderStats})"
+STATS = "({...window.__liveSlidersStats})"
 # A drag driven from inside the page: one slider step per animation frame for `ms`, so the
 # frame rate is the decoder's, not how fast Playwright can deliver mouse moves (on a loaded
 # machine that is ~30 a second). Returns decoded frames and animation frames (the cap).
 IN_PAGE_DRAG = """async (ms) => {
   const input = document.getElementById("z0");
   input.dispatchEvent(new PointerEvent("pointerdown", { bubbles: true }));
-  const before = window.__liveDecoderStats.frames;
+  const before = window.__liveSlidersStats.frames;
   const start = performance.now();
   let ticks = 0;
   await new Promise((resolve) => {
@@ -64,7 +64,7 @@ IN_PAGE_DRAG = """async (ms) => {
   await new Promise((r) => requestAnimationFrame(r));
   const seconds = (performance.now() - start) / 1000;
   window.dispatchEvent(new PointerEvent("pointerup"));
-  return { fps: (window.__liveDecoderStats.frames - before) / seconds, raf: ticks / seconds };
+  return { fps: (window.__liveSlidersStats.frames - before) / seconds, raf: ticks / seconds };
 }"""
 
 
@@ -88,7 +88,7 @@ def _drag(page: Page, frame: Frame, steps: int, interval_s: float) -> dict[str, 
         "fps": in_page["fps"],
         "raf": in_page["raf"],
         "mouse_fps": frames / seconds,
-        "decode_ms": 1000 / frame.evaluate("window.__liveDecoderThroughput(30)"),
+        "decode_ms": 1000 / frame.evaluate("window.__liveSlidersThroughput(30)"),
     }
 
 
@@ -100,13 +100,13 @@ def _measure(browser: Browser, url: str, steps: int, interval_s: float) -> dict[
     page.on("websocket", lambda ws: ws.on("framereceived", lambda p: received.append(len(p))))
     opened = time.time()
     page.goto(url)
-    frame = devserver.live_decoder_frame(page, timeout_s=120)
-    frame.wait_for_function("window.__liveDecoderStats.firstFrameAt !== null", timeout=60_000)
-    first = frame.evaluate("window.__liveDecoderStats.firstFrameAt") / 1000 - opened
+    frame = devserver.live_sliders_frame(page, timeout_s=120)
+    frame.wait_for_function("window.__liveSlidersStats.firstFrameAt !== null", timeout=60_000)
+    first = frame.evaluate("window.__liveSlidersStats.firstFrameAt") / 1000 - opened
     result = {"first_s": first, "ws_bytes": sum(received), **_drag(page, frame, steps, interval_s)}
-    result["backend"] = frame.evaluate("window.__liveDecoderStats.backend")
-    result["load_ms"] = frame.evaluate("window.__liveDecoderStats.loadMs")
-    result["runtime_ms"] = frame.evaluate("window.__liveDecoderStats.runtimeReadyMs")
+    result["backend"] = frame.evaluate("window.__liveSlidersStats.backend")
+    result["load_ms"] = frame.evaluate("window.__liveSlidersStats.loadMs")
+    result["runtime_ms"] = frame.evaluate("window.__liveSlidersStats.runtimeReadyMs")
     context.close()
     return result
 

@@ -1,6 +1,6 @@
 """Live-drag sliders in headless Chromium: the image follows the thumb before the mouse is released.
 
-Starts `tests/e2e/live_drag_app.py` under `streamlit run` and drives it with Playwright.
+Starts `tests/e2e/live_sliders_app.py` under `streamlit run` and drives it with Playwright.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.e2e
 
-APP = Path(__file__).with_name("live_drag_app.py")
+APP = Path(__file__).with_name("live_sliders_app.py")
 SCREENSHOTS = Path(__file__).with_name("screenshots")
 LATENT_DIM = 8
 
@@ -61,9 +61,9 @@ def page(browser, app_url: str):
 def _snapshot(frame) -> dict:
     """Canvas pixels and counters once no decode is pending (decodes are asynchronous)."""
     return frame.evaluate("""() => new Promise((resolve) => {
-        const check = () => window.__liveDecoderIdle() ? resolve({
+        const check = () => window.__liveSlidersIdle() ? resolve({
             image: document.getElementById('image').toDataURL(),
-            ...window.__liveDecoderStats,
+            ...window.__liveSlidersStats,
         }) : requestAnimationFrame(check);
         requestAnimationFrame(check);
     })""")
@@ -83,7 +83,7 @@ def _wait_reported(page, dim: int, predicate) -> list[float]:
 
 
 def test_image_follows_a_mouse_drag_and_release_reports_the_slider_position(page) -> None:
-    frame = devserver.live_decoder_frame(page)
+    frame = devserver.live_sliders_frame(page)
     slider = frame.locator("#z0")
     box = slider.bounding_box()  # main-page coordinates
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2  # z = 0: the middle
@@ -108,11 +108,11 @@ def test_image_follows_a_mouse_drag_and_release_reports_the_slider_position(page
     reported = _wait_reported(page, 0, lambda v: v != 0.0)
     assert reported[0] == pytest.approx(position, abs=0.01)
     SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "live_drag.png")
+    page.screenshot(path=SCREENSHOTS / "live_sliders.png")
 
 
 def test_weights_cross_the_websocket_once_not_on_every_rerun(page) -> None:
-    frame = devserver.live_decoder_frame(page)
+    frame = devserver.live_sliders_frame(page)
     first_load = sum(page.received_bytes)
     assert first_load > 4 * 784 * 400  # the float32 weights came with the first render
     slider = frame.locator("#z1")
@@ -124,7 +124,7 @@ def test_weights_cross_the_websocket_once_not_on_every_rerun(page) -> None:
 
 
 def test_sliders_are_labelled_and_reachable_with_tab_and_arrow_keys(page) -> None:
-    frame = devserver.live_decoder_frame(page)
+    frame = devserver.live_sliders_frame(page)
     first = frame.locator("#z0")
     assert first.get_attribute("aria-label") == "latent dimension 0, KL 2.00 nats"
     assert "inactive" in frame.locator("#z3").get_attribute("aria-label")
@@ -139,7 +139,7 @@ def test_sliders_are_labelled_and_reachable_with_tab_and_arrow_keys(page) -> Non
 
 
 def test_python_can_move_the_sliders_back(page) -> None:
-    frame = devserver.live_decoder_frame(page)
+    frame = devserver.live_sliders_frame(page)
     start = _snapshot(frame)["image"]
     frame.locator("#z2").press("PageUp")  # a large step
     _wait_reported(page, 2, lambda v: v != 0.0)
@@ -150,12 +150,12 @@ def test_python_can_move_the_sliders_back(page) -> None:
 
 
 def test_a_remounted_component_asks_for_the_weights_again(page) -> None:
-    devserver.live_decoder_frame(page)
+    devserver.live_sliders_frame(page)
     hide = page.get_by_text("Hide sliders")
     hide.click()
     page.wait_for_function("document.querySelectorAll('iframe').length === 0")
     hide.click()
-    frame = devserver.live_decoder_frame(page)  # a fresh iframe that decoded again
+    frame = devserver.live_sliders_frame(page)  # a fresh iframe that decoded again
     stats = _snapshot(frame)
     assert stats["weightsRequests"] == 1
     assert stats["weightsLoads"] == 1
@@ -165,7 +165,7 @@ def test_colour_conv_decoder_draws_and_follows_the_keyboard(browser) -> None:
     with devserver.serve(APP, args=("conv-rgb", "4")) as url:
         context, page = _open(browser, url)
         try:
-            frame = devserver.live_decoder_frame(page)
+            frame = devserver.live_sliders_frame(page)
             before = _snapshot(frame)
             assert frame.evaluate(
                 "[document.getElementById('image').width, document.getElementById('image').height]"
@@ -174,7 +174,7 @@ def test_colour_conv_decoder_draws_and_follows_the_keyboard(browser) -> None:
             after = _snapshot(frame)
             assert after["image"] != before["image"]
             _wait_reported(page, 0, lambda v: v != 0.0)
-            page.screenshot(path=SCREENSHOTS / "live_drag_rgb.png")
+            page.screenshot(path=SCREENSHOTS / "live_sliders_rgb.png")
         finally:
             context.close()
 
@@ -189,7 +189,7 @@ def _python_order(page) -> list[int]:
 
 
 def test_a_new_order_waits_while_a_slider_has_focus(page) -> None:
-    frame = devserver.live_decoder_frame(page)
+    frame = devserver.live_sliders_frame(page)
     page.get_by_text("Rotate the order on every run").click()
     frame.wait_for_function(f"document.querySelector('.dim').dataset.dim !== '{0}'")
     assert _displayed_order(frame) == _python_order(page)  # applied: nobody on a slider
@@ -209,7 +209,7 @@ def test_a_new_order_waits_while_a_slider_has_focus(page) -> None:
 
 
 def test_quick_key_presses_are_not_undone_by_earlier_reruns(page) -> None:
-    frame = devserver.live_decoder_frame(page)
+    frame = devserver.live_sliders_frame(page)
     slider = frame.locator("#z2")
     slider.focus()
     for _ in range(15):  # faster than the reruns they cause
@@ -224,7 +224,7 @@ def test_a_large_latent_folds_the_lower_kl_dimensions_away(browser) -> None:
     with devserver.serve(APP, args=("mlp", "20", "8")) as url:
         context, page = _open(browser, url)
         try:
-            frame = devserver.live_decoder_frame(page)
+            frame = devserver.live_sliders_frame(page)
             top = frame.locator("#sliders .dim")
             assert top.count() == 8 and frame.locator("#more-sliders .dim").count() == 12
             assert frame.locator("#more summary").inner_text() == "12 more dimensions (lower KL)"

@@ -2,7 +2,7 @@
 PyTorch for built-in and imported decoders, a snapshot published mid-drag is swapped in with
 no blank or stale frame, and a model the browser rejects falls back to server-side sliders.
 
-Starts `tests/e2e/live_drag_app.py` under `streamlit run` and drives it with Playwright.
+Starts `tests/e2e/live_sliders_app.py` under `streamlit run` and drives it with Playwright.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.e2e
 
-APP = Path(__file__).with_name("live_drag_app.py")
+APP = Path(__file__).with_name("live_sliders_app.py")
 PARITY_DECODERS = ("mlp", "conv-rgb", "groupnorm", "big")
 
 
@@ -64,9 +64,9 @@ def test_the_browser_decodes_like_pytorch_within_1e_4(
     assert expected.std() > 0.05  # images that vary: matching them means something
     context, page = _open(browser, f"{parity_url}/?decoder={name}")
     try:
-        frame = devserver.live_decoder_frame(page, timeout_s=120)
-        assert frame.evaluate("window.__liveDecoderStats.backend") == "onnxruntime-web"
-        flat = frame.evaluate("(z) => window.__liveDecoderDecode(z)", z.tolist())  # batch of 5
+        frame = devserver.live_sliders_frame(page, timeout_s=120)
+        assert frame.evaluate("window.__liveSlidersStats.backend") == "onnxruntime-web"
+        flat = frame.evaluate("(z) => window.__liveSlidersDecode(z)", z.tolist())  # batch of 5
         actual = np.asarray(flat, dtype=np.float32).reshape(5, *shape)
         assert np.abs(actual - expected).max() <= 1e-4
     finally:
@@ -134,16 +134,16 @@ def test_a_snapshot_published_mid_drag_swaps_in_without_a_blank_or_stale_frame(
     with devserver.serve(APP, env=env, args=("mlp", "8")) as url:
         context, page = _open(browser, url)
         try:
-            frame = devserver.live_decoder_frame(page, timeout_s=120)
+            frame = devserver.live_sliders_frame(page, timeout_s=120)
             frame.evaluate(RECORD_BLANKS)
             drag = _Drag(page, frame, "#z0")
-            drag.until("window.__liveDecoderStats.frames > 5")
+            drag.until("window.__liveSlidersStats.frames > 5")
             version_file.write_text("2")  # the trainer publishes while the thumb is held
-            drag.until("window.__liveDecoderStats.swaps === 1")
-            frames_at_swap = frame.evaluate("window.__liveDecoderStats.frames")
-            drag.until(f"window.__liveDecoderStats.frames > {frames_at_swap + 3}")
+            drag.until("window.__liveSlidersStats.swaps === 1")
+            frames_at_swap = frame.evaluate("window.__liveSlidersStats.frames")
+            drag.until(f"window.__liveSlidersStats.frames > {frames_at_swap + 3}")
             page.mouse.up()
-            stats = frame.evaluate("({...window.__liveDecoderStats})")
+            stats = frame.evaluate("({...window.__liveSlidersStats})")
             z = np.asarray(
                 [[float(frame.locator(f"#z{d}").input_value()) for d in range(8)]], np.float32
             )
