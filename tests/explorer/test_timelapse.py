@@ -141,4 +141,3 @@ def test_the_gif_stays_downloadable_when_the_fork_preset_changes(app, own_root, 
     assert [d.proto.label for d in at.get("download_button")].count("Download GIF") == 1
     assert at.session_state[state.SCATTER_TIMELAPSE_GIF_MADE] is made  # not made again
     assert any("β = 0" in c.value or "beta = 0" in c.value for c in at.caption)
-
