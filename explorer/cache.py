@@ -11,7 +11,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from vae_core import aggregate, gradvar, history, inspect_image, latent
+from vae_core import aggregate, gradvar, history, inspect_image, latent, user_image
 from vae_core.checkpoint import snapshot_model
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.export import ExportError, OnnxDecoder, onnx_decoder
@@ -133,6 +133,13 @@ def posterior_samples(
 ) -> inspect_image.PosteriorSamples:
     """K decoded draws from q(z|x) of one image, and their pixel-wise standard deviation."""
     return inspect_image.posterior_samples(model(run_path, version), pixels, k, seed)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def dark_background(run_path: str) -> bool:
+    """Whether the run's images are light on a dark background (MNIST, shapes)."""
+    images = test_data(run_path).images[: user_image.POLARITY_SAMPLE]  # (N, C, H, W) uint8
+    return user_image.background_is_dark(np.asarray(images))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -8,6 +8,7 @@ vocabulary (elbo, recon, kl, beta_kl, ...), and event rows (control, failed, res
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +38,27 @@ EVENT_LINES = {
 }
 MAX_MARKED_EVENTS = 50  # the newest ones: four shapes each, resent every second
 ACTIVE_COLOR, INACTIVE_COLOR = "#1f77b4", "#c7c7c7"
-_LAYOUT = {"margin": {"l": 40, "r": 10, "t": 40, "b": 30}, "template": "plotly_white"}
+# Plotly's toolbar (the modebar, shown on hover) takes the top ~30 px at the right: titles
+# sit below it, in a top margin of MODEBAR_CLEAR_PX, never under it.
+MODEBAR_CLEAR_PX = 56
+_LAYOUT = {
+    "margin": {"l": 40, "r": 10, "t": MODEBAR_CLEAR_PX, "b": 30},
+    "template": "plotly_white",
+}
+# Where every chart's title goes: left, just above the plot, clear of the modebar.
+TITLE_PLACEMENT = {
+    "x": 0,
+    "xanchor": "left",
+    "xref": "paper",
+    "y": 1,
+    "yanchor": "bottom",
+    "yref": "paper",
+    "pad": {"b": 8},
+}
+# Labels of the dashed control lines, above the ELBO panel's title: LABEL_LEVELS rows; a
+# label with no room on any row is left to the line's hover.
+LABEL_LEVELS, LABEL_ROW_PX, LABEL_CHAR_PX = 2, 13, 5.5
+LABEL_PANEL_PX = 380  # the narrowest width the ELBO panel is drawn at, for the room check
 # The parts of plotly_white that a 2-D line or bar chart uses (no colorscales, 3-D, maps).
 _LIGHT_TEMPLATE_LAYOUT = (
     "autotypenumbers", "colorway", "font", "hovermode", "hoverlabel", "paper_bgcolor",
@@ -100,14 +121,18 @@ def curves_spec(metrics: MetricsView, height: int = 460) -> dict[str, Any]:
             )
     marked = [e for e in metrics.events if e.get("event") in EVENT_LINES][-MAX_MARKED_EVENTS:]
     axes, titles = _grid_layout()
+    steps = [float(t["x"].max()) for t in traces if len(t["x"])] + [e["step"] for e in marked]
+    labels = _change_labels(marked, max(steps, default=0) - min(steps, default=0))
+    rows = max((label["row"] for label in labels), default=-1) + 1
     layout = _live_layout(
         **axes,
-        annotations=[*titles, *_change_labels(marked)],
+        annotations=[*titles, *({k: v for k, v in a.items() if k != "row"} for a in labels)],
         shapes=[
             _vline(e["step"], EVENT_LINES[e["event"]], n) for e in marked for n in (1, 2, 3, 4)
         ],
         height=height,
         legend={"orientation": "h", "y": -0.08},
+        margin={**_LAYOUT["margin"], "t": MODEBAR_CLEAR_PX + LABEL_ROW_PX * rows},
     )
     # A dict, not make_subplots + add_trace + update_layout: each of those validates (and
     # builds the template) again, several times the cost of the whole figure otherwise.
@@ -152,24 +177,38 @@ def _vline(step: float, line: dict[str, Any], panel: int) -> dict[str, Any]:
     }
 
 
-def _change_labels(events: Sequence[Any]) -> list[dict[str, Any]]:
-    """Label each control line once, at the top of the figure."""
+def _change_labels(events: Sequence[Any], span: float) -> list[dict[str, Any]]:
+    """A label for each control line, above the ELBO panel's title, on the lowest of
+    LABEL_LEVELS rows where it does not overprint the previous one; where no row has room,
+    a small mark whose hover gives the label. `span`: the steps the x axis covers. Each
+    annotation carries its "row" (-1: hover only), which the caller strips."""
+    step_per_px = max(span, 1.0) / LABEL_PANEL_PX
+    row_ends = [-math.inf] * LABEL_LEVELS  # the step where each row's last label ends
     labels = []
-    for event in events:
+    for event in sorted(events, key=lambda e: e["step"]):
         text = _control_label(event) if event.get("event") == "control" else ""
-        if text:
-            labels.append(
-                {
-                    "x": event["step"],
-                    "y": 1.0,
-                    "xref": "x",
-                    "yref": "paper",
-                    "text": text,
-                    "showarrow": False,
-                    "font": {"size": 10, "color": "#555"},
-                    "yanchor": "bottom",
-                }
-            )
+        if not text:
+            continue
+        half = len(text) * LABEL_CHAR_PX / 2 * step_per_px
+        row = next((r for r, end in enumerate(row_ends) if end < event["step"] - half), -1)
+        if row >= 0:
+            row_ends[row] = event["step"] + half
+        labels.append(
+            {
+                "x": event["step"],
+                "y": 1.0,
+                "xref": "x",
+                "yref": "paper",
+                "text": text if row >= 0 else "▾",
+                "hovertext": text,
+                "showarrow": False,
+                "font": {"size": 10, "color": "#555"},
+                # a hover-only mark hangs inside the panel, at the line's top
+                "yanchor": "bottom" if row >= 0 else "top",
+                "yshift": 20 + LABEL_ROW_PX * row if row >= 0 else 0,
+                "row": row,
+            }
+        )
     return labels
 
 
@@ -206,13 +245,28 @@ def kl_bar_spec(
     lines = [(y, dash, text) for y, dash, text in lines if y is not None]
     layout = _live_layout(
         height=height,
-        title=f"KL per dimension: {int(active.sum())} of {len(kl)} active (grey: collapsed)",
+        title=_title(_kl_title(active, threshold)),
         yaxis={"title": {"text": "nats"}},
         showlegend=False,
         shapes=[_hline(y, {"dash": dash, "color": "#555", "width": 1}) for y, dash, _ in lines],
         annotations=[_hline_label(y, f"{text} {y:g}") for y, _, text in lines],
     )
     return {"data": [bar], "layout": layout}
+
+
+def _title(text: str, size: int | None = None) -> dict[str, Any]:
+    """A chart title, placed by TITLE_PLACEMENT."""
+    return {"text": text, **TITLE_PLACEMENT, **({"font": {"size": size}} if size else {})}
+
+
+def _kl_title(active: np.ndarray, threshold: float | None) -> str:
+    """The KL bars' title; it speaks of grey bars only when some are grey."""
+    title = f"KL per dimension: {int(active.sum())} of {active.size} active"
+    collapsed = active.size - int(active.sum())
+    if collapsed:
+        below = f" below {threshold:g} nats" if threshold is not None else ""
+        title += f" (grey: {collapsed} collapsed{below})"
+    return title
 
 
 def scatter_figure(
@@ -347,7 +401,7 @@ def schedule_spec(metrics: MetricsView, height: int = 260) -> dict[str, Any]:
     marked = [e for e in metrics.events if e.get("event") in EVENT_LINES][-MAX_MARKED_EVENTS:]
     layout = _live_layout(
         height=height,
-        title={"text": "Beta schedule and free-bits floor", "font": {"size": 14}},
+        title=_title("Beta schedule and free-bits floor", size=14),
         yaxis={"title": {"text": "beta"}, "rangemode": "tozero"},
         yaxis2={
             "title": {"text": "λ, nats/dim"},
@@ -398,7 +452,7 @@ def elbo_gap_spec(
     ]
     layout = _live_layout(
         height=height,
-        title={"text": "ELBO gap: the ELBO and log p(x)'s IWAE bound", "font": {"size": 14}},
+        title=_title("ELBO gap: the ELBO and log p(x)'s IWAE bound", size=14),
         xaxis={"anchor": "y2"},
         yaxis={"domain": [0.4, 1.0], "title": {"text": bound_title}},
         yaxis2={"domain": [0.0, 0.28], "title": {"text": gap_title}, "rangemode": "tozero"},
@@ -531,7 +585,7 @@ def timelapse_figure(
     layout = {
         **_LAYOUT,
         "height": height,
-        "title": {"text": titles[last]},
+        "title": _title(titles[last]),
         "xaxis": {"range": [x0, x1], "autorange": False, "title": axis_titles[0]},
         "yaxis": {"range": [y0, y1], "autorange": False, "title": axis_titles[1]},
         "showlegend": True,
@@ -709,9 +763,9 @@ def pixel_heatmap(values: np.ndarray, title: str, zmax: float | None = None, hei
     fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
     fig.update_xaxes(showticklabels=False, constrain="domain")
     fig.update_layout(
-        title={"text": title, "font": {"size": 13}},
+        title=_title(title, size=13),
         height=height,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        margin={"l": 10, "r": 10, "t": MODEBAR_CLEAR_PX, "b": 10},
         template="plotly_white",
     )
     return fig

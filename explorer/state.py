@@ -7,12 +7,13 @@ open run lives in the URL (?run=...), so it survives reloads and is shared by li
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 
 import streamlit as st
 
 RUN_PARAM = "run"  # query parameter naming the open run
-Z_PARAM = "z"  # query parameter: a shared latent point, comma-separated; read once, then dropped
+Z_PARAM = "z"  # query parameter: the latent point, comma-separated; follows the sliders
 
 # -- keys --
 APP_VIEW = "view"  # the view selector; bound to ?view=... so a reload keeps the view
@@ -72,12 +73,15 @@ TRAINING_CHART = "training"  # family: one plotly chart per slot name (sub_key)
 TRAINING_ALARM = "training.alarm"  # family: one bordered container per alarm kind
 TRAINING_FIX = "training.fix"  # family: per alarm kind, then per fix: its button
 TRAINING_FORK = "training.fork"  # the Training view's fork panel (its widgets: sub_key)
+TRAINING_FORK_EXPANDER = "training.fork_expander"  # keyed: stays open as its step label moves
 TRAINING_GRADVAR_BUTTON = "training.gradvar_button"
 TRAINING_RESUME_FORM = "training.resume_form"
 SLIDERS_Z_NPY = "sliders.z_npy"  # the "z as .npy" download button
 SCATTER_TIMELAPSE_CHART = "scatter.timelapse_chart"
 SCATTER_TIMELAPSE_GIF = "scatter.timelapse_gif"
 SCATTER_FORK = "scatter.fork"  # the time-lapse's fork panel (its widgets: sub_key)
+SCATTER_FORK_EXPANDER = "scatter.fork_expander"  # keyed: stays open across reruns
+SCATTER_TIMELAPSE_GIF_MADE = "scatter.timelapse_gif_made"  # (run path, steps, GIF bytes)
 ATTRIBUTES_MODE = "attributes.mode"  # two classes or two scatter groups
 ATTRIBUTES_CLASS_A = "attributes.class_a"
 ATTRIBUTES_CLASS_B = "attributes.class_b"
@@ -152,6 +156,8 @@ def open_run_ref() -> str:
 
 
 def set_open_run_ref(ref: str) -> None:
+    if ref != open_run_ref():
+        st.query_params.pop(Z_PARAM, None)  # the point was the other run's
     if ref:
         st.query_params[RUN_PARAM] = ref
     else:
@@ -178,14 +184,32 @@ def latent_z(run_key: str, latent_dim: int) -> list[float]:
 
 
 def _z_from_url(latent_dim: int) -> list[float] | None:
-    """?z= as D finite floats, removed from the URL once read; None if absent or malformed."""
-    text = st.query_params.pop(Z_PARAM, None)
+    """?z= as D finite floats; None if absent or malformed (then set_latent_z drops it)."""
+    text = st.query_params.get(Z_PARAM)
     try:
         z = [float(v) for v in text.split(",")] if text else []
     except ValueError:
         return None
     ok = len(z) == latent_dim and all(math.isfinite(v) for v in z)
     return z if ok else None
+
+
+def follow_latent_z(z: Sequence[float]) -> None:
+    """Record the point the sliders show, without moving the slider widgets (they made it).
+
+    The address bar's ?z= follows it, so copying the address or reloading keeps the point;
+    the origin goes without one."""
+    z = [float(v) for v in z]
+    st.session_state[SLIDERS_Z] = z
+    if not any(z):
+        st.query_params.pop(Z_PARAM, None)
+    elif st.query_params.get(Z_PARAM) != (text := z_param(z)):
+        st.query_params[Z_PARAM] = text
+
+
+def z_param(z: Sequence[float]) -> str:
+    """z as ?z= carries it: float32 to 9 significant digits, which round-trips exactly."""
+    return ",".join(f"{float(v):.9g}" for v in array("f", [float(v) for v in z]))
 
 
 def set_latent_z(run_key: str, z: Sequence[float]) -> None:
@@ -195,8 +219,8 @@ def set_latent_z(run_key: str, z: Sequence[float]) -> None:
     a widget's key after the widget exists in the same run.
     """
     z = [float(v) for v in z]
-    st.session_state[SLIDERS_Z] = z
     st.session_state[SLIDERS_RUN] = (run_key, len(z))
+    follow_latent_z(z)
     for dim, value in enumerate(z):
         st.session_state[slider_key(dim)] = max(-3.0, min(3.0, round(value, 2)))
 
@@ -218,6 +242,7 @@ OWN_IMAGE_ERROR = "inspector.own_image_error"  # why the last upload / drawing w
 OWN_UPLOAD = "inspector.upload"  # the file uploader's widget key
 OWN_UPLOAD_SEEN = "inspector.upload_seen"  # file_id of the upload already taken in
 OWN_CANVAS = "inspector.canvas"  # the drawing canvas's widget key
+OWN_INVERT = "inspector.invert"  # "Invert": shown when the image's polarity is the data's opposite
 OWN_SAMPLES_SEED = "inspector.samples_seed"  # seed of the posterior samples shown
 OWN_SOURCE = "Your image"  # the interpolation endpoint source that uses it
 DISENT_REQUEST = "disentanglement.request"  # (run path, snapshot version) MIG was asked for
@@ -236,15 +261,22 @@ def own_image(run_key: str, image_shape: tuple[int, ...]) -> dict | None:
     return own
 
 
-def set_own_image(run_key: str, pixels, notes: Sequence[str], source: str) -> None:
-    """Keep the preprocessed input (a small uint8 numpy array, never a tensor)."""
+def set_own_image(
+    run_key: str, pixels, notes: Sequence[str], source: str, as_taken=None, inverted=False
+) -> None:
+    """Keep the preprocessed input (a small uint8 numpy array, never a tensor). `as_taken`:
+    the pixels before an inversion, kept where the image's polarity differs from the run's
+    data (the Invert toggle switches between them); `inverted`: whether `pixels` are so."""
     st.session_state[OWN_IMAGE] = {
         "run": run_key,
         "pixels": pixels,
         "notes": list(notes),
         "source": source,
+        "as_taken": as_taken,
+        "inverted": inverted,
     }
     st.session_state[OWN_IMAGE_ERROR] = None
+    st.session_state[OWN_INVERT] = inverted  # the toggle starts at what was done
 
 
 def refuse_own_image(message: str) -> None:

@@ -282,3 +282,20 @@ def _size_text(num_bytes: int) -> str:
     if num_bytes >= 1024**2:
         return f"{num_bytes / 1024**2:.1f} MiB"
     return f"{num_bytes / 1024:.0f} KiB" if num_bytes >= 1024 else f"{num_bytes} bytes"
+
+
+POLARITY_SAMPLE = 256  # dataset images whose borders decide its background
+
+
+def background_is_dark(pixels: np.ndarray) -> bool:
+    """Whether the border of an image (C, H, W), or of a batch (N, C, H, W), is mostly dark:
+    the background of a centred subject (MNIST: white on black; a pen drawing: black on
+    white). The median of the one-pixel ring, below mid-grey."""
+    p = np.asarray(pixels)
+    ring = np.concatenate([p[..., 0, :], p[..., -1, :], p[..., 1:-1, 0], p[..., 1:-1, -1]], -1)
+    return float(np.median(ring)) < 128
+
+
+def inverted(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels with black and white swapped."""
+    return 255 - np.asarray(pixels, dtype=np.uint8)

@@ -49,8 +49,8 @@ def render(run: RunDir) -> None:
         f"{time.perf_counter() - started:.2f} s. Press Play, or drag the step slider."
     )
     st.plotly_chart(fig, key=state.SCATTER_TIMELAPSE_CHART, width="stretch")
-    _gif(lapse, labels, titles, cache.test_data(run_path).info.class_names)
-    with st.expander("Fork from a history point"):
+    _gif(run_path, lapse, labels, titles, cache.test_data(run_path).info.class_names)
+    with st.expander("Fork from a history point", key=state.SCATTER_FORK_EXPANDER):
         steps = [p.step for p in points]
         step = st.select_slider(
             "History step", steps, value=steps[-1], key=state.SCATTER_TIMELAPSE_STEP
@@ -82,10 +82,16 @@ def _tracks(run_path: str, lapse: TimeLapse) -> list[tuple[str, np.ndarray]]:
 
 
 def _gif(
-    lapse: TimeLapse, labels: np.ndarray, titles: list[str], class_names: tuple[str, ...]
+    run_path: str,
+    lapse: TimeLapse,
+    labels: np.ndarray,
+    titles: list[str],
+    class_names: tuple[str, ...],
 ) -> None:
     """An animated GIF of the same frames, in the figure's class colours, with a legend;
-    rendered only when asked for."""
+    rendered only when asked for, then kept (per run and history) so that Download GIF
+    stays through other widgets' reruns."""
+    made_for = (run_path, tuple(titles))
     if st.button("Make a GIF of the time-lapse", key=state.SCATTER_TIMELAPSE_GIF):
         ranges = charts.fixed_ranges(lapse.frames)
         data = images.scatter_gif(
@@ -97,4 +103,7 @@ def _gif(
             frame_ms=FRAME_MS,
             class_names=class_names,
         )
-        st.download_button("Download GIF", data, "timelapse.gif", "image/gif", on_click="ignore")
+        st.session_state[state.SCATTER_TIMELAPSE_GIF_MADE] = (*made_for, data)
+    made = st.session_state.get(state.SCATTER_TIMELAPSE_GIF_MADE)
+    if made is not None and made[:2] == made_for:
+        st.download_button("Download GIF", made[2], "timelapse.gif", "image/gif", on_click="ignore")

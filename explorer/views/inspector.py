@@ -201,7 +201,11 @@ def take_image(run_path: str, image_shape: tuple[int, int, int], data: bytes, so
     except user_image.UserImageError as err:
         state.refuse_own_image(f"{'Upload' if source == 'upload' else 'Drawing'} refused: {err}")
         return False
-    state.set_own_image(run_path, taken.pixels, taken.notes, source)
+    if user_image.background_is_dark(taken.pixels) == cache.dark_background(run_path):
+        state.set_own_image(run_path, taken.pixels, taken.notes, source)
+    else:  # e.g. a pen drawing (dark on white) for MNIST (white on black): invert by default
+        pixels = user_image.inverted(taken.pixels)
+        state.set_own_image(run_path, pixels, taken.notes, source, taken.pixels, inverted=True)
     return True
 
 
@@ -266,10 +270,33 @@ def _draw_own(run_path: str, version: int, own: dict) -> None:
     st.markdown(f"**Your {own['source']}**, snapshot v{version}")
     for note in own["notes"]:
         st.caption(f"ℹ️ {note}")
+    if own.get("as_taken") is not None:
+        _invert_choice(run_path, own)
     _links(run_path, result.mu)
     _draw_inspection(run_path, version, result)
     _own_scatter(run_path, version, result)
     _posterior_samples(run_path, version, pixels)
+
+
+def _invert_choice(run_path: str, own: dict) -> None:
+    """The image's background is the data's opposite: say so, and let Invert be undone."""
+    data = "light on dark" if cache.dark_background(run_path) else "dark on light"
+    image = "dark on light" if data == "light on dark" else "light on dark"
+    st.toggle(
+        "Invert",
+        key=state.OWN_INVERT,
+        on_change=_apply_invert,
+        help="swap black and white before encoding",
+    )
+    done = "inverted it before encoding" if own["inverted"] else "it is encoded as it is"
+    st.caption(f"ℹ️ Your image is {image}; this run's images are {data}: {done}.")
+
+
+def _apply_invert() -> None:
+    own = st.session_state[state.OWN_IMAGE]
+    on = bool(st.session_state[state.OWN_INVERT])
+    own["pixels"] = user_image.inverted(own["as_taken"]) if on else own["as_taken"]
+    own["inverted"] = on
 
 
 def _posterior_samples(run_path: str, version: int, pixels: np.ndarray) -> None:

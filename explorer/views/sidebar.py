@@ -7,6 +7,7 @@ drawn before torch is loaded (tests/test_first_page.py).
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -41,6 +42,7 @@ DATASET_LABELS = {
 SCHEDULE_LABELS = {"constant": "constant", "linear": "linear warm-up", "cyclical": "cyclical"}
 WARMUP_DEFAULT_STEPS = 1000  # the linear schedule's ramp, as the health fix restarts it
 CYCLE_DEFAULT_STEPS = 5000
+ESTIMATE_TTL_S = 60
 STATUS_REFRESH_S = 2.0  # each tick is a rerun; at 1 s the fallback sliders p95 doubled
 
 
@@ -485,10 +487,17 @@ def _choices(default: str, start_disabled: bool) -> tuple[runs.RunChoices, bool,
         name=name.strip(),
     )
     estimate.caption(
-        speed.estimate_line(runs.runs_root(), dataset, architecture, int(epochs), num_samples or 0)
+        _estimate_line(str(runs.runs_root()), dataset, architecture, int(epochs), num_samples or 0)
     )
     st.caption(access.plain(settings_summary(choices)))
     return choices, submitted, below
+
+
+@st.cache_data(ttl=ESTIMATE_TTL_S, max_entries=64, show_spinner=False)
+def _estimate_line(root: str, dataset: str, architecture: str, epochs: int, images: int) -> str:
+    """speed.estimate_line, read from the runs at most once a minute: it opens every run's
+    config and status, and the sidebar redraws on every widget change."""
+    return speed.estimate_line(Path(root), dataset, architecture, epochs, images)
 
 
 def settings_summary(choices: runs.RunChoices) -> str:

@@ -98,7 +98,7 @@ def _panel(run_path: str) -> None:
         z, order = _spatial_sliders(run_path, net, version), []
     else:
         z, order = _dimension_sliders(run_path, net, version)
-    st.session_state[state.SLIDERS_Z] = z
+    state.follow_latent_z(z)
     holes.manifold_badge(run_path, version, z)
     st.toggle("Freeze weights", key=state.SLIDERS_FREEZE, help="keep decoding with this snapshot")
     _copy_state(run_path, net, version, z, order)

@@ -18,13 +18,14 @@ from explorer import access, cache, charts, guard, images, run_view, runs, state
 from explorer.components import live_charts
 from explorer.panels import alarms, estimators, fork
 from vae_core import health, history, latent
-from vae_core.config import BETA_RANGE, LR_RANGE
+from vae_core.config import BETA_RANGE, LR_RANGE, TrainConfig
 from vae_core.rundir import RunDir
 from vae_core.settings import settings_in_force
 from vae_core.status import Status
 
 REFRESH_S = 1.0
 PAUSED_REFRESH_S = 5.0
+FORK_REFRESH_S = 5.0  # the fork panel's newest step, while the run trains
 NUM_FIXED_IMAGES = 8
 WHAT = """
 **ELBO** = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)), a lower bound on log p(x). The loss is −ELBO =
@@ -66,7 +67,10 @@ def render(run: RunDir) -> None:
         st.caption(f"Trained by {access.plain(status.placement)}.")
     # On demand, outside the fragment: never re-measured every second.
     estimators.render(run, reading.snapshot_version)
-    _fork_newest(reading)
+    # Its own fragment: the newest step in its label follows training, and nothing else
+    # redraws for it.
+    fork_panel = st.fragment(_fork_newest, run_every=FORK_REFRESH_S if phase[0] else None)
+    fork_panel(str(run.path), reading.train_config)
 
 
 def _interval_ms(status: Status) -> int:
@@ -333,13 +337,13 @@ def _reconstruction_image(run_path: str, version: int) -> live_charts.Image:
     )
 
 
-def _fork_newest(reading: run_view.RunView) -> None:
+@guard.shows_run_errors
+def _fork_newest(run_path: str, train_config: TrainConfig) -> None:
     """Offer "Fork from here" at the newest history point (the time-lapse: at any point)."""
-    points = history.list_points(reading.run)
+    run = RunDir(run_path)
+    points = history.list_points(run)
     if not points:
         return
-    with st.expander(f"Fork from here (step {points[-1].step})"):
-        newest = points[-1]
-        fork.render(
-            reading.run, reading.train_config, newest.step, newest.epoch, key=state.TRAINING_FORK
-        )
+    newest = points[-1]
+    with st.expander(f"Fork from here (step {newest.step})", key=state.TRAINING_FORK_EXPANDER):
+        fork.render(run, train_config, newest.step, newest.epoch, key=state.TRAINING_FORK)

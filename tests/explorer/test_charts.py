@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from explorer import charts
@@ -125,3 +127,52 @@ def test_kl_bars_mark_the_active_threshold_and_the_free_bits_floor() -> None:
     fig = charts.kl_bar_figure([0.5, 0.001], [True, False], threshold=0.1, free_bits=0.25)
     assert sorted(shape.y0 for shape in fig.layout.shapes) == [0.1, 0.25]
     assert charts.kl_bar_figure([0.5], [True]).layout.shapes == ()
+
+
+def test_control_labels_never_overprint_and_crowded_ones_go_to_hover() -> None:
+    rows = [{"step": s, "split": "train", "elbo": -100.0, "kl": 5.0} for s in range(0, 3000, 50)]
+    steps = [600, 610, 620, 630, 1500, 2900]
+    rows += [{"step": s, "event": "control", "beta": 2.0, "lr": 1e-3} for s in steps]
+    layout = charts.curves_spec(summarize(rows))["layout"]
+    labels = [a for a in layout["annotations"] if a.get("hovertext")]
+    assert sorted(a["x"] for a in labels) == steps  # every line keeps its label, at least on hover
+    shown = [a for a in labels if a["text"] != "▾"]
+    assert 2 <= len(shown) < len(steps)  # four lines within 30 steps cannot all be printed
+    per_px = 3000 / charts.LABEL_PANEL_PX
+    for shift in {a["yshift"] for a in shown}:  # on each row, no two labels overlap
+        row = sorted((a for a in shown if a["yshift"] == shift), key=lambda a: a["x"])
+        for left, right in itertools.pairwise(row):
+            half_widths = (len(left["text"]) + len(right["text"])) * charts.LABEL_CHAR_PX / 2
+            assert right["x"] - left["x"] > half_widths * per_px
+    levels = len({a["yshift"] for a in shown})
+    assert layout["margin"]["t"] == charts.MODEBAR_CLEAR_PX + charts.LABEL_ROW_PX * levels
+
+
+def test_titles_sit_above_the_plot_clear_of_the_modebar() -> None:
+    figures = {
+        "kl": charts.kl_bar_spec([0.5, 0.0], [True, False])["layout"],
+        "schedule": charts.schedule_spec(VIEW)["layout"],
+        "pixels": charts.pixel_heatmap(np.zeros((4, 4)), "err").to_dict()["layout"],
+    }
+    for name, layout in figures.items():
+        title = layout["title"]
+        assert (title["x"], title["xanchor"], title["y"], title["yanchor"]) == (
+            0,
+            "left",
+            1,
+            "bottom",
+        ), name
+        assert title["yref"] == "paper" and layout["margin"]["t"] >= charts.MODEBAR_CLEAR_PX
+    assert charts.curves_spec(VIEW)["layout"]["margin"]["t"] >= charts.MODEBAR_CLEAR_PX
+
+
+def test_the_kl_bars_speak_of_grey_only_when_bars_are_grey() -> None:
+    some = charts.kl_bar_spec([0.5, 0.001, 0.002], [True, False, False], threshold=0.01)
+    greys = some["data"][0]["marker"]["color"].count(charts.INACTIVE_COLOR)
+    assert greys == 2
+    assert some["layout"]["title"]["text"] == (
+        "KL per dimension: 1 of 3 active (grey: 2 collapsed below 0.01 nats)"
+    )
+    none = charts.kl_bar_spec([0.5, 0.7], [True, True], threshold=0.01)
+    assert charts.INACTIVE_COLOR not in none["data"][0]["marker"]["color"]
+    assert none["layout"]["title"]["text"] == "KL per dimension: 2 of 2 active"

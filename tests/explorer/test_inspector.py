@@ -210,3 +210,47 @@ def test_the_mi_heat_map_greys_inactive_dimensions_and_calls_their_mi_bias(
     assert all("estimator bias" in h for h in fig["data"][1]["hovertext"])
     (note,) = [c.value for c in at.caption if "estimator" in c.value]
     assert note.startswith("Grey: inactive dimensions (z0, z1")
+
+
+def _pen_drawing(size: int = 28) -> bytes:
+    """A dark stroke on white, as drawn on paper: the opposite of MNIST and shapes."""
+    pixels = np.full((size, size), 255, np.uint8)
+    pixels[6:22, 12:16] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_dark_on_white_upload_is_inverted_by_default_and_says_so(
+    app, runs_root, run_name
+) -> None:
+    at = app(run_name, "Inspect image", **{state.INSPECT_MODE: OWN})
+    at = _upload(at, "pen.png", _pen_drawing())
+    assert not at.exception and not at.error
+    own = at.session_state[state.OWN_IMAGE]
+    assert own["inverted"] and own["as_taken"][0, 0, 0] == 255  # the paper, as uploaded
+    np.testing.assert_array_equal(own["pixels"], 255 - own["as_taken"])
+    assert own["pixels"][0, 0, 0] == 0 and own["pixels"][0, 14, 13] == 255  # white on black
+    (toggle,) = [t for t in at.toggle if t.label == "Invert"]
+    assert toggle.value is True
+    assert any(
+        "dark on light; this run's images are light on dark: inverted it" in c.value
+        for c in at.caption
+    )
+    before = [m.value for m in at.metric]
+    toggle.set_value(False).run()  # undo: encoded as uploaded
+    own = at.session_state[state.OWN_IMAGE]
+    np.testing.assert_array_equal(own["pixels"], own["as_taken"])
+    assert any("it is encoded as it is" in c.value for c in at.caption)
+    assert [m.value for m in at.metric] != before  # another input, other ELBO terms
+
+
+def test_an_upload_with_the_datas_polarity_is_taken_as_it_is(app, runs_root, run_name) -> None:
+    at = app(run_name, "Inspect image", **{state.INSPECT_MODE: OWN})
+    drawing = 255 - np.asarray(Image.open(io.BytesIO(_pen_drawing())))  # white on black
+    buffer = io.BytesIO()
+    Image.fromarray(drawing.astype(np.uint8), "L").save(buffer, format="PNG")
+    at = _upload(at, "chalk.png", buffer.getvalue())
+    own = at.session_state[state.OWN_IMAGE]
+    assert not own["inverted"] and own["as_taken"] is None
+    assert not [t for t in at.toggle if t.label == "Invert"]

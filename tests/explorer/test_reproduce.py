@@ -137,8 +137,14 @@ def test_copy_state_url_reopens_the_same_point(app_path, runs_root, run_name) ->
     other = _sliders_app(app_path, query[state.RUN_PARAM], query[state.Z_PARAM])
     assert not other.exception
     assert other.session_state[state.SLIDERS_Z] == pytest.approx(at.session_state[state.SLIDERS_Z])
-    assert state.Z_PARAM not in other.query_params  # read once, then dropped
+    assert other.query_params[state.Z_PARAM] == query[state.Z_PARAM]  # kept in the address
     assert _decoded_image_urls(other) == _decoded_image_urls(at)
+    next(s for s in other.slider if s.key == state.slider_key(0)).set_value(0.5).run()
+    moved = [float(v) for v in other.query_params[state.Z_PARAM].split(",")]
+    assert moved == pytest.approx(other.session_state[state.SLIDERS_Z])  # it follows the point
+    assert moved[0] == pytest.approx(0.5) and moved[1] == pytest.approx(-2.2)
+    reload = _sliders_app(app_path, query[state.RUN_PARAM], other.query_params[state.Z_PARAM])
+    assert reload.session_state[state.SLIDERS_Z] == pytest.approx(moved)  # a reload keeps it
 
 
 @pytest.mark.parametrize("bad", ["1,2", "a,b,c,d,e", "nan,0,0,0,0", ""])

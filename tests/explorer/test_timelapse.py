@@ -126,3 +126,16 @@ def test_a_history_file_of_another_model_is_one_line_not_a_traceback(
     (error,) = at.error
     text = error.value.replace("\\", "")  # markdown escapes
     assert f"step-{step:09d}.safetensors: its weights do not fit" in text and "\n" not in text
+
+
+def test_the_gif_stays_downloadable_when_the_fork_preset_changes(app, own_root, run_name) -> None:
+    at = app(run_name, "Scatter", **{state.SCATTER_TIMELAPSE: "Time-lapse"})
+    next(b for b in at.button if b.label == "Make a GIF of the time-lapse").click().run()
+    assert [d.proto.label for d in at.get("download_button")].count("Download GIF") == 1
+    made = at.session_state[state.SCATTER_TIMELAPSE_GIF_MADE]
+    assert made[2][:6] == b"GIF89a"
+    at.selectbox(key="scatter.fork.preset").set_value(fork.PLAIN_AE).run()
+    assert not at.exception
+    assert [d.proto.label for d in at.get("download_button")].count("Download GIF") == 1
+    assert at.session_state[state.SCATTER_TIMELAPSE_GIF_MADE] is made  # not made again
+    assert any("β = 0" in c.value or "beta = 0" in c.value for c in at.caption)

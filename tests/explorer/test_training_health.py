@@ -178,7 +178,7 @@ def test_the_active_threshold_moves_the_kl_bars(
     assert not at.exception
     ops = live_charts_of(at)
     assert set(ops) == {"kl"}  # only the bars changed, and only they are sent
-    title = json.loads(ops["kl"]["figure"])["layout"]["title"]
+    title = json.loads(ops["kl"]["figure"])["layout"]["title"]["text"]
     assert title.startswith("KL per dimension: 0 of")
 
 

@@ -263,3 +263,15 @@ def test_big_palette_and_keyed_images_are_reduced_in_a_mode_that_averages() -> N
     keyed.info["transparency"] = (255, 255, 255)  # every pixel is the transparent colour
     taken = preprocess(_encode(keyed), (1, 28, 28))
     assert taken.pixels.max() == 0 and "transparent pixels filled with black" in taken.notes
+
+
+def test_background_polarity_is_read_from_the_border() -> None:
+    from vae_core.user_image import background_is_dark, inverted
+
+    mnist_like = np.zeros((1, 28, 28), np.uint8)
+    mnist_like[0, 8:20, 10:18] = 255  # a white digit in the middle
+    assert background_is_dark(mnist_like)
+    assert not background_is_dark(inverted(mnist_like))  # a pen drawing on paper
+    batch = np.stack([mnist_like] * 3 + [inverted(mnist_like)])  # (N, C, H, W)
+    assert background_is_dark(batch)  # the majority's background
+    assert inverted(mnist_like)[0, 0, 0] == 255 and inverted(mnist_like).dtype == np.uint8
