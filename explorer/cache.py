@@ -109,7 +109,7 @@ def history_codes(run_path: str, step: int, _point: history.HistoryPoint) -> np.
     return latent.encode_dataset(net, test_data(run_path), TIMELAPSE_IMAGES).mu
 
 
-@st.cache_data(max_entries=4, show_spinner="Encoding the history…")
+@st.cache_data(max_entries=4, show_spinner="Aligning the history…")
 def time_lapse(
     run_path: str, steps: tuple[int, ...], _points: list[history.HistoryPoint]
 ) -> latent.TimeLapse:

@@ -30,6 +30,7 @@ def render(run: RunDir) -> None:
         return
     run_path = str(run.path)
     started = time.perf_counter()
+    _encode_history(run_path, points)
     lapse = cache.time_lapse(run_path, tuple(p.step for p in points), points)
     labels = cache.test_data(run_path).labels[: lapse.frames.shape[1]].numpy()
     titles = [f"step {p.step} · epoch {p.epoch} · test ELBO {p.test_elbo:.1f} nats" for p in points]
@@ -58,6 +59,16 @@ def render(run: RunDir) -> None:
         point = points[steps.index(step)]
         _, train_config = run.read_config()
         fork.render(run, train_config, point.step, point.epoch, key=state.SCATTER_FORK)
+
+
+def _encode_history(run_path: str, points: list[history.HistoryPoint]) -> None:
+    """Encode the test subset at every history point, with a bar saying how far it is (the
+    codes are cached per point: a rebuild after a new point encodes only that one)."""
+    bar = st.progress(0.0, text="Encoding the history…")
+    for i, point in enumerate(points, 1):
+        cache.history_codes(run_path, point.step, point)
+        bar.progress(i / len(points), text=f"Encoding the history: {i} of {len(points)} points")
+    bar.empty()
 
 
 def _axis_titles(lapse: TimeLapse) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from explorer import charts, images, runs, state
@@ -139,3 +140,31 @@ def test_the_gif_stays_downloadable_when_the_fork_preset_changes(app, own_root, 
     assert [d.proto.label for d in at.get("download_button")].count("Download GIF") == 1
     assert at.session_state[state.SCATTER_TIMELAPSE_GIF_MADE] is made  # not made again
     assert any("β = 0" in c.value or "beta = 0" in c.value for c in at.caption)
+
+
+def test_the_history_is_encoded_point_by_point_under_a_progress_bar(
+    app, own_root, run_name, monkeypatch
+) -> None:
+    from explorer import cache
+
+    encoded: list[int] = []
+    bars: list[str] = []
+    history_codes, progress = cache.history_codes, st.progress
+
+    def counted(run_path, step, point):
+        encoded.append(step)
+        return history_codes(run_path, step, point)
+
+    def recorded(value, text=None):
+        bars.append(text)
+        return progress(value, text=text)
+
+    monkeypatch.setattr(cache, "history_codes", counted)
+    monkeypatch.setattr(st, "progress", recorded)
+    at = app(run_name, "Scatter", **{state.SCATTER_TIMELAPSE: "Time-lapse"})
+    assert not at.exception
+    points = history.list_points(RunDir(own_root / run_name))
+    # every point, oldest first, under the bar; then time_lapse reads them from the cache
+    assert encoded[: len(points)] == [p.step for p in points]
+    assert bars == ["Encoding the history…"]
+    assert not at.get("progress")  # the bar is gone once the frames are drawn
