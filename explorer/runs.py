@@ -22,7 +22,13 @@ from explorer.access import LOCAL, Policy
 from vae_core.catalog import is_available_offline
 from vae_core.config import ModelConfig, TrainConfig, build_configs
 from vae_core.control import require_trainer
-from vae_core.process import RunFolderTaken, claim_run_dir, resume_training, start_training
+from vae_core.process import (
+    RunFolderTaken,
+    claim_run_dir,
+    resume_training,
+    start_fork,
+    start_training,
+)
 from vae_core.run_errors import RunDamaged
 from vae_core.rundir import RunDir, is_flocked, list_runs
 from vae_core.runfolders import check_run_name, find_parent, remove_run, rename_run
@@ -453,26 +459,30 @@ def fork_and_start(
     root: Path | None = None,
 ) -> RunDir:
     """Fork `parent` at history / checkpoint `step` (None: the newest) into a new folder
-    under the runs root, named <parent>-fork-<step>[-2, -3...], and launch its trainer.
+    under the runs root, named <parent>-fork-<step>[-2, -3...]: a trainer child builds the
+    fork there and trains it (process.start_fork); this process writes only trainer.log.
 
-    Raises before anything is written: PermissionError when `policy` forbids training,
+    Raises before anything is launched: PermissionError when `policy` forbids training,
     RuntimeError at the trainer limit, ValueError for a bad step or setting.
     """
-    from vae_core.fork import fork_run  # imports torch: only when a fork is made
+    from vae_core.fork import check_fork  # imports torch: only when a fork is made
 
     if policy.train_refusal:
         raise PermissionError(policy.train_refusal)
     root = runs_root() if root is None else root
     check_trainer_capacity(root=root)
+    plan = check_fork(parent, step, **changes)  # the step and settings, from headers alone
     name = f"{parent.path.name}-fork-{'newest' if step is None else step}"
     with trainer_slot(root) as slot:
-        for n in range(1, 1000):
+        for n in range(1, 1000):  # another tab may claim a name between the look and ours
+            path = root / (name if n == 1 else f"{name}-{n}")
             try:
-                fork = fork_run(parent, root / (name if n == 1 else f"{name}-{n}"), step, **changes)
+                process = start_fork(parent, path, plan.step, changes, pass_fds=(slot,))
             except RunFolderTaken:
                 continue
+            fork = _remember(path, process)
             _label_slot(slot, fork)
-            return _remember(fork.path, resume_training(fork, pass_fds=(slot,)))
+            return fork
     raise FileExistsError(f"{root} holds 999 runs named {name}-*; pick another runs folder")
 
 

@@ -539,6 +539,9 @@ def _add_history_fork(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--warmup-steps", type=int, default=None)
     p.add_argument("--seed", type=SEED, default=None)
+    # The launcher's (vae_core.process.start_fork): it made RUN_DIR, with trainer.log in it.
+    p.add_argument("--into-claimed", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--spent-control-seq", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def _cmd_history(args: argparse.Namespace) -> dict:
@@ -560,8 +563,15 @@ def _cmd_fork(args: argparse.Namespace) -> dict:
         )
     names = ("beta", "lr", "epochs", "warmup_steps", "seed")
     changes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    fork = fork_run(RunDir(args.parent), args.run_dir, args.step, **changes)
-    return train(*fork.read_config(), fork, resume=True, progress=sys.stderr.isatty())
+    parent = RunDir(args.parent)
+    fork = fork_run(parent, args.run_dir, args.step, claimed=args.into_claimed, **changes)
+    return train(
+        *fork.read_config(),
+        fork,
+        resume=True,
+        progress=sys.stderr.isatty(),
+        spent_control_seq=args.spent_control_seq,
+    )
 
 
 def _add_import(sub: argparse._SubParsersAction) -> None:

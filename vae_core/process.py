@@ -18,7 +18,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.run_errors import RunDamaged, RunLocked
@@ -68,7 +70,24 @@ def start_training(
     flock-ed trainer slot: held while it lives)."""
     run = claim_run_dir(run_dir)
     config = {"model": model_config.to_dict(), "train": train_config.to_dict()}
-    return _launch(run, ["--config", "-"], json.dumps(config), pass_fds)
+    return _launch(run, "train", ["--config", "-"], json.dumps(config), pass_fds)
+
+
+def start_fork(
+    parent: RunDir,
+    run_dir: str | Path,
+    step: int,
+    changes: Mapping[str, Any],
+    pass_fds: tuple[int, ...] = (),
+) -> subprocess.Popen:
+    """Claim a new run folder (RunFolderTaken if it exists) and launch `python -m vae_core
+    fork` to build the fork of `parent` at `step` there and train it: the child writes the
+    fork's config.json and first checkpoint, as a trainer writes a new run's. Check the fork
+    first (vae_core.fork.check_fork): a refusal here only shows in trainer.log."""
+    run = claim_run_dir(run_dir)
+    args = ["--from", str(parent.path), f"--step={step}", "--into-claimed"]
+    args += [f"--{name.replace('_', '-')}={value!r}" for name, value in sorted(changes.items())]
+    return _launch(run, "fork", args, None, pass_fds)
 
 
 def resume_training(
@@ -86,18 +105,23 @@ def resume_training(
     args = ["--resume"]
     args += [f"--beta={beta!r}"] if beta is not None else []
     args += [f"--lr={lr!r}"] if lr is not None else []
-    return _launch(run, args, None, pass_fds)
+    return _launch(run, "train", args, None, pass_fds)
 
 
 def _launch(
-    run: RunDir, args: list[str], stdin_text: str | None, pass_fds: tuple[int, ...]
+    run: RunDir,
+    command_name: str,
+    args: list[str],
+    stdin_text: str | None,
+    pass_fds: tuple[int, ...],
 ) -> subprocess.Popen:
-    """`python -m vae_core train --run-dir RUN ARGS`, its output in trainer.log. Commands
+    """`python -m vae_core COMMAND --run-dir RUN ARGS` (train, or fork), its output in
+    trainer.log. Commands
     sent before this launch are spent (a stale stop must not end it); any sent from now on,
     even while the child still imports torch, are obeyed: the child is told which."""
     spent = _spent_control_seq(run)
     _rotate_log(run.log_path)
-    command = [sys.executable, "-m", "vae_core", "train", "--run-dir", str(run.path), *args]
+    command = [sys.executable, "-m", "vae_core", command_name, "--run-dir", str(run.path), *args]
     command.append(f"--spent-control-seq={spent}")
     with open(run.log_path, "ab") as log_file:
         process = subprocess.Popen(

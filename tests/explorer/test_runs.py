@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -188,6 +189,44 @@ def test_start_writes_nothing_a_trainer_writes_and_shows_starting_until_it_does(
     assert run.read_config() == runs.configs_from_choices(SHAPES)
     runs.reap_children()
     assert runs._launch_of(run) is None
+
+
+@pytest.mark.slow
+def test_a_fork_is_built_and_trained_by_its_trainer_child_the_app_writes_only_its_log(
+    finished_run_root: Path, run_name: str, tmp_path: Path
+) -> None:
+    from vae_core import history
+
+    shutil.copytree(finished_run_root / run_name, tmp_path / run_name, ignore=_no_lock)
+    parent = RunDir(tmp_path / run_name)
+    step = history.list_points(parent)[0].step
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ValueError, match="neither the history nor the checkpoints"):
+        runs.fork_and_start(parent, step + 1, {"epochs": 2}, root=tmp_path)
+    with pytest.raises(ValueError, match="a fork can change"):
+        runs.fork_and_start(parent, step, {"latent_dim": 2}, root=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # refused: nothing launched
+    (tmp_path / f"{run_name}-fork-{step}").mkdir()  # another tab's claim of the name
+    fork = runs.fork_and_start(parent, step, {"beta": 0.0, "epochs": 2}, root=tmp_path)
+    process = runs._launch_of(fork)
+    try:
+        assert fork.path.name == f"{run_name}-fork-{step}-2"
+        # The app claimed the folder and opened trainer.log; the child builds the rest.
+        assert sorted(p.name for p in fork.path.iterdir()) == ["trainer.log"]
+        assert runs.run_status(fork).display_state == "starting"
+        assert wait_for_state(fork, {"finished", "failed"}, timeout_s=120) == "finished"
+    finally:
+        kill_trainer(fork)
+    assert process.wait(timeout=60) == 0
+    assert fork.read_status().pid == process.pid  # status.json is the trainer's
+    assert fork.read_parent() == {"run": str(parent.path), "step": step, "id": parent.run_id()}
+    assert fork.read_config()[1].beta == 0.0 and fork.read_config()[1].epochs == 2
+    assert not list(tmp_path.glob(".*fork*"))  # no temp folder beside it
+    runs.reap_children()
+
+
+def _no_lock(_folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if n == "lock"]
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from explorer import charts, images, runs, state
 from explorer.panels import fork
 from vae_core import history
-from vae_core.process import kill_trainer
+from vae_core.process import kill_trainer, wait_for_state
 from vae_core.rundir import RunDir
 
 
@@ -75,6 +75,7 @@ def test_fork_from_here_creates_a_run_that_names_its_parent(app, own_root, run_n
     at = at.run()
     assert not at.exception, at.exception
     forked = own_root / f"{run_name}-fork-{step}"
+    wait_for_state(RunDir(forked), {"running", "finished", "failed"}, timeout_s=120)
     config = json.loads((forked / "config.json").read_text())
     parent = RunDir(own_root / run_name)
     assert config["parent"] == {"run": str(parent.path), "step": step, "id": parent.run_id()}

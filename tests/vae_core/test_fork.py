@@ -12,7 +12,7 @@ from vae_core import fork as fork_module
 from vae_core import history
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import ModelConfig
-from vae_core.fork import fork_run
+from vae_core.fork import check_fork, fork_run
 from vae_core.models import VAE
 from vae_core.process import RunFolderTaken, RunInsideRun
 from vae_core.run_errors import RunDamaged
@@ -110,6 +110,32 @@ def test_a_fork_failing_midway_leaves_no_folder_behind(parent, tmp_path, monkeyp
     with pytest.raises(OSError, match="No space left"):
         fork_run(parent, tmp_path / "fork", epochs=3)
     assert list(tmp_path.iterdir()) == []  # no half-made fork, no temp folder
+
+
+def test_a_fork_into_a_claimed_folder_builds_there_and_a_failure_keeps_only_the_log(
+    parent, tmp_path, monkeypatch
+):
+    claimed = tmp_path / "claimed"
+    claimed.mkdir()
+    (claimed / "trainer.log").write_text("")  # the launcher's (process.start_fork)
+    fork = fork_run(parent, claimed, claimed=True, epochs=3)
+    built = sorted(p.name for p in claimed.iterdir())
+    assert built == ["checkpoints", "config.json", "trainer.log"]
+    assert fork.read_parent()["step"] == check_fork(parent, epochs=3).step
+    with pytest.raises(RunFolderTaken):  # a run now: never built over
+        fork_run(parent, claimed, claimed=True, epochs=3)
+
+    def full(run, *args, **kwargs):
+        run.checkpoint_dir.mkdir()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fork_module, "save_start_checkpoint", full)
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "trainer.log").write_text("")
+    with pytest.raises(OSError, match="No space left"):
+        fork_run(parent, failed, claimed=True, epochs=3)
+    assert sorted(p.name for p in failed.iterdir()) == ["trainer.log"]  # its error line's home
 
 
 @pytest.mark.parametrize("below", ["checkpoints/fork", "history/fork", "deeper/still/fork"])
