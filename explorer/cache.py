@@ -12,13 +12,14 @@ import numpy as np
 import streamlit as st
 
 from vae_core import aggregate, gradvar, history, inspect_image, latent, user_image
+from vae_core.build import build_model
 from vae_core.checkpoint import snapshot_model
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.export import ExportError, OnnxDecoder, onnx_decoder
 from vae_core.latent import EncodedSet, Projection
 from vae_core.metrics import MIGResult, mig_on_shapes
 from vae_core.metrics_log import MetricsLog
-from vae_core.models import LatentVariableModel, build_model
+from vae_core.models import LatentVariableModel
 from vae_core.rundir import RunDir
 
 SCATTER_MAX_POINTS = 5000  # enough for structure, light enough for a smooth WebGL plot

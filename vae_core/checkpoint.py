@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from vae_core.atomic import atomic_save_tensors
+from vae_core.build import build_model
 from vae_core.config import TrainConfig
-from vae_core.models import LatentVariableModel, build_model, pick_device
+from vae_core.models import LatentVariableModel, pick_device
 from vae_core.run_errors import RunDamaged
 from vae_core.rundir import RunDir
 from vae_core.safetensors_io import UnsafeCheckpointError, load_safetensors

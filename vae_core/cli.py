@@ -598,7 +598,7 @@ def _add_import(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> dict:
-    from vae_core.imported import card_from_flags, import_model
+    from vae_core.import_run import card_from_flags, import_model
 
     card, likelihood = card_from_flags(
         model=args.model,

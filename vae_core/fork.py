@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from vae_core import history
+from vae_core.build import build_model
 from vae_core.checkpoint import load_checkpoint, save_start_checkpoint
 from vae_core.config import ModelConfig, TrainConfig
-from vae_core.models import build_model
 from vae_core.process import RunFolderTaken, claim_run_dir, refuse_inside_run
 from vae_core.run_errors import RunDamaged
 from vae_core.rundir import RunDir

@@ -176,16 +176,6 @@ class VAE(LatentVariableModel):
         return self.decoder(z)
 
 
-def build_model(config: ModelConfig) -> LatentVariableModel:
-    """The model a config describes, with fresh weights: a built-in VAE, or a user's own
-    VAE rebuilt from its model card (which imports the module it names)."""
-    if config.card is not None:
-        from vae_core.imported import build_imported  # imports user code: only when asked
-
-        return build_imported(config)
-    return VAE(config)
-
-
 def pick_device(choice: str = "auto", gpu: int | None = None) -> torch.device:
     """CUDA when present (or asked for), else CPU; `gpu` picks one (a torchrun local rank)."""
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):

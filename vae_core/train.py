@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from vae_core import history
 from vae_core.atomic import DiskFull
+from vae_core.build import build_model
 from vae_core.checkpoint import NonFiniteWeightsError, load_checkpoint, save_checkpoint
 from vae_core.config import BETA_SCHEDULES, ModelConfig, TrainConfig, check_schedule
 from vae_core.control import check_control
@@ -40,7 +41,7 @@ from vae_core.distributed import (
     rank_lost,
     shard,
 )
-from vae_core.models import LatentVariableModel, build_model, pick_device
+from vae_core.models import LatentVariableModel, pick_device
 from vae_core.objectives import elbo_terms, log_likelihood_iwae, terms_from_output
 from vae_core.run_errors import RunDamaged
 from vae_core.rundir import RunDir

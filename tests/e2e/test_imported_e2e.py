@@ -13,7 +13,7 @@ import pytest
 
 from tools import devserver
 from vae_core.config import TrainConfig
-from vae_core.imported import card_from_flags, import_model
+from vae_core.import_run import card_from_flags, import_model
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

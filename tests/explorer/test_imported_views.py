@@ -13,7 +13,7 @@ import torch
 
 from explorer import state
 from vae_core.config import TrainConfig
-from vae_core.imported import card_from_flags, import_model
+from vae_core.import_run import card_from_flags, import_model
 
 USER_VAES = Path(__file__).resolve().parents[1] / "user_vaes"
 SHAPES = TrainConfig(dataset="shapes", dataset_options={"image_size": 28, "num_samples": 512})

@@ -12,9 +12,10 @@ from safetensors.torch import save_file
 
 from vae_core.checkpoint import load_run_model
 from vae_core.cli import main
-from vae_core.config import TrainConfig
+from vae_core.config import ModelImportError, TrainConfig
 from vae_core.fork import fork_run
-from vae_core.imported import ModelImportError, build_inner, card_from_flags, import_model
+from vae_core.import_run import card_from_flags, import_model
+from vae_core.imported import build_inner
 from vae_core.rundir import RunDir
 from vae_core.status import IMPORTED_REASON
 from vae_core.train import train
