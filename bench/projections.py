@@ -1,6 +1,6 @@
 """Wall time of the scatter's non-linear maps for 5,000 codes of latent 20.
 
-    python bench/projections.py [--run-dir RUN] [--repeats 3] [--sklearn]
+    python bench/projections.py [--run-dir RUN] [--repeats 3] [--sklearn] [--no-umap]
 
 Codes: the posterior means of RUN's first 5,000 test images, or (without --run-dir) ten
 Gaussian clusters in 20 dimensions. Prints min / median / max seconds per method, and how
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--run-dir", help="take the codes from this run's snapshot")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sklearn", action="store_true", help="also time scikit-learn's t-SNE")
+    parser.add_argument("--no-umap", action="store_true", help="time t-SNE only")
     args = parser.parse_args()
     codes = run_codes(args.run_dir) if args.run_dir else clustered_codes()
     print(f"{len(codes)} codes of latent {codes.shape[1]}; min / median / max of {args.repeats}")
@@ -93,9 +94,10 @@ def main() -> None:
         timed("t-SNE, scikit-learn (before)", lambda: sklearn_tsne(codes), codes, args.repeats)
     tsne = lambda: embedding.tsne_2d(codes, num_threads=1).coords  # noqa: E731
     timed("t-SNE, openTSNE (the app's)", tsne, codes, args.repeats)
-    umap = lambda: embedding.umap_2d(codes).coords  # noqa: E731
-    timed("UMAP, first call (compiles)", umap, codes, 1)
-    timed("UMAP", umap, codes, args.repeats)
+    if not args.no_umap:
+        umap = lambda: embedding.umap_2d(codes).coords  # noqa: E731
+        timed("UMAP, first call (compiles)", umap, codes, 1)
+        timed("UMAP", umap, codes, args.repeats)
 
 
 if __name__ == "__main__":
