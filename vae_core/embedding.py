@@ -18,13 +18,14 @@ from vae_core.latent import Projection
 # A callback told how far a computation is, in [0, 1]; called from the worker thread.
 Progress = Callable[[float], None]
 
-# t-SNE settings measured on 5,000 codes of latent 20 (bench/projections.py): Barnes-Hut
-# with theta 0.8 and 375 iterations in all keeps as many 10-nearest neighbours as the
-# default 750 iterations at theta 0.5, in about a third of the time.
-TSNE_PERPLEXITY = 20.0
-TSNE_THETA = 0.8
-TSNE_EXAGGERATION_ITERS = 125  # early exaggeration pulls clusters apart first
-TSNE_ITERS = 250
+# t-SNE settings measured on 5,000 codes of latent 20 (bench/projections.py, one thread):
+# Barnes-Hut with theta 0.9, perplexity 15 and 250 iterations in all keeps as many of each
+# code's 10 nearest neighbours in 2D (0.29) as openTSNE's and scikit-learn's defaults (750
+# iterations, theta 0.5, perplexity 30), in a fifth of the time.
+TSNE_PERPLEXITY = 15.0
+TSNE_THETA = 0.9
+TSNE_EXAGGERATION_ITERS = 100  # early exaggeration pulls clusters apart first
+TSNE_ITERS = 150
 _CALLBACK_EVERY = 25
 
 
