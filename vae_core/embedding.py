@@ -21,7 +21,7 @@ Progress = Callable[[float], None]
 # t-SNE settings measured on 5,000 codes of latent 20 (bench/projections.py, one thread):
 # Barnes-Hut with theta 0.9, perplexity 15 and 250 iterations in all keeps as many of each
 # code's 10 nearest neighbours in 2D (0.29) as openTSNE's and scikit-learn's defaults (750
-# iterations, theta 0.5, perplexity 30), in a fifth of the time.
+# iterations, theta 0.5, perplexity 30), in about a sixth of the time.
 TSNE_PERPLEXITY = 15.0
 TSNE_THETA = 0.9
 TSNE_EXAGGERATION_ITERS = 100  # early exaggeration pulls clusters apart first
