@@ -81,7 +81,12 @@ def test_timelapse_plays_and_forks(browser_url, runs_root, checks) -> None:
     option.click()
     page.get_by_role("button", name="Fork from here").click()
     page.get_by_text("Forked shapes-run-fork-").wait_for()
-    forks = [r for r in list_runs(runs_root) if r.read_parent()]
+    # The fork's own trainer writes its config.json (the app writes nothing in the folder):
+    # wait for it to appear, as a run, with its parent link.
+    deadline = time.monotonic() + 120
+    while not (forks := [r for r in list_runs(runs_root) if r.read_parent()]):
+        assert time.monotonic() < deadline, "the fork's trainer wrote no config.json"
+        time.sleep(0.2)
     assert len(forks) == 1 and forks[0].read_config()[1].beta == 0.0
     checks.shot(page, "forked")
 
