@@ -91,3 +91,16 @@ def two_d_run_url(tmp_path_factory: pytest.TempPathFactory, train_shapes_run) ->
     train_shapes_run(root / "two-d", latent_dim=2, num_samples=1024, epochs=4, **options)
     with devserver.serve("explorer/app.py", env={"VAE_EXPLORER_RUNS": str(root)}) as url:
         yield f"{url}/?run=two-d"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless system Chromium for a module's tests (skipped where there is none)."""
+    if not Path(devserver.CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {devserver.CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = devserver.launch_chromium(p)
+        yield browser
+        browser.close()

@@ -29,16 +29,6 @@ def app_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(devserver.CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {devserver.CHROMIUM}")
-    with playwright_api.sync_playwright() as p:
-        browser = devserver.launch_chromium(p)
-        yield browser
-        browser.close()
-
-
 def _open(browser, url: str):
     context = browser.new_context(viewport={"width": 1100, "height": 800})
     page = context.new_page()

@@ -26,16 +26,6 @@ PARITY_DECODERS = ("mlp", "conv-rgb", "groupnorm", "big")
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(devserver.CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {devserver.CHROMIUM}")
-    with playwright_api.sync_playwright() as p:
-        browser = devserver.launch_chromium(p)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def parity_url() -> Iterator[str]:
     with devserver.serve(APP, args=("mlp", "20")) as url:
         yield url

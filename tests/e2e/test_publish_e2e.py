@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.publish import build_page
@@ -18,7 +18,6 @@ from vae_core.rundir import RunDir
 from vae_core.train import train
 
 pytestmark = pytest.mark.e2e
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PRIOR_GRID = "[...document.querySelectorAll('#prior-grid canvas')].map(c => c.toDataURL())"
 SHOTS = os.environ.get("PUBLISH_SHOTS")  # a folder to keep the screenshots in, to look at
 
@@ -36,14 +35,6 @@ def page_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = root / "page.html"
     out.write_bytes(build_page(RunDir(root / "shapes-run")).html)
     return out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_offline(browser, page_file: Path, width: int) -> tuple[Page, list[str], list[str]]:
