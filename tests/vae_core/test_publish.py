@@ -15,13 +15,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from tools import devserver
 from vae_core import cli
 from vae_core.config import ModelConfig, TrainConfig
 from vae_core.models import VAE, LatentVariableModel
 from vae_core.publish import DEFAULT_POINTS, build_page, decoder_graph
 from vae_core.rundir import RunDir
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PAYLOAD = re.compile(rb'<script type="application/json" id="payload">(.*?)</script>', re.S)
 
 
@@ -157,7 +157,7 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = devserver.launch_chromium(p)
         yield browser
         browser.close()
 
