@@ -41,6 +41,15 @@ class RunView:
         return self.status.is_live, self.snapshot_version > 0
 
     @property
+    def controls(self) -> tuple[object, ...]:
+        """What the sidebar's run controls show but the epoch: the state line, which buttons
+        are enabled, the beta / lr in force. The Training view redraws the page when it
+        changes, so the sidebar needs no clock of its own there."""
+        status, settings = self.status, self.live_settings
+        buttons = (status.is_live, status.is_paused, status.is_resumable)
+        return runs.state_line(status), buttons, settings.beta, settings.lr
+
+    @property
     def live_settings(self) -> Settings:
         """The settings the trainer is using now: the config's, then its heartbeat's beta / lr."""
         heartbeat = {"beta": self.status.beta, "lr": self.status.lr}

@@ -69,6 +69,11 @@ SIDEBAR_LIVE_FORM = "sidebar.live"  # live beta / lr and Apply live
 SIDEBAR_STOP_WHICH = "sidebar.stop_which"  # at the trainer limit: the run to stop
 SIDEBAR_STOP_AND_START = "sidebar.stop_and_start"
 SIDEBAR_IMPORT_FORM = "sidebar.import"
+SIDEBAR_CLOCK = "sidebar.clock"  # the run controls' refresh clock (components.ticker)
+TRAINING_FORK_CLOCK = "training.fork_clock"
+SCATTER_JOB_CLOCK = "scatter.job_clock"  # family: per projection method
+COMPARE_CLOCK = "compare.clock"
+WAITING_CLOCK = "waiting.clock"
 TRAINING_CHART = "training"  # family: one plotly chart per slot name (sub_key)
 TRAINING_ALARM = "training.alarm"  # family: one bordered container per alarm kind
 TRAINING_FIX = "training.fix"  # family: per alarm kind, then per fix: its button
@@ -283,6 +288,12 @@ def refuse_own_image(message: str) -> None:
     """A bad upload: show only its message, and no stale image under it."""
     st.session_state[OWN_IMAGE] = None
     st.session_state[OWN_IMAGE_ERROR] = message
+
+
+def current_view() -> str:
+    """The view this page shows (a label of app.VIEWS): the selector's value, or before the
+    selector is drawn on a fresh page (the sidebar comes first), the address's ?view=."""
+    return st.session_state.get(APP_VIEW) or st.query_params.get(APP_VIEW) or "Training"
 
 
 def open_view(label: str) -> None:

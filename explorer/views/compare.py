@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, charts, guard, images, runs, state
+from explorer.components import ticker
 from vae_core import latent
 from vae_core.metrics_log import MetricsView
 from vae_core.rundir import RunDir
@@ -45,13 +46,12 @@ def render(run: RunDir) -> None:
     root = runs.runs_root()
     compared = [RunDir(root / name) for name in chosen]
     live = any(runs.run_status(r).is_live for r in compared)
-    st.fragment(_comparison, run_every=REFRESH_S if live else None)(
-        tuple(str(r.path) for r in compared)
-    )
+    st.fragment(_comparison)(tuple(str(r.path) for r in compared), REFRESH_S if live else None)
 
 
 @guard.shows_run_errors
-def _comparison(run_paths: tuple[str, ...]) -> None:
+def _comparison(run_paths: tuple[str, ...], refresh_s: float | None) -> None:
+    ticker.every(refresh_s, key=state.COMPARE_CLOCK)  # first: drawn even when a run is damaged
     compared = [RunDir(p) for p in run_paths]
     curves = []
     for r in compared:

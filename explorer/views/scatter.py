@@ -15,6 +15,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, images, projections, state
+from explorer.components import ticker
 from explorer.panels import attributes, holes, latent_points, timelapse, waiting
 from vae_core.embedding import nearest_codes
 from vae_core.latent import EncodedSet, Projection
@@ -126,7 +127,7 @@ def _embedding(
     until then."""
     job = projections.job(run_path, method) or projections.start(run_path, method, version, codes)
     if not job.done:
-        st.fragment(_progress, run_every=1.0)(run_path, method)
+        st.fragment(_progress)(run_path, method)
         return codes, pca, version
     if job.error is not None:
         st.error(f"{job.name} failed ({access.plain(job.error)}); showing PCA.")
@@ -145,7 +146,9 @@ def _embedding(
 
 
 def _progress(run_path: str, method: projections.Method) -> None:
-    """How far the job is while it runs; a full rerun swaps the plot in when it is done."""
+    """How far the job is while it runs, every second while the tab is visible; a full
+    rerun swaps the plot in when it is done."""
+    ticker.every(1.0, key=state.sub_key(state.SCATTER_JOB_CLOCK, method))
     job = projections.job(run_path, method)
     if job is None or job.done:
         st.rerun()

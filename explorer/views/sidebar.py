@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from explorer import access, guard, runs, speed, state
+from explorer.components import ticker
 from explorer.panels import publish
 from vae_core.catalog import DATASETS, IMAGE_SIZES, MAX_SHAPES_IMAGES, is_available_offline
 from vae_core.config import (
@@ -56,10 +57,12 @@ def render() -> RunDir | None:
             st.success(access.plain(notice))
         run = _run_picker()
         if run is not None:
-            # A fragment, so the state line and the enabled buttons follow the trainer.
+            # A fragment with its own clock, so the state line and the enabled buttons follow
+            # the trainer. One clock per page: on the Training view, the panel's tick redraws
+            # the page when what these controls show changes (RunView.controls).
             live = _is_live(run)
-            every = STATUS_REFRESH_S if live else None
-            st.fragment(_run_controls, run_every=every)(run)
+            clock = live and state.current_view() != "Training"
+            st.fragment(_run_controls)(run, STATUS_REFRESH_S if clock else None)
             _manage_run(run, live)
             publish.render(run)
         with st.expander("New run", expanded=run is None):
@@ -184,17 +187,21 @@ def _attach(path: str) -> None:
 
 
 @guard.shows_run_errors
-def _run_controls(run: RunDir) -> None:
-    """State line, pause / resume / stop, and live beta / lr."""
+def _run_controls(run: RunDir, refresh_s: float | None) -> None:
+    """State line, pause / resume / stop, and live beta / lr; redrawn every `refresh_s`
+    while the tab is visible (None: by the page)."""
+    ticker.every(refresh_s, key=state.SIDEBAR_CLOCK)
     status = runs.run_status(run)
-    # The epoch, not the step: this line refreshes every 2 s and a step count would visibly
-    # lag the training view's readout (refreshed every second).
     where = f" on {status.host}" if status.on_other_host else ""
     if status.world_size > 1:
         where += f", {status.world_size} processes"
+    # The epoch, not the step: this line refreshes every 2 s and a step count would visibly
+    # lag the training view's readout (refreshed every second). Without a clock of its own
+    # (the Training view, whose readouts show it) a live run's epoch would stand still.
+    epoch = f" · epoch {status.epoch}" if refresh_s or not status.is_live else ""
     st.caption(
         f"**{access.plain(run.path.name)}**: {access.plain(runs.state_line(status) + where)}"
-        f" · epoch {status.epoch}"
+        + epoch
     )
     refusal = access.current().train_refusal
     locked = refusal is not None  # served beyond loopback, training not opted in

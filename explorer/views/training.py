@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, guard, images, run_view, runs, state
-from explorer.components import live_charts
+from explorer.components import live_charts, ticker
 from explorer.panels import alarms, estimators, fork
 from vae_core import health, history, latent
 from vae_core.config import BETA_RANGE, LR_RANGE, TrainConfig
@@ -61,7 +61,7 @@ def render(run: RunDir) -> None:
     # The fragment's first run draws this very reading (handed over once, in a list it
     # empties); its own ticks read afresh and compare the phase with the one drawn here.
     panel = st.fragment(_panel, run_every=run_every)
-    panel(str(run.path), in_browser, threshold, units, phase, [reading])
+    panel(str(run.path), in_browser, threshold, units, _page_key(reading), [reading])
     status = reading.status
     if status.device:  # runs from before it was recorded do not say
         st.caption(f"Trained by {access.plain(status.placement)}.")
@@ -69,8 +69,15 @@ def render(run: RunDir) -> None:
     estimators.render(run, reading.snapshot_version)
     # Its own fragment: the newest step in its label follows training, and nothing else
     # redraws for it.
-    fork_panel = st.fragment(_fork_newest, run_every=FORK_REFRESH_S if phase[0] else None)
-    fork_panel(str(run.path), reading.train_config)
+    fork_panel = st.fragment(_fork_newest)
+    fork_panel(str(run.path), reading.train_config, FORK_REFRESH_S if phase[0] else None)
+
+
+def _page_key(reading: run_view.RunView) -> tuple[object, ...]:
+    """What the page around the live panel was drawn for: when it changes, the panel's tick
+    redraws the page (the first snapshot, the run's end, a state or setting the sidebar's
+    controls show; the sidebar has no clock of its own on this view)."""
+    return reading.phase, reading.controls
 
 
 def _interval_ms(status: Status) -> int:
@@ -87,18 +94,18 @@ def _panel(
     in_browser: bool,
     threshold: float,
     units: str,
-    drawn_phase: tuple[bool, bool],
+    drawn_for: tuple[object, ...],
     first_reading: list[run_view.RunView],
 ) -> None:
-    """The live part; `drawn_phase` is the phase the page around it was drawn for."""
+    """The live part; `drawn_for` is the _page_key the page around it was drawn for."""
     if first_reading:
         reading = first_reading.pop()
     else:
         reading = run_view.read(RunDir(run_path), cache.metrics_log(run_path))
     run, status = reading.run, reading.status
-    if reading.phase != drawn_phase:
-        # First snapshot (fork, estimators can draw) or the run ended (final weights): the
-        # page around this fragment changes, and polling stops once the run is over.
+    if _page_key(reading) != drawn_for:
+        # E.g. the first snapshot (fork, estimators can draw) or the run ended (final
+        # weights, polling stops) or paused: the page around this fragment changes.
         st.rerun(scope="app")
     # One container for what comes and goes (progress, alarms), so the charts' iframe keeps
     # its place in the page: moved, it would be mounted again (plotly.js parsed again).
@@ -338,8 +345,10 @@ def _reconstruction_image(run_path: str, version: int) -> live_charts.Image:
 
 
 @guard.shows_run_errors
-def _fork_newest(run_path: str, train_config: TrainConfig) -> None:
-    """Offer "Fork from here" at the newest history point (the time-lapse: at any point)."""
+def _fork_newest(run_path: str, train_config: TrainConfig, refresh_s: float | None) -> None:
+    """Offer "Fork from here" at the newest history point (the time-lapse: at any point),
+    looked up again every `refresh_s` while the tab is visible."""
+    ticker.every(refresh_s, key=state.TRAINING_FORK_CLOCK)
     run = RunDir(run_path)
     points = history.list_points(run)
     if not points:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from explorer import runs
 from tools import devserver
 from vae_core.rundir import RunDir
 
@@ -60,6 +61,10 @@ def page(runs_root: Path) -> Iterator[object]:
             browser = devserver.launch_chromium(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.set_default_timeout(TIMEOUT_MS)
+            # Every message the page sends the server (a rerun request, a widget value): a
+            # hidden page must send none.
+            page.sent = []
+            page.on("websocket", lambda ws: ws.on("framesent", lambda data: page.sent.append(data)))
             page.goto(f"{url}/?run={RUN}&view=Training")
             yield page
             browser.close()
@@ -130,3 +135,40 @@ def test_a_hidden_tab_asks_for_nothing_and_catches_up_when_shown(page, runs_root
     frame.wait_for_function(f"window.__liveCharts.have > {now['have']}")
     points = frame.evaluate("window.__liveCharts.points.curves[0]")
     assert points > hidden_at["points"]["curves"][0]
+
+
+def _hide_page(page, hidden: bool) -> None:
+    """The whole tab hidden or shown: every frame (the page, the charts, the clocks)."""
+    for frame in page.frames:
+        frame.evaluate(SET_VISIBILITY, hidden)
+
+
+def test_a_hidden_page_sends_the_server_nothing(page, runs_root) -> None:
+    _charts_frame(page)
+    run = RunDir(runs_root / RUN)
+    _hide_page(page, True)
+    page.wait_for_timeout(1500)  # a request already on its way lands meanwhile
+    sent = len(page.sent)
+    step = run.read_status().step
+    _wait_for(lambda: run.read_status().step > step + 100, "the trainer to go on")
+    page.wait_for_timeout(3000)  # beyond the sidebar's and the fork panel's clocks too
+    assert len(page.sent) == sent
+    _hide_page(page, False)
+    _wait_for(lambda: len(page.sent) > sent, "the shown page to ask again", timeout_s=10)
+
+
+def test_a_pause_from_elsewhere_reaches_the_sidebar_without_a_clock_of_its_own(
+    page, runs_root
+) -> None:
+    _charts_frame(page)
+    run = RunDir(runs_root / RUN)
+    resume = page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Resume")
+    assert resume.is_disabled()
+    runs.pause_run(run)  # as the CLI's `control pause` does
+    try:
+        # The Training panel's tick sees the new state and redraws the page, sidebar included.
+        page.locator('[data-testid="stSidebar"]').get_by_text("paused").wait_for()
+        assert resume.is_enabled()
+    finally:
+        runs.resume_run(run)
+    page.locator('[data-testid="stSidebar"]').get_by_text("running").wait_for()

@@ -83,15 +83,25 @@ def empty_runs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+def components_named(at: AppTest, name: str) -> list[Any]:
+    """The instances of custom component `name` (live_charts, live_sliders, ticker, ...) on
+    the page after a run of the app."""
+    return [e for e in at.get("component_instance") if e.proto.component_name.endswith(name)]
+
+
+@pytest.fixture
+def components_of():
+    """components_named, for tests (a fixture: test modules do not import conftest)."""
+    return components_named
+
+
 @pytest.fixture
 def live_charts_of():
     """What the Training view's live charts component holds after a run of the app:
     slot name -> its last update ({"figure": JSON} | {"text": ...} | {"image": ...})."""
 
     def ops(at: AppTest) -> dict[str, Any]:
-        (element,) = [
-            e for e in at.get("component_instance") if "live_charts" in e.proto.component_name
-        ]
+        (element,) = components_named(at, "live_charts")
         return json.loads(element.proto.json_args)["ops"]
 
     return ops

@@ -170,10 +170,10 @@ def test_prior_samples_reseed_draws_new_samples(app, runs_root, run_name) -> Non
 
 
 def test_live_sliders_send_the_decoder_once_and_take_the_browsers_z(
-    app, runs_root, run_name, latent_dim
+    app, runs_root, run_name, latent_dim, components_of
 ) -> None:
     at = app(run=run_name, view="Latent sliders")
-    (live,) = at.get("component_instance")
+    (live,) = components_of(at, "live_sliders")
     args = json.loads(live.proto.json_args)
     spec = args["decoder"]
     model = next(a.bytes for a in live.proto.special_args if a.key == "model")
@@ -187,14 +187,14 @@ def test_live_sliders_send_the_decoder_once_and_take_the_browsers_z(
     at.run()
     assert not at.exception
     assert at.session_state[state.SLIDERS_Z] == z
-    (live,) = at.get("component_instance")
+    (live,) = components_of(at, "live_sliders")
     args = json.loads(live.proto.json_args)
     assert args["decoder"] is None  # same snapshot version: the model is not sent again
     assert args["z"] == z
 
 
 def test_a_decoder_that_cannot_export_gets_server_sliders_and_one_line_why(
-    app, runs_root, run_name, latent_dim, monkeypatch
+    app, runs_root, run_name, latent_dim, monkeypatch, components_of
 ) -> None:
     def refuse(*args, **kwargs):
         raise ExportError("cannot export the decoder to ONNX: UnsupportedOperatorError: aten::x")
@@ -204,7 +204,7 @@ def test_a_decoder_that_cannot_export_gets_server_sliders_and_one_line_why(
     try:
         at = app(run=run_name, view="Latent sliders")
         assert not at.exception
-        assert not at.get("component_instance")  # no live-drag component...
+        assert not components_of(at, "live_sliders")  # no live-drag component...
         assert len(_latent_sliders(at)) == latent_dim  # ...the server-side sliders instead
         (line,) = [c.value for c in at.caption if c.value.startswith("Live drag is off")]
         shown = line.replace("\\", "")  # as rendered: access.plain escapes Markdown

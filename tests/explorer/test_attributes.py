@@ -78,7 +78,9 @@ def test_an_attribute_vector_becomes_a_slider_that_moves_z_along_it(run_copy, la
     assert float(np.asarray(at.session_state[state.SLIDERS_Z]) @ v) == pytest.approx(1.5, abs=0.03)
 
 
-def test_saved_attributes_come_back_and_bad_ones_are_one_line_each(run_copy, latent_dim) -> None:
+def test_saved_attributes_come_back_and_bad_ones_are_one_line_each(
+    run_copy, latent_dim, components_of
+) -> None:
     at = _open(run_copy, "Latent sliders")
     at.text_input(key=state.ATTRIBUTES_NAME).set_value("kept")
     _button(at, "Add and save with the run").click().run()
@@ -86,7 +88,7 @@ def test_saved_attributes_come_back_and_bad_ones_are_one_line_each(run_copy, lat
     save_attribute(run_copy, Attribute("too long", (1.0,) * (latent_dim + 2)))
     at = _open(run_copy, "Latent sliders", live=True)  # a new session, live sliders
     assert not at.exception
-    (live,) = at.get("component_instance")
+    (live,) = components_of(at, "live_sliders")
     args = json.loads(live.proto.json_args)
     assert [a["name"] for a in args["attributes"]] == ["kept"]
     assert len(args["histograms"]["q"]) == latent_dim

@@ -83,7 +83,7 @@ def test_every_view_opens_on_an_imported_model(app, imported_runs, run) -> None:
         assert not at.error, (view, [e.value for e in at.error])
 
 
-def test_an_imported_decoder_gets_live_sliders_through_onnx(app, imported_runs):
+def test_an_imported_decoder_gets_live_sliders_through_onnx(app, imported_runs, components_of):
     """GroupNorm, SiLU, transposed convolutions: exported to ONNX, decoded in the browser."""
     import json
 
@@ -92,7 +92,7 @@ def test_an_imported_decoder_gets_live_sliders_through_onnx(app, imported_runs):
     at = app("GroupNormVAE", "Latent sliders")
     assert not at.exception
     assert not any("Live drag is off" in c.value for c in at.caption)
-    (live,) = at.get("component_instance")
+    (live,) = components_of(at, "live_sliders")
     model = next(a.bytes for a in live.proto.special_args if a.key == "model")
     assert json.loads(live.proto.json_args)["decoder"]["latent_dim"] == 8
     ops = {node.op_type for node in onnx.load_from_string(model).graph.node}
