@@ -33,7 +33,10 @@ from vae_core.rundir import RunDir
 
 VIEWS = ("Training", "Latent sliders", "Scatter", "Interpolation", "Inspect image",
          "Disentanglement", "Prior samples", "Compare")  # fmt: skip
-CHOICES = runs.RunChoices(dataset="shapes", latent_dim=4, epochs=50, image_size=28,
+# Epochs enough to outlast the soak: a finished run refuses Pause / Stop, and a fork asks for
+# more epochs than its parent's.
+EPOCHS = 5_000
+CHOICES = runs.RunChoices(dataset="shapes", latent_dim=4, epochs=EPOCHS, image_size=28,
                           num_samples=2048, hidden_dim=64, batch_size=64)  # fmt: skip
 CONTROLS = ("pause", "resume", "stop", "resume", "fork")
 
@@ -85,7 +88,8 @@ def open_tab(context, url: str, run: RunDir, view: str, upload: bool) -> tuple[P
 
 
 def control(step: int, root: Path, trained: list[RunDir]) -> None:
-    """The next of Pause / Resume / Stop / Resume / Fork on the newest run; refusals logged."""
+    """The next of Pause / Resume / Stop / Resume / Fork on the newest run (a fork stops its
+    parent: one trainer at a time); refusals logged."""
     run, action = trained[-1], CONTROLS[step % len(CONTROLS)]
     try:
         if action == "pause":
@@ -95,7 +99,8 @@ def control(step: int, root: Path, trained: list[RunDir]) -> None:
         elif action == "resume":
             runs.resume_run(run)
         else:
-            trained.append(runs.fork_and_start(run, None, {}, root=root))
+            trained.append(runs.fork_and_start(run, None, {"epochs": EPOCHS + 1}, root=root))
+            runs.stop_run(run)
     except (RuntimeError, ValueError, OSError) as err:
         print(f"  {action} refused: {err}")
 
