@@ -121,7 +121,9 @@ def curves_spec(metrics: MetricsView, height: int = 460) -> dict[str, Any]:
             )
     marked = [e for e in metrics.events if e.get("event") in EVENT_LINES][-MAX_MARKED_EVENTS:]
     axes, titles = _grid_layout()
-    steps = [float(t["x"].max()) for t in traces if len(t["x"])] + [e["step"] for e in marked]
+    # The x axis spans every trace's steps and every marked event.
+    ends = [float(f(t["x"])) for t in traces if len(t["x"]) for f in (np.min, np.max)]
+    steps = ends + [e["step"] for e in marked]
     labels = _change_labels(marked, max(steps, default=0) - min(steps, default=0))
     rows = max((label["row"] for label in labels), default=-1) + 1
     layout = _live_layout(

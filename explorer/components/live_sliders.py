@@ -113,16 +113,21 @@ def _weights_needed(memo: dict[str, Any], value: Any, version: str) -> bool:
     """Send weights on a new version, or when the browser asks (e.g. its iframe was remounted)."""
     request = value.get("request") if isinstance(value, dict) else None
     if request is not None and request != memo.get("served_request"):
-        memo["served_request"] = request
         return True
     return memo.get("sent_version") != version
+
+
+def _weights_sent(memo: dict[str, Any], value: Any, version: str) -> None:
+    """Remember that this version (and the browser's request for it) was served."""
+    memo["sent_version"] = version
+    if isinstance(value, dict) and value.get("request") is not None:
+        memo["served_request"] = value["request"]
 
 
 def _new_user_z(memo: dict[str, Any], value: Any) -> list[float] | None:
     """The z the user committed since the last run; None when nothing new happened."""
     if not isinstance(value, dict) or value.get("event") in (None, memo.get("seen_event")):
         return None
-    memo["seen_event"] = value["event"]
     return [float(v) for v in value["z"]]
 
 
@@ -176,18 +181,23 @@ def live_sliders(
     # the caller's older z would look to the browser like Python moving the sliders.
     value = st.session_state.get(key)
     user_z = _new_user_z(memo, value)
+    seen_event = value["event"] if user_z is not None else memo.get("seen_event")
     send = _weights_needed(memo, value, version)
     if send:
-        memo["sent_version"] = version
+        # Each sending differs: Streamlit sends a message it sent before as a reference to
+        # the browser's copy, which a page rerunning several times a second has already
+        # dropped ("Cached ForwardMsg MISS"): the weights would then never arrive.
+        memo["sendings"] = memo.get("sendings", 0) + 1
     _component()(
         key=key,
         default=None,
         version=version,
+        sending=memo.get("sendings") if send else None,
         decoder=decoder.spec() if send else None,
         # bytes travel as a binary protobuf field (about 25% smaller than base64 text)
         model=decoder.onnx if send else None,
         z=[float(v) for v in (z if user_z is None else user_z)],
-        ack=memo.get("seen_event"),  # the newest browser change this z already includes
+        ack=seen_event,  # the newest browser change this z already includes
         kl=None if kl_per_dim is None else [float(v) for v in kl_per_dim],
         order=None if order is None else [int(d) for d in order],
         limit=float(limit),
@@ -198,4 +208,11 @@ def live_sliders(
         histograms=histograms,
         attributes=[dict(a) for a in attributes],
     )
+    # Only now: a rerun request (a fragment's clock, a newer drag) stops a run at its next
+    # st.* call before that call's message goes out. Weights marked as sent before it would
+    # never reach the browser (no first frame until the next snapshot), and a change marked
+    # as seen would never reach the caller.
+    memo["seen_event"] = seen_event
+    if send:
+        _weights_sent(memo, value, version)
     return user_z

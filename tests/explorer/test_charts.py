@@ -148,6 +148,17 @@ def test_control_labels_never_overprint_and_crowded_ones_go_to_hover() -> None:
     assert layout["margin"]["t"] == charts.MODEBAR_CLEAR_PX + charts.LABEL_ROW_PX * levels
 
 
+def test_control_labels_late_in_a_run_are_judged_on_the_whole_axis() -> None:
+    # Four changes within 30 of 3,000 steps: no room for four labels on two rows, though the
+    # events alone span only 30 steps.
+    rows = [{"step": s, "split": "train", "elbo": -100.0, "kl": 5.0} for s in range(0, 3000, 50)]
+    steps = [2900, 2910, 2920, 2930]
+    rows += [{"step": s, "event": "control", "beta": 2.0, "lr": 1e-3} for s in steps]
+    layout = charts.curves_spec(summarize(rows))["layout"]
+    shown = [a for a in layout["annotations"] if a.get("hovertext") and a["text"] != "▾"]
+    assert len(shown) == charts.LABEL_LEVELS  # one per row; the rest on hover
+
+
 def test_titles_sit_above_the_plot_clear_of_the_modebar() -> None:
     figures = {
         "kl": charts.kl_bar_spec([0.5, 0.0], [True, False])["layout"],

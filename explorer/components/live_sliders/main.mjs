@@ -70,9 +70,11 @@ function rejectModel(spec, error) {
 
 // Load the model when it came with this render; ask Python for it when it didn't and we
 // don't hold this version (a fresh iframe after a remount, or a rerun that was cut short).
+let retryTimer = null;
+
 function syncWeights(args) {
   const known = [state.version, state.loadingVersion, state.failedVersion];
-  if (known.includes(args.version)) return;
+  if (known.includes(args.version)) return clearTimeout(retryTimer);
   if (args.decoder && args.model) {
     swapIn(args.decoder, args.model, args);
     return;
@@ -84,6 +86,10 @@ function syncWeights(args) {
   stats.weightsRequests += 1;
   if (!state.model) setStatus("loading the model…");
   sendValue();
+  // Ask again if no answer comes: an answer can be lost (a rerun cut short), and the
+  // reruns after it, with the same arguments, render nothing here that would ask again.
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => syncWeights(args), 3100);
 }
 
 // ---- z from Python ------------------------------------------------------------------------
