@@ -17,7 +17,6 @@ const LABEL_ROW_PX = 13; // a row of control-change labels (charts.py LABEL_ROW_
 const X_AXIS_PX = 30; // the x axis under a plot: tick labels
 const Y_AXIS_PX = 48;
 const AXIS_LABEL_PX = 18;
-let syncing = false; // a zoom being copied to the plots that share its x axis
 
 /** Whether uPlot can draw this figure: every trace a scatter (lines and markers). */
 export function isLines(figure) {
@@ -89,6 +88,23 @@ function rangeOf(axis) {
     if (!toZero) return uPlot.rangeNum(min, max, 0.1, true);
     const [lo, hi] = uPlot.rangeNum(Math.min(0, min), Math.max(0, max), 0.1, true);
     return [min >= 0 ? 0 : lo, max <= 0 ? 0 : hi];
+  };
+}
+
+/** The x range: the data's, a little wider when markers would be cut at the edges. */
+function xRange(markers) {
+  return (u, min, max) => {
+    if (min == null || max == null) return [0, 1];
+    if (min === max) return [min - 1, max + 1];
+    const pad = markers ? 0.02 * (max - min) : 0;
+    return [min - pad, max + pad];
+  };
+}
+
+function rightAxisSize(label) {
+  return (u, values) => {
+    const chars = Math.max(1, ...(values || []).map((v) => String(v).length));
+    return 7 * chars + 14 + (label ? AXIS_LABEL_PX : 0);
   };
 }
 
@@ -226,7 +242,8 @@ export class LineFigure {
     const { layout, data } = this.figure;
     const font = `12px ${FONT_FAMILY}`;
     const xaxis = layout[axisKey(panel.xref, "x")] || {};
-    const scales = { x: { time: false, ...(xaxis.range ? { range: rangeOf(xaxis) } : {}) } };
+    const markers = panel.traces.some((i) => (data[i].mode || "").includes("markers"));
+    const scales = { x: { time: false, range: xaxis.range ? rangeOf(xaxis) : xRange(markers) } };
     const axes = [
       {
         stroke: INK,
@@ -250,7 +267,9 @@ export class LineFigure {
         grid: { show: n === 0 && yaxis.showgrid !== false, stroke: GRID, width: 1 },
         ticks: { show: false },
         values: tickLabels,
-        size: Y_AXIS_PX + (label ? AXIS_LABEL_PX : 0),
+        // Left: one width for every plot, so a column's plots line up; right: as wide as
+        // its tick labels.
+        size: n === 0 ? Y_AXIS_PX + (label ? AXIS_LABEL_PX : 0) : rightAxisSize(label),
         ...(label ? { label, labelSize: AXIS_LABEL_PX, labelFont: font, labelGap: 0 } : {}),
       });
     });
@@ -280,6 +299,7 @@ export class LineFigure {
       legend: { show: false },
       cursor: {
         y: false,
+        // The figure's plots share the cursor and the zoom (a drag, a double-click).
         sync: { key: syncKey },
         points: { size: 7 },
       },
@@ -461,12 +481,6 @@ export class LineFigure {
     const xs = u.data[0];
     const { min, max } = u.scales.x;
     panel.isZoomed = xs.length > 1 && (min > xs[0] || max < xs[xs.length - 1]);
-    if (syncing) return;
-    syncing = true; // the plots that share this x axis follow its zoom
-    for (const other of this.panels) {
-      if (other !== panel && other.xref === panel.xref) other.plot.setScale("x", { min, max });
-    }
-    syncing = false;
   }
 
   resized(entries) {
