@@ -1,4 +1,4 @@
-// Line charts drawn with uPlot (a canvas chart a few KB of JS per redraw) from the Plotly
+// Line charts drawn with uPlot (a 50 KB canvas chart made for streaming series) from the Plotly
 // specs the Python side builds (explorer/charts.py: curves_spec, schedule_spec,
 // elbo_gap_spec). Only the subset those specs use is read:
 //   subplots placed by their axis domains (one uPlot per (x axis, y axis) pair; an
@@ -120,7 +120,8 @@ function tickLabels(u, splits) {
 function format(value) {
   if (value == null) return "";
   if (Number.isInteger(value)) return String(value);
-  return Math.abs(value) >= 1e5 || Math.abs(value) < 1e-3 ? value.toPrecision(4) : String(+value.toPrecision(5));
+  const tiny = Math.abs(value) < 1e-3;
+  return Math.abs(value) >= 1e5 || tiny ? value.toPrecision(4) : String(+value.toPrecision(5));
 }
 
 /** One trace's (x, y) as ascending x, its non-finite y as null (a gap in its line). */
@@ -136,6 +137,11 @@ function table(trace) {
     }
   }
   return [xs.slice(0, ys.length), ys.slice(0, xs.length)];
+}
+
+/** The row (0 = lowest) of a control-change label: charts.py shifts row r up 20 + 13 r px. */
+function labelRow(annotation) {
+  return Math.round(((annotation.yshift || 0) - 20) / LABEL_ROW_PX);
 }
 
 function element(tag, className, text) {
@@ -159,7 +165,8 @@ function swatch(trace, color) {
   svg.append(line);
   if ((trace.mode || "lines").includes("markers")) {
     const dot = document.createElementNS(svg.namespaceURI, "circle");
-    Object.entries({ cx: 15, cy: 5, r: 3, fill: color }).forEach(([k, v]) => dot.setAttribute(k, v));
+    const attributes = { cx: 15, cy: 5, r: 3, fill: color };
+    Object.entries(attributes).forEach(([k, v]) => dot.setAttribute(k, v));
     svg.append(dot);
   }
   return svg;
@@ -208,7 +215,10 @@ export class LineFigure {
     const rows = [...new Set(this.panels.map((p) => p.yDomain.join()))]
       .map((d) => d.split(",").map(Number))
       .sort((a, b) => b[1] - a[1]);
-    this.grid.style.gridTemplateColumns = columns.map(([a, b]) => `minmax(0, ${Math.round(1000 * (b - a))}fr)`).join(" ");
+    // fr in thousandths of the width: fractions summing under 1 would leave space unused.
+    this.grid.style.gridTemplateColumns = columns
+      .map(([a, b]) => `minmax(0, ${Math.round(1000 * (b - a))}fr)`)
+      .join(" ");
     this.hasSubplotTitles = (layout.annotations || []).some(
       (a) => a.xref === "paper" && a.yref === "paper",
     );
@@ -252,7 +262,9 @@ export class LineFigure {
         ticks: { show: false },
         size: panel.showX ? X_AXIS_PX : 4,
         values: panel.showX ? tickLabels : (u, splits) => splits.map(() => ""),
-        ...(xaxis.title?.text ? { label: xaxis.title.text, labelSize: AXIS_LABEL_PX, labelFont: font } : {}),
+        ...(xaxis.title?.text
+          ? { label: xaxis.title.text, labelSize: AXIS_LABEL_PX, labelFont: font }
+          : {}),
       },
     ];
     panel.scales.forEach((ref, n) => {
@@ -360,7 +372,7 @@ export class LineFigure {
       0,
       ...labels
         .filter((a) => a.yanchor !== "top")
-        .map((a) => Math.round(((a.yshift || 0) - 20) / LABEL_ROW_PX) + 1),
+        .map((a) => labelRow(a) + 1),
     );
     for (const panel of this.panels) {
       const title = notes.find(
@@ -398,7 +410,7 @@ export class LineFigure {
       panel.strip.replaceChildren(
         ...inStrip.map((a) => {
           const node = make(a);
-          node.style.bottom = `${Math.round(((a.yshift || 0) - 20) / LABEL_ROW_PX) * LABEL_ROW_PX}px`;
+          node.style.bottom = `${labelRow(a) * LABEL_ROW_PX}px`;
           return node;
         }),
       );

@@ -108,12 +108,13 @@ function drawPlotly(name) {
   Plotly.react(document.getElementById(name), figure.data, figure.layout, CONFIG);
 }
 
-function draw(name) {
+// rowsOnly: only trace data changed (a `traces` op), so the figure's structure is the same.
+function draw(name, rowsOnly = false) {
   const figure = figures[name];
   const element = document.getElementById(name);
   element.hidden = false;
   if (isLines(figure)) {
-    if (lineCharts[name]?.fits(figure)) {
+    if (lineCharts[name] && (rowsOnly || lineCharts[name].fits(figure))) {
       lineCharts[name].update(figure);
     } else {
       dropLines(name);
@@ -146,7 +147,7 @@ function appendRows(name, rows) {
     trace.x.push(...x);
     trace.y.push(...y);
   }
-  draw(name);
+  draw(name, true);
 }
 
 function clear(name) {
