@@ -142,6 +142,7 @@ def test_the_curves_are_canvases_that_grow_with_new_rows(page) -> None:
 def test_a_hidden_tab_asks_for_nothing_and_catches_up_when_shown(page, runs_root) -> None:
     frame = _charts_frame(page)
     run = RunDir(runs_root / RUN)
+    frame.wait_for_function("(window.__liveCharts.points.curves || [0])[0] > 0")
     frame.evaluate(SET_VISIBILITY, True)
     hidden_at = frame.evaluate("({...window.__liveCharts})")
     # Meanwhile the trainer logs more than one tick's worth of rows.
