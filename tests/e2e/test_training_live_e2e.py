@@ -102,8 +102,12 @@ def test_every_chart_and_readout_moves(page) -> None:
             s => (window.__liveCharts.updates[s] || 0) > (first[s] || 0) + 1)""",
         arg=[list(SLOTS), first],
     )
-    for name in ("curves", "schedule", "gap", "kl"):
-        assert frame.locator(f"#{name} .main-svg").count() > 0, name
+    # The line figures are uPlot canvases (one per subplot); the KL bars stay Plotly's SVG.
+    for name, plots in (("curves", 4), ("schedule", 1), ("gap", 2)):
+        assert frame.locator(f"#{name} .uplot canvas").count() == plots, name
+        assert frame.locator(f"#{name} .main-svg").count() == 0, name
+    assert frame.locator("#kl .main-svg").count() > 0
+    assert frame.locator("#kl .uplot").count() == 0
     assert frame.locator("#recon img").get_attribute("src").startswith("data:image/png")
     assert "≈ KL(q(z|x) ‖ p(z|x))" in frame.locator("#gap_line").inner_text()
     before = _readouts(frame)
@@ -119,9 +123,31 @@ def test_every_chart_and_readout_moves(page) -> None:
         )
 
 
+CURVES_PIXELS = "document.querySelector('#curves .uplot canvas').toDataURL()"
+LEGEND = "[...document.querySelectorAll('#curves .lines-entry')].map(e => e.textContent)"
+SUBTITLES = "[...document.querySelectorAll('#curves .lines-subtitle')].map(e => e.textContent)"
+
+
+def test_the_curves_are_canvases_that_grow_with_new_rows(page) -> None:
+    frame = _charts_frame(page)
+    assert frame.evaluate(LEGEND) == ["train", "test"]  # one entry per legend group
+    assert frame.evaluate(SUBTITLES) == [
+        "ELBO (nats, higher is better)",
+        "Reconstruction -log p(x|z) (nats)",
+        "KL(q(z|x) || p(z)) (nats)",
+        "beta * KL (the objective's KL term)",
+    ]
+    points = frame.evaluate("window.__liveCharts.points.curves[0]")
+    pixels = frame.evaluate(CURVES_PIXELS)
+    frame.wait_for_function(f"window.__liveCharts.points.curves[0] > {points}")
+    # New train rows arrived as rows, and the ELBO plot's canvas was drawn again with them.
+    assert frame.evaluate(CURVES_PIXELS) != pixels
+
+
 def test_a_hidden_tab_asks_for_nothing_and_catches_up_when_shown(page, runs_root) -> None:
     frame = _charts_frame(page)
     run = RunDir(runs_root / RUN)
+    frame.wait_for_function("(window.__liveCharts.points.curves || [0])[0] > 0")
     frame.evaluate(SET_VISIBILITY, True)
     hidden_at = frame.evaluate("({...window.__liveCharts})")
     # Meanwhile the trainer logs more than one tick's worth of rows.

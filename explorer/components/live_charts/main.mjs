@@ -1,4 +1,7 @@
-// Live training charts: Plotly figures kept in the page, updated with only what is new.
+// Live training charts: figures kept in the page, updated with only what is new. Line
+// figures (every trace a scatter) are drawn with uPlot (lines.mjs): a canvas redraw costs a
+// small fraction of Plotly.react's relayout. Others (the KL bars, changed only at
+// evaluations) are drawn with Plotly, loaded on the first one.
 //
 // Python (explorer/components/live_charts.py) sends, per place ("slot"), one of
 //   {figure: JSON}            a whole figure (first draw, or its layout changed)
@@ -9,13 +12,18 @@
 // fragment holding it; hidden, it reports nothing; shown again, it reports at once.
 // The Streamlit component protocol is a few postMessage calls, written by hand.
 
+import { isLines, LineFigure } from "./lines.mjs";
+
 const CONFIG = { responsive: true, displaylogo: false };
+const PLOTLY_SRC = "vendor/plotly.min.js";
 const TYPED = {
   i1: Int8Array, u1: Uint8Array, i2: Int16Array, u2: Uint16Array,
   i4: Int32Array, u4: Uint32Array, f4: Float32Array, f8: Float64Array,
 };
 
 const figures = {};   // slot -> {data, layout}, the arrays this page owns
+const lineCharts = {}; // slot -> its LineFigure, for the slots drawn with uPlot
+let plotlyLoad = null; // the promise of plotly.min.js, once a figure needs it
 let have = 0;         // seq of the last update applied
 let resetNo = 0;      // bumped to ask for a whole resend
 let awaitingWhole = false;
@@ -73,15 +81,50 @@ function decoded(value) {
   return Array.isArray(value) ? value : [];
 }
 
-function draw(name) {
+function withPlotly(then) {
+  if (window.Plotly) return then();
+  plotlyLoad ??= new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = PLOTLY_SRC;
+    script.onload = resolve;
+    script.onerror = () => reject(new Error(`could not load ${PLOTLY_SRC}`));
+    document.head.append(script);
+  });
+  plotlyLoad.then(then);
+}
+
+function dropLines(name) {
+  lineCharts[name]?.destroy();
+  delete lineCharts[name];
+}
+
+function drawPlotly(name) {
   const figure = figures[name];
-  const element = document.getElementById(name);
-  element.hidden = false;
+  if (!figure || lineCharts[name]) return; // cleared, or a line figure since
   // A new datarevision tells Plotly the arrays changed in place; uirevision keeps the
   // user's zoom and hidden traces across updates.
   figure.layout.datarevision = (figure.layout.datarevision || 0) + 1;
   figure.layout.uirevision = name;
-  Plotly.react(element, figure.data, figure.layout, CONFIG);
+  Plotly.react(document.getElementById(name), figure.data, figure.layout, CONFIG);
+}
+
+// rowsOnly: only trace data changed (a `traces` op), so the figure's structure is the same.
+function draw(name, rowsOnly = false) {
+  const figure = figures[name];
+  const element = document.getElementById(name);
+  element.hidden = false;
+  if (isLines(figure)) {
+    if (lineCharts[name] && (rowsOnly || lineCharts[name].fits(figure))) {
+      lineCharts[name].update(figure);
+    } else {
+      dropLines(name);
+      if (window.Plotly) Plotly.purge(element);
+      lineCharts[name] = new LineFigure(element, figure, name);
+    }
+  } else {
+    dropLines(name);
+    withPlotly(() => drawPlotly(name));
+  }
   window.__liveCharts.points[name] = figure.data.map((t) => t.x.length);
 }
 
@@ -104,12 +147,13 @@ function appendRows(name, rows) {
     trace.x.push(...x);
     trace.y.push(...y);
   }
-  draw(name);
+  draw(name, true);
 }
 
 function clear(name) {
   const element = document.getElementById(name);
-  if (figures[name]) Plotly.purge(element);
+  dropLines(name);
+  if (window.Plotly) Plotly.purge(element);
   delete figures[name];
   element.hidden = true;
 }
