@@ -23,16 +23,29 @@ def test_a_browser_request_for_weights_is_served_once() -> None:
     memo = {"sent_version": "1"}
     value = {"z": [0.0], "event": None, "request": "abc:w1"}
     assert live_sliders._weights_needed(memo, value, "1")
+    live_sliders._weights_sent(memo, value, "1")
     assert not live_sliders._weights_needed(memo, value, "1")  # same request: already served
     assert live_sliders._weights_needed(memo, {**value, "request": "abc:w2"}, "1")
 
 
-def test_a_user_change_is_returned_once() -> None:
+def test_weights_count_as_sent_only_once_their_message_went_out() -> None:
+    # A run cut short by a rerun request never calls _weights_sent: the next run sends again.
+    memo: dict = {}
+    assert live_sliders._weights_needed(memo, None, "1")
+    assert live_sliders._weights_needed(memo, None, "1")
+    live_sliders._weights_sent(memo, None, "1")
+    assert not live_sliders._weights_needed(memo, None, "1")
+    assert live_sliders._weights_needed(memo, None, "2")
+
+
+def test_a_user_change_is_returned_until_a_run_has_delivered_it() -> None:
     memo: dict = {}
     value = {"z": [0.5, -1.0], "event": "abc:1", "request": None}
     assert live_sliders._new_user_z(memo, None) is None
     assert live_sliders._new_user_z(memo, value) == [0.5, -1.0]
-    assert live_sliders._new_user_z(memo, value) is None  # the same report, seen already
+    assert live_sliders._new_user_z(memo, value) == [0.5, -1.0]  # that run was cut short
+    memo["seen_event"] = "abc:1"  # as live_sliders() records once its message went out
+    assert live_sliders._new_user_z(memo, value) is None
     assert live_sliders._new_user_z(memo, {**value, "event": "abc:2"}) == [0.5, -1.0]
 
 
