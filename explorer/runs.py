@@ -31,7 +31,13 @@ from vae_core.process import (
 )
 from vae_core.run_errors import RunDamaged
 from vae_core.rundir import RunDir, is_flocked, list_runs
-from vae_core.runfolders import check_run_name, find_parent, remove_run, rename_run
+from vae_core.runfolders import (
+    MAX_NAME_CHARS,
+    check_run_name,
+    find_parent,
+    remove_run,
+    rename_run,
+)
 from vae_core.settings import Settings, settings_in_force
 from vae_core.status import Status
 
@@ -459,7 +465,7 @@ def fork_and_start(
     root: Path | None = None,
 ) -> RunDir:
     """Fork `parent` at history / checkpoint `step` (None: the newest) into a new folder
-    under the runs root, named <parent>-fork-<step>[-2, -3...]: a trainer child builds the
+    under the runs root, named by fork_name (then -2, -3...): a trainer child builds the
     fork there and trains it (process.start_fork); this process writes only trainer.log.
 
     Raises before anything is launched: PermissionError when `policy` forbids training,
@@ -472,7 +478,7 @@ def fork_and_start(
     root = runs_root() if root is None else root
     check_trainer_capacity(root=root)
     plan = check_fork(parent, step, **changes)  # the step and settings, from headers alone
-    name = f"{parent.path.name}-fork-{'newest' if step is None else step}"
+    name = fork_name(parent.path.name, plan.step)
     with trainer_slot(root) as slot:
         for n in range(1, 1000):  # another tab may claim a name between the look and ours
             path = root / (name if n == 1 else f"{name}-{n}")
@@ -484,6 +490,18 @@ def fork_and_start(
             _label_slot(slot, fork)
             return fork
     raise FileExistsError(f"{root} holds 999 runs named {name}-*; pick another runs folder")
+
+
+_FORK_SUFFIX = re.compile(r"(-fork-(\d+|newest)(-\d+)?)+$")
+
+
+def fork_name(parent_name: str, step: int) -> str:
+    """<parent>-fork-<step>: a fork of a fork names its root run and its own step (the
+    lineage is in its config), never a chain of suffixes that outgrows a file name; the
+    whole, with room for a "-999" of a taken name, within MAX_NAME_CHARS."""
+    suffix = f"-fork-{step}"
+    base = _FORK_SUFFIX.sub("", parent_name) or parent_name
+    return base[: MAX_NAME_CHARS - len(suffix) - 4] + suffix
 
 
 def pause_run(run: RunDir) -> None:

@@ -16,6 +16,7 @@ from vae_core.control import NoTrainer
 from vae_core.metrics_log import MetricsLog
 from vae_core.process import kill_trainer, start_training, wait_for_state
 from vae_core.rundir import RunDir
+from vae_core.runfolders import MAX_NAME_CHARS, check_run_name
 
 SHAPES = runs.RunChoices(dataset="shapes", latent_dim=3, epochs=1, image_size=28, num_samples=256)
 
@@ -327,3 +328,16 @@ def test_at_the_limit_the_slot_holders_are_named_and_one_can_be_stopped_for_a_ne
         for process in list(runs._launches.values()):
             process.wait(timeout=30)
         runs.reap_children()
+
+
+def test_a_fork_of_a_fork_names_its_root_run_and_stays_a_valid_name() -> None:
+    assert runs.fork_name("fmnist-mlp-z10-b1-3", 700) == "fmnist-mlp-z10-b1-3-fork-700"
+    # Forked again and again (the soak's chain outgrew a file name: Errno 36).
+    name = "shapes-mlp-z4-b1-1"
+    for step in range(100, 3000, 100):
+        name = runs.fork_name(name, step)
+    assert name == "shapes-mlp-z4-b1-1-fork-2900"
+    assert runs.fork_name("shapes-1-fork-100-2", 200) == "shapes-1-fork-200"  # a taken name's -2
+    long = runs.fork_name("x" * 200, 123456789)
+    assert len(long) + len("-999") <= MAX_NAME_CHARS and long.endswith("-fork-123456789")
+    check_run_name(long)
