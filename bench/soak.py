@@ -135,15 +135,21 @@ def main() -> None:
             )
         try:
             devserver.wait_healthy(url, server)
-            samples, page_exceptions = soak(url, server.pid, root, trained, args)
+            samples, page_exceptions = soak(url, server.pid, root, log_path, trained, args)
         finally:
             devserver.stop(server)
             for run in trained:
-                runs.stop_run(run)
+                if runs.run_status(run).is_live:
+                    runs.stop_run(run)
         report(samples, page_exceptions, log_path.read_text(errors="replace"), damaged(root))
+        deadline = time.monotonic() + 60  # the folder goes away once no trainer writes in it
+        while any(runs.run_status(r).is_live for r in trained) and time.monotonic() < deadline:
+            time.sleep(1)
 
 
-def soak(url: str, pid: int, root: Path, trained: list[RunDir], args) -> tuple[list, int]:
+def soak(
+    url: str, pid: int, root: Path, log_path: Path, trained: list[RunDir], args
+) -> tuple[list, int]:
     samples, page_exceptions, tabs, step = [], 0, [], 0
     deadline, next_sample = time.monotonic() + args.minutes * 60, 0.0
     with sync_playwright() as p:
@@ -154,6 +160,8 @@ def soak(url: str, pid: int, root: Path, trained: list[RunDir], args) -> tuple[l
                 samples.append(sample(pid))
                 threads, rss, files = samples[-1]
                 line = f"threads {threads:4d}  rss {rss:7.1f} MB  files {files:4d}"
+                tracebacks = log_path.read_text(errors="replace").count("Traceback")
+                line += f"  exceptions: page {page_exceptions} log {tracebacks}"
                 print(
                     f"{len(samples) * args.sample_s:6.0f} s  {line}  runs {len(trained)}",
                     flush=True,
