@@ -127,7 +127,11 @@ export class BarFigure {
           grid: { stroke: GRID, width: 1 },
           ticks: { show: false },
           values: tickLabels,
-          size: Y_AXIS_PX + (label ? AXIS_LABEL_PX : 0),
+          // As wide as its tick labels: a lone plot has no neighbour to line up with.
+          size: (u, values) => {
+            const chars = Math.max(1, ...(values || []).map((v) => String(v).length));
+            return Math.min(Y_AXIS_PX, 7 * chars + 14) + (label ? AXIS_LABEL_PX : 0);
+          },
           ...(label ? { label, labelSize: AXIS_LABEL_PX, labelFont: font, labelGap: 0 } : {}),
         },
       ],
@@ -194,15 +198,32 @@ export class BarFigure {
       ctx.lineTo(xAt(shape.x1, shape.xref), u.valToPos(shape.y1, "y", true));
       ctx.stroke();
     }
+    const placed = []; // [left, top, right, bottom] of the labels drawn so far
     for (const note of layout.annotations || []) {
       if (note.yref !== "y" || !note.text) continue;
-      const size = note.font?.size ?? LABEL_FONT_PX;
-      ctx.font = `${size * ratio}px ${FONT_FAMILY}`;
+      const size = (note.font?.size ?? LABEL_FONT_PX) * ratio;
+      ctx.font = `${size}px ${FONT_FAMILY}`;
+      const width = ctx.measureText(note.text).width;
+      const anchor = { right: 1, center: 0.5 }[note.xanchor] ?? 0;
+      const below = note.yanchor === "top";
+      const line = u.valToPos(note.y, "y", true);
+      const top = below ? line + 2 * ratio : line - 2 * ratio - size;
+      let left = xAt(note.x, note.xref) - anchor * width;
+      // Two lines close together (the threshold and the free-bits floor): their labels side
+      // by side, the later one to the left, rather than drawn over each other.
+      for (const box of placed) {
+        if (left < box[2] && left + width > box[0] && top < box[3] && top + size > box[1]) {
+          left = box[0] - width - 8 * ratio;
+        }
+      }
+      placed.push([left, top, left + width, top + size]);
+      ctx.textAlign = "left";
+      ctx.textBaseline = "top";
+      // A light box behind keeps the label legible over the bars.
+      ctx.fillStyle = "rgba(255, 255, 255, 0.8)";
+      ctx.fillRect(left - 2 * ratio, top, width + 4 * ratio, size + ratio);
       ctx.fillStyle = note.font?.color || INK;
-      ctx.textAlign = { right: "right", center: "center" }[note.xanchor] || "left";
-      ctx.textBaseline = note.yanchor === "top" ? "top" : "bottom";
-      const y = u.valToPos(note.y, "y", true) + (note.yanchor === "top" ? 2 : -2) * ratio;
-      ctx.fillText(note.text, xAt(note.x, note.xref), y);
+      ctx.fillText(note.text, left, top);
     }
     ctx.restore();
   }
