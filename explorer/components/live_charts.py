@@ -1,10 +1,12 @@
 """Live charts that stay in the browser and receive only what is new.
 
 Rebuilding and re-sending whole Plotly figures every second cost a watching tab half a core
-in the browser. Here the figures live in one iframe (`live_charts/`, plotly.js from the
-plotly package, copied beside it on first use): each tick sends, per chart, nothing when it
-did not change, the rows appended to its traces when only they changed, or the whole figure
-when its layout did. The iframe also drives the ticks: one every `interval_ms` while the
+in the browser. Here the figures (Plotly specs) live in one iframe (`live_charts/`): line
+and bar figures, all the Training view shows, are drawn with uPlot (committed beside it);
+any other figure with plotly.js (from the plotly package, copied beside it on first use,
+loaded only when such a figure comes). Each tick sends, per chart, nothing when it did not
+change, the rows appended to its traces when only they changed, or the whole figure when
+its layout did. The iframe also drives the ticks: one every `interval_ms` while the
 page is visible, none while it is hidden, and one at once when it is shown again.
 
 Protocol: each non-empty update has a sequence number `seq` and the `base` it applies to

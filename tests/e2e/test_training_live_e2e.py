@@ -6,6 +6,7 @@ live charts' counters, the trainer's progress), never on fixed sleeps.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from explorer import runs
+from explorer import charts, runs
+from explorer.components import live_charts
 from tools import devserver
 from vae_core.rundir import RunDir
 
@@ -80,7 +82,11 @@ def _wait_for(condition, what: str, timeout_s: float = 120) -> None:
 
 def _charts_frame(page):
     page.wait_for_selector('iframe[title*="live_charts"]', state="attached")
-    frame = page.frame(url=LIVE_CHARTS_URL)
+    # Attached is not yet navigated: its frame may take a moment to have the page's URL.
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while (frame := page.frame(url=LIVE_CHARTS_URL)) is None and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert frame is not None, "the live charts' frame never loaded"
     frame.wait_for_function("window.__liveCharts && window.__liveCharts.have > 0")
     return frame
 
@@ -102,12 +108,12 @@ def test_every_chart_and_readout_moves(page) -> None:
             s => (window.__liveCharts.updates[s] || 0) > (first[s] || 0) + 1)""",
         arg=[list(SLOTS), first],
     )
-    # The line figures are uPlot canvases (one per subplot); the KL bars stay Plotly's SVG.
-    for name, plots in (("curves", 4), ("schedule", 1), ("gap", 2)):
+    # Every figure is a uPlot canvas (one per subplot), and no Plotly was loaded at all.
+    for name, plots in (("curves", 4), ("schedule", 1), ("gap", 2), ("kl", 1)):
         assert frame.locator(f"#{name} .uplot canvas").count() == plots, name
         assert frame.locator(f"#{name} .main-svg").count() == 0, name
-    assert frame.locator("#kl .main-svg").count() > 0
-    assert frame.locator("#kl .uplot").count() == 0
+    assert frame.evaluate("typeof window.Plotly") == "undefined"
+    assert "KL per dimension" in frame.locator("#kl .lines-title").inner_text()
     assert frame.locator("#recon img").get_attribute("src").startswith("data:image/png")
     assert "≈ KL(q(z|x) ‖ p(z|x))" in frame.locator("#gap_line").inner_text()
     before = _readouts(frame)
@@ -142,6 +148,49 @@ def test_the_curves_are_canvases_that_grow_with_new_rows(page) -> None:
     frame.wait_for_function(f"window.__liveCharts.points.curves[0] > {points}")
     # New train rows arrived as rows, and the ELBO plot's canvas was drawn again with them.
     assert frame.evaluate(CURVES_PIXELS) != pixels
+
+
+# A BarFigure drawn from `spec` in a box of its own in the charts' frame; returns, per bar,
+# the canvas colour half-way up it, the bar count after an update to `wider`, and the hover
+# box over bar 2.
+DRAW_BARS = """async ([spec, wider]) => {
+    const { BarFigure } = await import(new URL('bars.mjs', location.href).href);
+    const host = document.createElement('div');
+    host.style.width = '480px';
+    document.body.append(host);
+    const chart = new BarFigure(host, spec);
+    const frame = () => new Promise(r => requestAnimationFrame(() => setTimeout(r)));
+    await frame();
+    const u = chart.plot;
+    const colors = spec.data[0].y.map((y, i) => {
+        const x = Math.round(u.valToPos(i, 'x', true));
+        const pixel = u.ctx.getImageData(x, Math.round(u.valToPos(y / 2, 'y', true)), 1, 1).data;
+        return '#' + [...pixel.slice(0, 3)].map(c => c.toString(16).padStart(2, '0')).join('');
+    });
+    u.setCursor({ left: u.valToPos(2, 'x'), top: 20 });
+    const tip = host.querySelector('.lines-tip').textContent;
+    chart.update(wider);
+    await frame();
+    const after = [chart.plot.data[0].length, host.querySelectorAll('.uplot').length];
+    chart.destroy();
+    host.remove();
+    return { colors, tip, after };
+}"""
+
+
+def test_the_kl_bars_are_coloured_and_labelled_from_their_spec(page) -> None:
+    frame = _charts_frame(page)
+    kl = [0.8, 0.3, 1.5, 0.6]
+    spec = charts.kl_bar_spec(kl, [True, False, True, False], threshold=0.1, free_bits=0.05)
+    wider = charts.kl_bar_spec([0.5] * 6, [True] * 6, threshold=0.1)
+    plain = [json.loads(live_charts.figure_json(s)) for s in (spec, wider)]
+    for s, y in zip(plain, (kl, [0.5] * 6), strict=True):
+        s["data"][0]["y"] = y  # JSON numbers: the page decodes typed arrays, not this test
+    drawn = frame.evaluate(DRAW_BARS, plain)
+    active, inactive = charts.ACTIVE_COLOR, charts.INACTIVE_COLOR
+    assert drawn["colors"] == [active, inactive, active, inactive]
+    assert drawn["tip"] == "z2: 1.500 nats"
+    assert drawn["after"] == [6, 1]  # six bars, drawn by one new plot
 
 
 def test_a_hidden_tab_asks_for_nothing_and_catches_up_when_shown(page, runs_root) -> None:

@@ -9,14 +9,14 @@
 //   control-change labels) placed at their x above the plot.
 // Plotly's look: white plot, light grid, its colours and dashes.
 
-const FONT_FAMILY = '"Open Sans", verdana, arial, sans-serif';
-const INK = "#2a3f5f"; // plotly_white's text colour
-const GRID = "#ebf0f8"; // plotly_white's grid colour
+export const FONT_FAMILY = '"Open Sans", verdana, arial, sans-serif';
+export const INK = "#2a3f5f"; // plotly_white's text colour
+export const GRID = "#ebf0f8"; // plotly_white's grid colour
 const COLORWAY = ["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3"];
 const LABEL_ROW_PX = 13; // a row of control-change labels (charts.py LABEL_ROW_PX)
-const X_AXIS_PX = 30; // the x axis under a plot: tick labels
-const Y_AXIS_PX = 48;
-const AXIS_LABEL_PX = 18;
+export const X_AXIS_PX = 30; // the x axis under a plot: tick labels
+export const Y_AXIS_PX = 48;
+export const AXIS_LABEL_PX = 18;
 
 /** Whether uPlot can draw this figure: every trace a scatter (lines and markers). */
 export function isLines(figure) {
@@ -27,7 +27,7 @@ function axisKey(ref, letter) {
   return `${letter}axis${ref.slice(1)}`; // "x" -> "xaxis", "y2" -> "yaxis2"
 }
 
-function plotlyDash(dash, width) {
+export function plotlyDash(dash, width) {
   // Plotly scales its named dashes with the line width (at least 3 px).
   const w = Math.max(width, 3) * uPlot.pxRatio;
   if (dash === "dot") return [w, w];
@@ -109,7 +109,7 @@ function rightAxisSize(label) {
 }
 
 // Tick labels as Plotly writes them: a true minus, thousands grouped only from 10^4 on.
-function tickLabels(u, splits) {
+export function tickLabels(u, splits) {
   return splits.map((v) => {
     if (v == null) return "";
     const text = Math.abs(v) >= 1e4 ? v.toLocaleString("en-US") : String(+v.toPrecision(6));
@@ -117,7 +117,7 @@ function tickLabels(u, splits) {
   });
 }
 
-function format(value) {
+export function format(value) {
   if (value == null) return "";
   if (Number.isInteger(value)) return String(value);
   const tiny = Math.abs(value) < 1e-3;
@@ -144,7 +144,7 @@ function labelRow(annotation) {
   return Math.round(((annotation.yshift || 0) - 20) / LABEL_ROW_PX);
 }
 
-function element(tag, className, text) {
+export function element(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text) node.textContent = text;

@@ -1,7 +1,8 @@
 // Live training charts: figures kept in the page, updated with only what is new. Line
-// figures (every trace a scatter) are drawn with uPlot (lines.mjs): a canvas redraw costs a
-// small fraction of Plotly.react's relayout. Others (the KL bars, changed only at
-// evaluations) are drawn with Plotly, loaded on the first one.
+// figures (every trace a scatter, lines.mjs) and bar figures (one bar trace, bars.mjs) are
+// drawn with uPlot: a canvas redraw costs a small fraction of Plotly.react's relayout, and
+// the Training view loads no Plotly at all. A figure of any other kind is drawn with Plotly,
+// loaded on the first one.
 //
 // Python (explorer/components/live_charts.py) sends, per place ("slot"), one of
 //   {figure: JSON}            a whole figure (first draw, or its layout changed)
@@ -12,6 +13,7 @@
 // fragment holding it; hidden, it reports nothing; shown again, it reports at once.
 // The Streamlit component protocol is a few postMessage calls, written by hand.
 
+import { BarFigure, isBars } from "./bars.mjs";
 import { isLines, LineFigure } from "./lines.mjs";
 
 const CONFIG = { responsive: true, displaylogo: false };
@@ -22,7 +24,7 @@ const TYPED = {
 };
 
 const figures = {};   // slot -> {data, layout}, the arrays this page owns
-const lineCharts = {}; // slot -> its LineFigure, for the slots drawn with uPlot
+const uplotCharts = {}; // slot -> its LineFigure or BarFigure, for the slots drawn with uPlot
 let plotlyLoad = null; // the promise of plotly.min.js, once a figure needs it
 let have = 0;         // seq of the last update applied
 let resetNo = 0;      // bumped to ask for a whole resend
@@ -93,14 +95,20 @@ function withPlotly(then) {
   plotlyLoad.then(then);
 }
 
-function dropLines(name) {
-  lineCharts[name]?.destroy();
-  delete lineCharts[name];
+function dropUplot(name) {
+  uplotCharts[name]?.destroy();
+  delete uplotCharts[name];
+}
+
+// The uPlot chart class that draws this figure, or null: Plotly's then.
+function uplotKind(figure) {
+  if (isLines(figure)) return LineFigure;
+  return isBars(figure) ? BarFigure : null;
 }
 
 function drawPlotly(name) {
   const figure = figures[name];
-  if (!figure || lineCharts[name]) return; // cleared, or a line figure since
+  if (!figure || uplotCharts[name]) return; // cleared, or a uPlot figure since
   // A new datarevision tells Plotly the arrays changed in place; uirevision keeps the
   // user's zoom and hidden traces across updates.
   figure.layout.datarevision = (figure.layout.datarevision || 0) + 1;
@@ -113,16 +121,18 @@ function draw(name, rowsOnly = false) {
   const figure = figures[name];
   const element = document.getElementById(name);
   element.hidden = false;
-  if (isLines(figure)) {
-    if (lineCharts[name] && (rowsOnly || lineCharts[name].fits(figure))) {
-      lineCharts[name].update(figure);
+  const Kind = uplotKind(figure);
+  const chart = uplotCharts[name];
+  if (Kind) {
+    if (chart instanceof Kind && (rowsOnly || chart.fits(figure))) {
+      chart.update(figure); // a bar count change rebuilds inside
     } else {
-      dropLines(name);
+      dropUplot(name);
       if (window.Plotly) Plotly.purge(element);
-      lineCharts[name] = new LineFigure(element, figure, name);
+      uplotCharts[name] = new Kind(element, figure, name);
     }
   } else {
-    dropLines(name);
+    dropUplot(name);
     withPlotly(() => drawPlotly(name));
   }
   window.__liveCharts.points[name] = figure.data.map((t) => t.x.length);
@@ -152,7 +162,7 @@ function appendRows(name, rows) {
 
 function clear(name) {
   const element = document.getElementById(name);
-  dropLines(name);
+  dropUplot(name);
   if (window.Plotly) Plotly.purge(element);
   delete figures[name];
   element.hidden = true;
