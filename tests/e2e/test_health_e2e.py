@@ -88,15 +88,14 @@ def test_a_collapsing_run_raises_the_alarm_and_a_fix_is_applied_live(
     main.get_by_text("Sent at").wait_for()
     # The trainer logs the change; the curves label its line, and the evidence restarts.
     charts = page.frame_locator('iframe[title*="live_charts"]')  # the live curves' frame
-    charts.locator(".js-plotly-plot text", has_text="beta=1").first.wait_for(timeout=60_000)
+    charts.locator("#curves .lines-label", has_text="beta=1").first.wait_for(timeout=60_000)
     alarm.wait_for(state="detached", timeout=60_000)
     events = [r for r in run.read_metrics() if r.get("event") == "control"]
     assert events and events[-1]["changed"] == ["beta"] and events[-1]["beta"] == 1.0
-    # The sidebar's live beta follows the value in force (its fragment redraws every 2 s):
-    # Apply live would not send 20 back.
+    # The sidebar's live beta follows the value in force: Apply live would not send 20 back.
+    # A wait, not a read: on this view the Training panel's tick redraws the page when the
+    # beta in force changes (the sidebar has no clock of its own here).
     sidebar_beta = page.get_by_test_id("stSidebar").get_by_role("spinbutton", name="beta")
-    # Apply live would not send 20 back. A wait, not a read: the sidebar's controls redraw
-    # on their own fragment's tick.
     playwright_api.expect(sidebar_beta).to_have_value("1.00", timeout=10_000)
     checks.shot(page, "fixed")
     checks.no_exception(page)
