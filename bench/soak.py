@@ -106,9 +106,9 @@ def control(step: int, root: Path, trained: list[RunDir]) -> None:
 
 
 def damaged(root: Path) -> list[str]:
-    """Runs under `root` whose config or status cannot be read."""
+    """Runs under `root` whose config or status cannot be read (dot-folders are the app's own)."""
     bad = []
-    for path in sorted(p for p in root.iterdir() if p.is_dir()):
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and p.name[0] != "."):
         try:
             RunDir(path).read_status()
             RunDir(path).read_config()
