@@ -147,6 +147,32 @@ def main() -> None:
             time.sleep(1)
 
 
+TCP_STATES = {"01": "established", "06": "time_wait", "08": "close_wait", "0A": "listen"}
+
+
+def socket_kinds(pid: int) -> Counter:
+    """The server's sockets by kind: TCP by state (from /proc/net/tcp*), unix, other."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    kinds: Counter = Counter()
+    for table in ("tcp", "tcp6", "unix"):
+        lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        for line in lines:
+            fields = line.split()
+            inode = fields[6] if table == "unix" else fields[9]
+            if inode in inodes:
+                inodes.discard(inode)
+                kinds["unix" if table == "unix" else TCP_STATES.get(fields[3], fields[3])] += 1
+    kinds["other socket"] += len(inodes)
+    return +kinds
+
+
 def soak(
     url: str, pid: int, root: Path, log_path: Path, trained: list[RunDir], args
 ) -> tuple[list, int]:
@@ -162,6 +188,7 @@ def soak(
                 line = f"threads {threads:4d}  rss {rss:7.1f} MB  files {files:4d}"
                 tracebacks = log_path.read_text(errors="replace").count("Traceback")
                 line += f"  exceptions: page {page_exceptions} log {tracebacks}"
+                line += f"  sockets {dict(socket_kinds(pid))}"
                 print(
                     f"{len(samples) * args.sample_s:6.0f} s  {line}  runs {len(trained)}",
                     flush=True,
@@ -176,8 +203,16 @@ def soak(
             if random.random() < 0.2:
                 control(step, root, trained)
                 step += 1
+        print(f"open files by kind at the end: {dict(open_file_kinds(pid).most_common())}")
+        print(f"sockets at the end: {dict(socket_kinds(pid))}")
         browser.close()
-    print(f"open files by kind at the end: {dict(open_file_kinds(pid).most_common())}")
+    # What the server holds once no page is open: what it kept for the closed tabs.
+    time.sleep(args.sample_s)
+    threads, rss, files = sample(pid)
+    print(
+        f"{args.sample_s:.0f} s after the browser closed: threads {threads}, rss {rss:.1f} MB, "
+        f"files {files}, sockets {dict(socket_kinds(pid))}"
+    )
     return samples, page_exceptions
 
 

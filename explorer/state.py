@@ -69,6 +69,15 @@ SIDEBAR_LIVE_FORM = "sidebar.live"  # live beta / lr and Apply live
 SIDEBAR_STOP_WHICH = "sidebar.stop_which"  # at the trainer limit: the run to stop
 SIDEBAR_STOP_AND_START = "sidebar.stop_and_start"
 SIDEBAR_IMPORT_FORM = "sidebar.import"
+# Expanders and popovers that draw their contents only while open (`.open`): closed, their
+# widgets would still be on the page, and every rerun, a fragment's tick included, renders
+# the whole page again in the browser.
+SIDEBAR_NEW_RUN_OPEN = "sidebar.new_run_open"  # family: with / without an open run
+SIDEBAR_IMPORT_OPEN = "sidebar.import_open"
+SIDEBAR_ATTACH_OPEN = "sidebar.attach_open"
+SIDEBAR_MANAGE_OPEN = "sidebar.manage_open"
+HELP_OPEN = "help.open"  # family: per view, its "What am I looking at?" popover
+TRAINING_GRADVAR_OPEN = "training.gradvar_open"
 SIDEBAR_CLOCK = "sidebar.clock"  # the run controls' refresh clock (components.ticker)
 TRAINING_FORK_CLOCK = "training.fork_clock"
 SCATTER_JOB_CLOCK = "scatter.job_clock"  # family: per projection method

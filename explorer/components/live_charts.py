@@ -32,7 +32,7 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 FRONTEND_DIR = Path(__file__).with_name("live_charts")
-_FRONTEND_FILES = ("index.html", "main.mjs", "style.css")
+_FRONTEND_FILES = ("index.html", "main.mjs", "style.css", "uplot/uPlot.iife.min.js")
 PLOTLY_JS = FRONTEND_DIR / "vendor" / "plotly.min.js"  # copied, not committed (~5 MB)
 _TYPED = {"int32": "i4", "float32": "f4", "float64": "f8", "int64": "f8"}  # JS has no int64
 Spec = Mapping[str, Any]  # a Plotly figure as a dict: {"data": [trace dicts], "layout": {...}}
@@ -197,10 +197,13 @@ def _vendor_plotly() -> bool:
 
 
 def is_available() -> bool:
-    """Whether the component can be served (frontend files, plotly.js, pyarrow); if not,
-    the caller draws with st.plotly_chart."""
+    """Whether the component can be served (its frontend files, uPlot beside them, pyarrow);
+    if not, the caller draws with st.plotly_chart. plotly.js is copied in when it can be, for
+    the figures uPlot does not draw (none of the Training view's): without it, the charts the
+    view needs still draw."""
     files = all((FRONTEND_DIR / name).is_file() for name in _FRONTEND_FILES)
-    return files and importlib.util.find_spec("pyarrow") is not None and _vendor_plotly()
+    _vendor_plotly()
+    return files and importlib.util.find_spec("pyarrow") is not None
 
 
 def live_charts(slots: Mapping[str, Slot] | None, interval_ms: int, *, key: str) -> None:

@@ -20,12 +20,19 @@ BOXES = {"error": st.error, "warning": st.warning}
 CHECKED = "posterior collapse, KL vanishing, dead dimensions, gradients, stalled loss"
 
 
+NO_ALARM = f"Health: no alarm ({CHECKED})."
+
+
+def has_notes(run: RunDir, alarms: Sequence[Alarm]) -> bool:
+    """Whether render() draws anything: an alarm, or the note of a fix sent lately."""
+    return bool(alarms) or _fix_sent(run) is not None
+
+
 def render(run: RunDir, status: Status, alarms: Sequence[Alarm]) -> None:
-    """One box per alarm, most severe first, with its fixes as buttons; a line when none."""
+    """One box per alarm, most severe first, with its fixes as buttons, and the note of a fix
+    sent lately. The line that says there is no alarm (NO_ALARM) is the caller's to show."""
     refusal = access.current().train_refusal
     live = status.is_live and not status.on_other_host
-    if not alarms:
-        st.caption(f"Health: no alarm ({CHECKED}).")
     for alarm in alarms:
         _alarm(run, alarm, disabled=refusal is not None or not live)
     if alarms and refusal:
@@ -68,10 +75,18 @@ def _apply(run: RunDir, fix: Fix) -> None:
     st.session_state[state.TRAINING_LAST_FIX] = (str(run.path), fix.label, time.time(), error)
 
 
-def _last_fix_note(run: RunDir) -> None:
-    """Say which fix was sent, for a while: its alarm goes once the trainer applies it."""
+def _fix_sent(run: RunDir) -> tuple[str, str, float, str | None] | None:
+    """The fix last sent to `run` from this session, while its note shows."""
     sent = st.session_state.get(state.TRAINING_LAST_FIX)
     if not sent or sent[0] != str(run.path) or time.time() - sent[2] > FIX_NOTE_S:
+        return None
+    return sent
+
+
+def _last_fix_note(run: RunDir) -> None:
+    """Say which fix was sent, for a while: its alarm goes once the trainer applies it."""
+    sent = _fix_sent(run)
+    if sent is None:
         return
     _, label, when, error = sent
     if error is not None:

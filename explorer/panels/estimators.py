@@ -33,7 +33,11 @@ WHY = (
 def render(run: RunDir, version: int) -> None:
     """A button that measures on snapshot `version` (the current one); the last result stays
     on screen."""
-    with st.expander("Reparameterisation vs score function"):
+    with st.expander(
+        "Reparameterisation vs score function", key=state.TRAINING_GRADVAR_OPEN, on_change="rerun"
+    ) as box:
+        if not box.open:
+            return
         if version == 0:
             st.caption("Needs the first snapshot.")
             return

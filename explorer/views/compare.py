@@ -13,6 +13,7 @@ import streamlit as st
 
 from explorer import cache, charts, guard, images, runs, state
 from explorer.components import ticker
+from explorer.panels import explain
 from vae_core import latent
 from vae_core.metrics_log import MetricsView
 from vae_core.rundir import RunDir
@@ -30,8 +31,7 @@ decodes from the prior.
 
 def render(run: RunDir) -> None:
     """Run picker, then the comparison in a fragment that polls while any run is live."""
-    with st.popover("What am I looking at?", icon=":material/help:"):
-        st.markdown(WHAT)
+    explain.what_am_i_looking_at(WHAT, "Compare")
     names = runs.run_names()
     default = [run.path.name] if run.path.name in names else []
     parent = runs.parent_of(run)  # by its id: still found after a rename

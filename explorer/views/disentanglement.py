@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, state
-from explorer.panels import latent_points, waiting
+from explorer.panels import explain, latent_points, waiting
 from vae_core import health
 from vae_core.metrics import MIGResult
 from vae_core.rundir import RunDir
@@ -34,8 +34,7 @@ Click a cell to open its dimension in the *Latent sliders* view, with a traversa
 
 def render(run: RunDir) -> None:
     """The MIG readout and MI heat map, computed when asked for; a note without factors."""
-    with st.popover("What am I looking at?", icon=":material/help:"):
-        st.markdown(WHAT)
+    explain.what_am_i_looking_at(WHAT, "Disentanglement")
     if not waiting.until_snapshot(run, "Disentanglement metrics"):
         return
     run_path = str(run.path)

@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import access, cache, charts, components, images, state
-from explorer.panels import latent_points, waiting
+from explorer.panels import explain, latent_points, waiting
 from vae_core import health, user_image
 from vae_core.inspect_image import Inspection, collapsed_dims
 from vae_core.rundir import RunDir
@@ -45,8 +45,7 @@ and the dotted ellipse the 1-σ contour of q(z|x), through the same projection.
 
 def render(run: RunDir) -> None:
     """A test image or the user's own, chosen by a segmented control."""
-    with st.popover("What am I looking at?", icon=":material/help:"):
-        st.markdown(WHAT)
+    explain.what_am_i_looking_at(WHAT, "Inspect image")
     if not waiting.until_snapshot(run, "Image inspection"):
         return
     version = run.snapshot_version()

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, charts, images, state
-from explorer.panels import latent_points, waiting
+from explorer.panels import explain, latent_points, waiting
 from vae_core import latent
 from vae_core.rundir import RunDir
 
@@ -27,8 +27,7 @@ path is drawn on the scatter's projection.
 
 def render(run: RunDir) -> None:
     """Endpoints and settings, then the strip, the path and the downloads."""
-    with st.popover("What am I looking at?", icon=":material/help:"):
-        st.markdown(WHAT)
+    explain.what_am_i_looking_at(WHAT, "Interpolation")
     if not waiting.until_snapshot(run, "Interpolations"):
         return
     version = run.snapshot_version()

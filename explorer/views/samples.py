@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import cache, images, state
-from explorer.panels import waiting
+from explorer.panels import explain, waiting
 from vae_core import latent
 from vae_core.rundir import RunDir
 
@@ -30,8 +30,7 @@ where the noise is put. Samples that look better on the right mean the prior has
 
 def render(run: RunDir) -> None:
     """Temperature, grid size and reseed, then the grid and a PNG download."""
-    with st.popover("What am I looking at?", icon=":material/help:"):
-        st.markdown(WHAT)
+    explain.what_am_i_looking_at(WHAT, "Prior samples")
     if not waiting.until_snapshot(run, "Prior samples"):
         return
     version = run.snapshot_version()

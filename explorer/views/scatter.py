@@ -16,7 +16,7 @@ import streamlit as st
 
 from explorer import access, cache, charts, images, projections, state
 from explorer.components import ticker
-from explorer.panels import attributes, holes, latent_points, timelapse, waiting
+from explorer.panels import attributes, explain, holes, latent_points, timelapse, waiting
 from vae_core.embedding import nearest_codes
 from vae_core.latent import EncodedSet, Projection
 from vae_core.rundir import RunDir
@@ -38,8 +38,7 @@ found without them.
 
 def render(run: RunDir) -> None:
     """Scatter of mu for the first test images, with selection -> sliders."""
-    with st.popover("What am I looking at?", icon=":material/help:"):
-        st.markdown(WHAT)
+    explain.what_am_i_looking_at(WHAT, "Scatter")
     if not waiting.until_snapshot(run, "The scatter and its points"):
         return
     mode = st.segmented_control(

@@ -65,10 +65,19 @@ def render() -> RunDir | None:
             st.fragment(_run_controls)(run, STATUS_REFRESH_S if clock else None)
             _manage_run(run, live)
             publish.render(run)
-        with st.expander("New run", expanded=run is None):
-            st.fragment(_new_run_form)()
-        with st.expander("Open your own model"):
-            _import_form()
+        # Drawn only while open (see state.SIDEBAR_NEW_RUN_OPEN). Keyed by whether a run is
+        # open, so it starts open on the first page and closed beside a run.
+        new_run_open = state.sub_key(state.SIDEBAR_NEW_RUN_OPEN, "run" if run else "none")
+        with st.expander(
+            "New run", expanded=run is None, key=new_run_open, on_change="rerun"
+        ) as box:
+            if box.open:
+                st.fragment(_new_run_form)()
+        with st.expander(
+            "Open your own model", key=state.SIDEBAR_IMPORT_OPEN, on_change="rerun"
+        ) as box:
+            if box.open:
+                _import_form()
     return run
 
 
@@ -112,10 +121,13 @@ def _run_picker() -> RunDir | None:
         branch = runs.lineage(run) if run is not None else None
         if branch:  # in full: the picker's line is cut at the sidebar's width
             st.caption(access.plain(branch[0].upper() + branch[1:]))
-    with st.popover("Attach a run directory", width="stretch"):
-        path = st.text_input("Path to a run directory", key=state.SIDEBAR_ATTACH_PATH)
-        if st.button("Attach", key=state.SIDEBAR_ATTACH) and path:
-            _attach(path)
+    with st.popover(
+        "Attach a run directory", width="stretch", key=state.SIDEBAR_ATTACH_OPEN, on_change="rerun"
+    ) as box:
+        if box.open:
+            path = st.text_input("Path to a run directory", key=state.SIDEBAR_ATTACH_PATH)
+            if st.button("Attach", key=state.SIDEBAR_ATTACH) and path:
+                _attach(path)
     return run
 
 
@@ -130,7 +142,15 @@ def _picker_help(run: RunDir | None) -> str:
 def _manage_run(run: RunDir, live: bool) -> None:
     """Rename or delete the open run (never a live one; deleting asks first)."""
     refusal = access.current().train_refusal
-    with st.popover("Rename or delete this run", icon=":material/edit:", width="stretch"):
+    with st.popover(
+        "Rename or delete this run",
+        icon=":material/edit:",
+        width="stretch",
+        key=state.SIDEBAR_MANAGE_OPEN,
+        on_change="rerun",
+    ) as box:
+        if not box.open:
+            return
         if refusal:
             st.caption(access.plain(refusal))
         if live:

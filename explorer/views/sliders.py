@@ -20,7 +20,7 @@ import streamlit as st
 
 from explorer import access, cache, charts, guard, images, reproduce, state
 from explorer.components import live_sliders
-from explorer.panels import attributes, holes, latent_points, waiting
+from explorer.panels import attributes, explain, holes, latent_points, waiting
 from vae_core import latent
 from vae_core.export import OnnxDecoder
 from vae_core.models import LatentVariableModel
@@ -61,8 +61,7 @@ class Tracks:
 
 def render(run: RunDir) -> None:
     """The slider panel for `run` (waits for the first snapshot)."""
-    with st.popover("What am I looking at?", icon=":material/help:"):
-        st.markdown(WHAT)
+    explain.what_am_i_looking_at(WHAT, "Latent sliders")
     if waiting.until_snapshot(run, "The sliders"):
         st.session_state[state.SLIDERS_RESORT] = True  # a full run, not a slider step
         _panel(str(run.path))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,9 +16,10 @@ import streamlit as st
 
 from explorer import access, cache, charts, guard, images, run_view, runs, state
 from explorer.components import live_charts, ticker
-from explorer.panels import alarms, estimators, fork
+from explorer.panels import alarms, estimators, explain, fork
 from vae_core import health, history, latent
 from vae_core.config import BETA_RANGE, LR_RANGE, TrainConfig
+from vae_core.health import Alarm
 from vae_core.rundir import RunDir
 from vae_core.settings import settings_in_force
 from vae_core.status import Status
@@ -50,8 +51,7 @@ def render(run: RunDir) -> None:
     reading = run_view.read(run, cache.metrics_log(str(run.path)))  # this rerun's one reading
     phase = reading.phase
     # A finished run needs no polling; the fragment reruns the app when the phase changes.
-    with st.popover("What am I looking at?", icon=":material/help:"):
-        st.markdown(WHAT)
+    explain.what_am_i_looking_at(WHAT, "Training")
     in_browser = live_charts.is_available()
     # With the live charts, the browser asks for each refresh, only while the tab is seen.
     run_every = REFRESH_S if phase[0] and not in_browser else None
@@ -107,33 +107,36 @@ def _panel(
         # E.g. the first snapshot (fork, estimators can draw) or the run ended (final
         # weights, polling stops) or paused: the page around this fragment changes.
         st.rerun(scope="app")
-    # One container for what comes and goes (progress, alarms), so the charts' iframe keeps
-    # its place in the page: moved, it would be mounted again (plotly.js parsed again).
-    notes = st.container()
-    with notes:
-        _progress(run, status)
     metrics = reading.metrics
     slots: dict[str, live_charts.Slot] = {}
-    if metrics.points("train", "elbo").steps.size < 2:  # one point draws no line: no axes yet
-        notes.info(
-            "Waiting for the first rows: the curves appear once the trainer has logged two."
-            if status.is_live
-            else "No curves: the run logged fewer than two rows of training metrics."
-        )
-    else:
+    waiting = metrics.points("train", "elbo").steps.size < 2  # one point draws no line
+    found: Sequence[Alarm] = ()
+    if not waiting:
         settings = settings_in_force(reading.train_config, metrics.events_of("control"))
-        with notes:
-            found = health.check_view(metrics, settings, reading.model_config.latent_dim)
-            alarms.render(run, status, found)
+        found = health.check_view(metrics, settings, reading.model_config.latent_dim)
         source = (run_path, metrics.version, threshold, units, reading.snapshot_version)
         slots = _slots_of(source, lambda: _slots(reading, settings.free_bits, threshold, units))
+    # What comes and goes (progress, alarms) only when there is some: every element here is
+    # sent, and redrawn by the browser, on every tick. (The charts' iframe moves by one place
+    # then, and is mounted again: a whole resend, once.)
+    if waiting or _caching(status) or alarms.has_notes(run, found):
+        with st.container():
+            _progress(status)
+            if waiting:
+                st.info(
+                    "Waiting for the first rows: the curves appear once the trainer has logged two."
+                    if status.is_live
+                    else "No curves: the run logged fewer than two rows of training metrics."
+                )
+            alarms.render(run, status, found)
     readouts = live_charts.Readouts(_readouts(status))
+    # The line under the readouts while all is well: in the iframe, not one more element.
+    health_line = live_charts.Text("" if waiting or found else alarms.NO_ALARM)
+    shown = {"readouts": readouts, "health": health_line, **slots}
     if in_browser:
-        live_charts.live_charts(
-            {"readouts": readouts, **slots}, _interval_ms(status), key=state.TRAINING_LIVE
-        )
+        live_charts.live_charts(shown, _interval_ms(status), key=state.TRAINING_LIVE)
     else:
-        _draw_here({"readouts": readouts, **slots})
+        _draw_here(shown)
     if status.display_state in ("dead", "failed"):
         _failure(reading)
 
@@ -212,7 +215,8 @@ def _draw_here(slots: dict[str, live_charts.Slot]) -> None:
                 dict(slot.spec), key=state.sub_key(state.TRAINING_CHART, name), width="stretch"
             )
         elif isinstance(slot, live_charts.Text):
-            st.caption(slot.text)
+            if slot.text:
+                st.caption(slot.text)
         else:
             st.image(slot.png, caption=slot.caption, width="stretch", output_format="PNG")
 
@@ -245,10 +249,15 @@ def _readouts(status: Status) -> tuple[tuple[str, str], ...]:
     )
 
 
-def _progress(run: RunDir, status: Status) -> None:
+def _caching(status: Status) -> tuple[int, int] | None:
+    """(done, total) images while the trainer caches the dataset on disk (first use)."""
+    return status.caching if status.caching and status.is_live else None
+
+
+def _progress(status: Status) -> None:
     """The dataset's first caching on disk, while the trainer does it."""
-    if status.caching and status.is_live:
-        done, total = status.caching
+    if caching := _caching(status):
+        done, total = caching
         st.progress(
             done / max(total, 1),
             text=f"Caching the dataset on disk (first use): {done:,} / {total:,} images",
@@ -354,5 +363,8 @@ def _fork_newest(run_path: str, train_config: TrainConfig, refresh_s: float | No
     if not points:
         return
     newest = points[-1]
-    with st.expander(f"Fork from here (step {newest.step})", key=state.TRAINING_FORK_EXPANDER):
-        fork.render(run, train_config, newest.step, newest.epoch, key=state.TRAINING_FORK)
+    with st.expander(
+        f"Fork from here (step {newest.step})", key=state.TRAINING_FORK_EXPANDER, on_change="rerun"
+    ) as box:
+        if box.open:  # its form drawn only while open (see state.SIDEBAR_NEW_RUN_OPEN)
+            fork.render(run, train_config, newest.step, newest.epoch, key=state.TRAINING_FORK)

@@ -18,6 +18,12 @@ from vae_core.process import wait_for_state
 from vae_core.rundir import RunDir
 
 
+def _new_run_open(with_run: bool) -> str:
+    """The session key that opens the New run expander (one for the first page, one beside
+    an open run)."""
+    return state.sub_key(state.SIDEBAR_NEW_RUN_OPEN, "run" if with_run else "none")
+
+
 def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
@@ -253,6 +259,8 @@ def _fake_run(path) -> RunDir:
 
 
 def _attach(at: AppTest, path: str) -> AppTest:
+    at.session_state[state.SIDEBAR_ATTACH_OPEN] = True  # the popover, opened
+    at.run()
     next(t for t in at.text_input if t.key == "sidebar.attach_path").input(path)
     return next(b for b in at.button if b.key == "sidebar.attach").click().run()
 
@@ -306,7 +314,7 @@ def test_served_remotely_nothing_can_start_or_control_a_trainer(
     app, runs_root, run_name, monkeypatch
 ) -> None:
     policy = _served_remotely(monkeypatch)
-    at = app(run=run_name, view="Prior samples")
+    at = app(run=run_name, view="Prior samples", **{_new_run_open(with_run=True): True})
     assert not at.exception
     assert _button(at, "Start").disabled
     for label in SIDEBAR_CONTROLS:
@@ -436,13 +444,17 @@ def test_each_view_explains_its_quantity_in_a_popover(
 ) -> None:
     at = app(run=run_name, view=view, live=False)
     assert not at.exception
+    (closed,) = [p for p in at.get("popover") if p.proto.popover.label == "What am I looking at?"]
+    assert not closed.markdown  # drawn only once opened
+    at.session_state[state.sub_key(state.HELP_OPEN, view)] = True  # what a click sets
+    at.run()
     (popover,) = [p for p in at.get("popover") if p.proto.popover.label == "What am I looking at?"]
     text = " ".join(m.value for m in popover.markdown)
     assert all(phrase in text for phrase in phrases), text
 
 
 def test_gradient_variance_button_measures_the_current_snapshot(app, runs_root, run_name) -> None:
-    at = app(run=run_name)
+    at = app(run=run_name, **{state.TRAINING_GRADVAR_OPEN: True})
     version = RunDir(runs_root / run_name).snapshot_version()
     _button(at, f"Measure on snapshot v{version}").click().run()
     assert not at.exception

@@ -153,7 +153,7 @@ def _import_form(at, where: str, name: str) -> None:
 def test_open_your_own_model_form_imports_through_the_cli_command(
     app, empty_runs_root, user_vaes
 ) -> None:
-    at = app()
+    at = app(**{state.SIDEBAR_IMPORT_OPEN: True})  # the "Open your own model" expander, open
     _import_form(at, "foreign_vaes:NormalVAE", "mine")
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert (empty_runs_root / "mine" / "snapshot.safetensors").is_file()

@@ -5,6 +5,7 @@ browser asks for it."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 
 import numpy as np
@@ -131,3 +132,15 @@ def test_a_slot_that_goes_away_is_cleared_and_the_interval_is_sent() -> None:
     del slots["kl"]
     args = live_charts.next_args(memo, {"have": first["seq"]}, slots, 0)
     assert args["ops"] == {"kl": {"clear": True}} and args["interval_ms"] == 0
+
+
+def test_the_charts_need_no_plotly_js(monkeypatch, tmp_path) -> None:
+    """uPlot draws every figure of the Training view: without plotly.js (no copy beside the
+    frontend, none to be had from the plotly package) the component is still served."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(live_charts, "PLOTLY_JS", tmp_path / "absent" / "plotly.min.js")
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "plotly" else real_find_spec(name)
+    )
+    assert live_charts.is_available()
+    assert not (tmp_path / "absent").exists()

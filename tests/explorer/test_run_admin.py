@@ -44,7 +44,9 @@ def test_rename_in_the_sidebar_keeps_the_forks_parent_and_opens_the_new_name(
     parent = _run(empty_runs_root / "parent")
     fork = _run(empty_runs_root / "kid", parent=parent)
     _run(empty_runs_root / "other")
-    at = app(run="parent")
+    at = app(
+        run="parent", **{state.SIDEBAR_MANAGE_OPEN: True}
+    )  # the Rename or delete popover, open
     options = _picker(at).proto.options
     # Newest first, the fork right under its parent, a state mark on each line.
     assert options == ["■ other", "■ parent", "└ ■ kid"]
@@ -67,7 +69,9 @@ def test_rename_in_the_sidebar_keeps_the_forks_parent_and_opens_the_new_name(
 
 def test_delete_asks_first_then_removes_the_run(app, empty_runs_root) -> None:
     _run(empty_runs_root / "doomed")
-    at = app(run="doomed")
+    at = app(
+        run="doomed", **{state.SIDEBAR_MANAGE_OPEN: True}
+    )  # the Rename or delete popover, open
     assert _button(at, "sidebar.delete").disabled  # not before the user confirms
     sure = state.sub_key(state.SIDEBAR_DELETE_SURE, "doomed")
     next(c for c in at.checkbox if c.key == sure).check().run()
@@ -80,7 +84,9 @@ def test_delete_asks_first_then_removes_the_run(app, empty_runs_root) -> None:
 def test_a_live_run_cannot_be_deleted_or_renamed(app, empty_runs_root) -> None:
     run = _run(empty_runs_root / "busy")
     with run.acquire_lock():  # a trainer holds it
-        at = app(run="busy")
+        at = app(
+            run="busy", **{state.SIDEBAR_MANAGE_OPEN: True}
+        )  # the Rename or delete popover, open
         assert _button(at, "sidebar.delete").disabled and _button(at, "sidebar.rename").disabled
         assert any("stop it first" in c.value for c in at.caption)
         with pytest.raises(RunLocked):  # a hand-made event gets no further
@@ -101,6 +107,9 @@ def test_start_gives_a_short_name_or_the_typed_one_and_opens_training(app, empty
         assert at.session_state[state.APP_VIEW] == "Training"
         kill_trainer(RunDir(empty_runs_root / "shapes-mlp-z10-b1-1"))
         at.session_state[state.APP_VIEW] = "Scatter"
+        # Beside the run just opened, New run starts closed: open it.
+        at.session_state[state.sub_key(state.SIDEBAR_NEW_RUN_OPEN, "run")] = True
+        at.run()
         next(t for t in at.text_input if t.label == "Run name (optional)").input("mine")
         at = next(b for b in at.button if b.label == "Start").click().run()
         assert at.query_params[state.RUN_PARAM] == "mine"

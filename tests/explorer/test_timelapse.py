@@ -110,6 +110,9 @@ def test_training_view_offers_a_fork_of_the_newest_point(app, own_root, run_name
     assert not at.exception
     step = history.list_points(RunDir(own_root / run_name))[-1].step
     assert any(e.label == f"Fork from here (step {step})" for e in at.expander)
+    assert not [s for s in at.selectbox if s.key == "training.fork.preset"]  # closed: no form
+    at.session_state[state.TRAINING_FORK_EXPANDER] = True  # what opening it sets
+    at.run()
     assert at.selectbox(key="training.fork.preset").options == list(fork.PRESETS)
 
 
