@@ -147,6 +147,7 @@ def main() -> None:
             time.sleep(1)
 
 
+SESSION_TTL_S = 120  # Streamlit's server.disconnectedSessionTTL, left at its default
 TCP_STATES = {"01": "established", "06": "time_wait", "08": "close_wait", "0A": "listen"}
 
 
@@ -206,13 +207,17 @@ def soak(
         print(f"open files by kind at the end: {dict(open_file_kinds(pid).most_common())}")
         print(f"sockets at the end: {dict(socket_kinds(pid))}")
         browser.close()
-    # What the server holds once no page is open: what it kept for the closed tabs.
-    time.sleep(args.sample_s)
-    threads, rss, files = sample(pid)
-    print(
-        f"{args.sample_s:.0f} s after the browser closed: threads {threads}, rss {rss:.1f} MB, "
-        f"files {files}, sockets {dict(socket_kinds(pid))}"
-    )
+    # What the server holds once no page is open. Streamlit keeps a closed tab's session (and
+    # its script event loop: two unix sockets) for server.disconnectedSessionTTL (120 s).
+    closed = time.monotonic()
+    while time.monotonic() - closed < SESSION_TTL_S + 30:
+        time.sleep(args.sample_s)
+        threads, rss, files = sample(pid)
+        print(
+            f"{time.monotonic() - closed:4.0f} s after the browser closed: threads {threads}, "
+            f"rss {rss:.1f} MB, files {files}, sockets {dict(socket_kinds(pid))}",
+            flush=True,
+        )
     return samples, page_exceptions
 
 
