@@ -161,6 +161,7 @@ def test_a_finished_run_has_no_alarm_and_shows_its_elbo_gap(
     assert not at.exception
     ops = live_charts_of(at)
     assert ops["health"]["text"].startswith("Health: no alarm")  # a line in the charts' frame
+    assert not [c for c in at.caption if c.value.startswith("Health")]  # not one more element
     gap = ops["gap_line"]["text"]
     assert "≈ KL(q(z|x) ‖ p(z|x))" in gap and "bits/dim" in gap and "k = 100" in gap
     # curves, schedule, ELBO gap, KL per dimension: each drawn whole on the first run
