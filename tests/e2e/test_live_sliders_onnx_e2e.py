@@ -155,7 +155,8 @@ def test_a_model_the_browser_rejects_falls_back_to_server_sliders_with_the_reaso
             line = page.get_by_text("Live drag is off: the browser cannot run this decoder")
             line.wait_for(timeout=120_000)
             assert "org.example.missing:NoSuchOp(-1) is not a registered" in line.inner_text()
-            assert page.get_by_text("z0 (server-side)").is_visible()
+            # The same rerun draws the server's sliders after the line: wait, not peek.
+            page.get_by_text("z0 (server-side)").wait_for(timeout=60_000)
             page.wait_for_function("document.querySelectorAll('iframe').length === 0")
         finally:
             context.close()
