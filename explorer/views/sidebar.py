@@ -141,7 +141,6 @@ def _picker_help(run: RunDir | None) -> str:
 
 def _manage_run(run: RunDir, live: bool) -> None:
     """Rename or delete the open run (never a live one; deleting asks first)."""
-    refusal = access.current().train_refusal
     with st.popover(
         "Rename or delete this run",
         icon=":material/edit:",
@@ -151,6 +150,7 @@ def _manage_run(run: RunDir, live: bool) -> None:
     ) as box:
         if not box.open:
             return
+        refusal = access.current().train_refusal
         if refusal:
             st.caption(access.plain(refusal))
         if live:
