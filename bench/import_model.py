@@ -118,7 +118,7 @@ def _slider_ms(root: Path, name: str, spatial: bool, repeats: int = 5) -> list[f
     from explorer import state
 
     os.environ["VAE_EXPLORER_RUNS"] = str(root)
-    at = AppTest.from_file(str(REPO / "explorer" / "app.py"), default_timeout=300)
+    at = AppTest.from_file(str(REPO / "explorer" / "page.py"), default_timeout=300)
     at.query_params[state.RUN_PARAM] = name
     at.session_state[state.APP_VIEW] = "Latent sliders"
     at.session_state[state.SLIDERS_LIVE] = False  # the server path (live drag: live_sliders.py)

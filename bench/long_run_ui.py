@@ -148,8 +148,8 @@ def _timed(fn: Callable[[], int]) -> tuple[int, float, float]:
 
 
 def _refresh_and_draw(log: MetricsLog, memo: dict) -> int:
-    """What the training fragment does each second; returns the bytes sent to the browser:
-    the live charts' arguments, whole figures the first time, then only the new rows."""
+    """What the live feed does for a watching tab each second; returns the bytes sent to the
+    browser: the update, whole figures the first time, then only the new rows."""
     view = log.refresh()
     health.check_view(view, settings_in_force(None, view.events_of("control")), latent_dim=256)
     slots = {
@@ -160,9 +160,8 @@ def _refresh_and_draw(log: MetricsLog, memo: dict) -> int:
     kl = view.latest_kl_per_dim
     if kl is not None:
         slots["kl"] = live_charts.Figure(charts.kl_bar_spec(kl, latent.active_dims(kl)))
-    seq = memo["args"]["seq"] if "args" in memo else 0
-    args = live_charts.next_args(memo, {"have": seq}, slots, 1000)
-    return len(json.dumps(args))
+    update = live_charts.next_update(memo, memo.get("seq", 0), slots, 1000)
+    return len(json.dumps(update))
 
 
 def _verdict(value: float, goal: float) -> str:

@@ -171,8 +171,20 @@ def _allowed(page: tuple[str, int | None], allowed_hosts: Sequence[str], app_por
     """Whether the page's host is one server.allowedHosts names (as Streamlit matches them:
     exact, `*.domain` or `*`) and the page is on the app's own port."""
     host, port = page
-    if port != app_port:
-        return False
+    return port == app_port and _named(host, allowed_hosts)
+
+
+def host_allowed(host_header: str | None, allowed_hosts: Sequence[str]) -> bool:
+    """Whether a request's Host names a host in `allowed_hosts` (none given: any), as the
+    app's WebSocket checks it: a page whose DNS name was rebound to this machine is refused."""
+    if not allowed_hosts:
+        return True
+    own = _host_port(host_header)
+    return own is not None and _named(own[0], allowed_hosts)
+
+
+def _named(host: str, allowed_hosts: Sequence[str]) -> bool:
+    """Whether server.allowedHosts names `host` (exact, `*.domain` or `*`)."""
     for pattern in (p.strip().lower().rstrip(".") for p in allowed_hosts):
         bare = pattern.strip("[]")
         if (

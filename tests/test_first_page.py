@@ -70,7 +70,7 @@ def test_first_page_of_the_app_draws_start_without_importing_torch(
         )
     code = (
         "from streamlit.testing.v1 import AppTest\n"
-        "at = AppTest.from_file('explorer/app.py', default_timeout=60).run()\n"
+        "at = AppTest.from_file('explorer/page.py', default_timeout=60).run()\n"
         "assert not at.exception, at.exception\n"
         "assert 'Start' in [b.label for b in at.button], [b.label for b in at.button]\n"
         f"assert {with_run} == any(o.endswith(' a-run') for s in at.selectbox"
@@ -89,3 +89,9 @@ def test_the_lazy_names_of_vae_core_still_resolve() -> None:
     assert (VAE, VAEOutput, RunDir) == (models_vae, models_output, rundir_run_dir)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         _ = __import__("vae_core").nothing
+
+
+def test_the_servers_wiring_loads_no_torch() -> None:
+    """explorer/app.py is imported by the server before any page: it only wires the routes."""
+    code = "import streamlit as st\nfrom explorer import app\nassert isinstance(app.app, st.App)\n"
+    assert _heavy_modules_after(code, env={}) == []

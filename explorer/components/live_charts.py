@@ -4,14 +4,13 @@ Rebuilding and re-sending whole Plotly figures every second cost a watching tab 
 in the browser. Here the figures (Plotly specs) live in one iframe (`live_charts/`): line
 and bar figures, all the Training view shows, are drawn with uPlot (committed beside it);
 any other figure with plotly.js (from the plotly package, copied beside it on first use,
-loaded only when such a figure comes). Each tick sends, per chart, nothing when it did not
-change, the rows appended to its traces when only they changed, or the whole figure when
-its layout did. The iframe also drives the ticks: one every `interval_ms` while the
-page is visible, none while it is hidden, and one at once when it is shown again.
+loaded only when such a figure comes). Each update sends, per place ("slot"), nothing when
+it did not change, the rows appended to its traces when only they changed, or the whole
+figure when its layout did (`next_update`).
 
-Protocol: each non-empty update has a sequence number `seq` and the `base` it applies to
-(None for a whole resend). A browser whose own `seq` is not `base` (it missed an update, or
-its iframe was remounted) asks for a whole resend with a new `reset` number.
+The iframe fetches its updates itself, over HTTP from the app's own route
+(explorer.live_feed), once per `interval_ms` while the page is visible, none while it is
+hidden, and one at once when it is shown again: a tick is not a Streamlit rerun.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import streamlit as st
 import streamlit.components.v1 as components
 
 FRONTEND_DIR = Path(__file__).with_name("live_charts")
@@ -143,35 +141,30 @@ def slot_update(old: Slot | None, new: Slot | None) -> dict[str, Any] | None:
     return {"image": {"src": src, "caption": new.caption}}
 
 
-def next_args(
-    memo: dict[str, Any], value: Any, slots: Mapping[str, Slot] | None, interval_ms: int
+def next_update(
+    memo: dict[str, Any], have: int, slots: Mapping[str, Slot], interval_ms: int
 ) -> dict[str, Any]:
-    """The component's arguments for this run, and `memo` updated to what they hold.
+    """The update that takes a browser holding update `have` (0: nothing) to `slots`, and
+    `memo` (kept between calls, one per browser panel) moved on to it.
 
-    memo: kept between runs (the session's); value: the browser's last report
-    ({"tick", "have", "reset"}) or None; slots: what each place shows now, or None when the
-    caller knows nothing changed since the last run (nothing is compared then).
+    {seq, base, ops, interval_ms}: `ops` apply on top of update `base`, or on nothing when
+    base is None (a whole resend: the browser holds something this memo never sent, such as
+    a new or remounted iframe, or an update lost on its way). With nothing new, seq == have
+    and ops is empty.
     """
-    reset = value.get("reset") if isinstance(value, dict) else None
-    whole = "args" not in memo or reset != memo.get("served_reset")
-    memo["served_reset"] = reset
-    sent: dict[str, Slot] = memo.get("sent", {})
-    current = sent if slots is None else slots
+    previous = memo.get("seq", 0)
+    whole = previous == 0 or have != previous
+    held: Mapping[str, Slot] = {} if whole else memo["sent"]  # what the browser shows now
     ops: dict[str, Any] = {}
-    if slots is not None or whole:
-        held = {} if whole else sent  # what the browser shows now
-        for name in dict.fromkeys([*held, *current]):
-            op = slot_update(held.get(name), current.get(name))
-            if op is not None:
-                ops[name] = op
-    memo["sent"] = dict(current)
-    previous = memo.get("args")
-    if not ops and not whole and previous["interval_ms"] == interval_ms:
-        return previous  # the same arguments: Streamlit sends the iframe nothing at all
-    seq = (previous["seq"] if previous else 0) + 1
-    base = None if whole else previous["seq"]
-    memo["args"] = {"seq": seq, "base": base, "ops": ops, "interval_ms": interval_ms}
-    return memo["args"]
+    for name in dict.fromkeys([*held, *slots]):
+        op = slot_update(held.get(name), slots.get(name))
+        if op is not None:
+            ops[name] = op
+    memo["sent"] = dict(slots)
+    if ops or whole:
+        memo["seq"] = previous + 1
+    seq = memo["seq"]
+    return {"seq": seq, "base": None if whole else previous, "ops": ops, "interval_ms": interval_ms}
 
 
 # ---------------------------------------------------------------- Streamlit side
@@ -206,18 +199,13 @@ def is_available() -> bool:
     return files and importlib.util.find_spec("pyarrow") is not None
 
 
-def live_charts(slots: Mapping[str, Slot] | None, interval_ms: int, *, key: str) -> None:
-    """Draw the panel's slots in the browser, sending only what changed since the last run.
+def live_charts(feed: str, url: str, generation: int, *, key: str) -> None:
+    """Mount the panel's iframe on the live feed `feed`, fetched from `url` (explorer.live_feed).
 
-    slots: place name -> what it shows ("curves", "schedule", "gap", "gap_line", "kl",
-    "recon"), or None when nothing changed since the last call. interval_ms: how often the
-    browser asks for a rerun of the enclosing fragment while visible; 0 = never.
+    generation: bumped each time the feed is published again (the page redrawn, a setting
+    changed); a new one makes the iframe fetch at once instead of at its next tick. When the
+    feed says the page around the iframe is out of date, the iframe sets this component's
+    value, which reruns the enclosing fragment.
     """
-    memo = st.session_state.setdefault(f"{key}::live_charts", {})
-    draft = dict(memo)  # next_args only assigns its keys: a shallow copy keeps memo intact
-    args = next_args(draft, st.session_state.get(key), slots, interval_ms)
     component = components.declare_component("live_charts", path=str(FRONTEND_DIR))
-    # A rerun request (a tick, the sidebar's timer) stops this run at its next st.* call,
-    # before that call's message is sent: remember what was sent only once it was.
-    component(key=key, default=None, **args)
-    memo.update(draft)
+    component(key=key, default=None, feed=feed, url=url, generation=generation)

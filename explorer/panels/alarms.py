@@ -23,9 +23,11 @@ CHECKED = "posterior collapse, KL vanishing, dead dimensions, gradients, stalled
 NO_ALARM = f"Health: no alarm ({CHECKED})."
 
 
-def has_notes(run: RunDir, alarms: Sequence[Alarm]) -> bool:
-    """Whether render() draws anything: an alarm, or the note of a fix sent lately."""
-    return bool(alarms) or _fix_sent(run) is not None
+def fix_note_until(run: RunDir) -> float:
+    """Until when (time.time()) render() shows the note of the fix last sent to `run` from this
+    session; 0 when there is none. With the alarms, whether render() draws anything."""
+    sent = _fix_sent(run)
+    return 0.0 if sent is None else sent[2] + FIX_NOTE_S
 
 
 def render(run: RunDir, status: Status, alarms: Sequence[Alarm]) -> None:

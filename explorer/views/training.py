@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import streamlit as st
 
-from explorer import access, cache, charts, guard, images, run_view, runs, state
+from explorer import access, cache, charts, guard, images, live_feed, run_view, runs, state
 from explorer.components import live_charts, ticker
 from explorer.panels import alarms, estimators, explain, fork
 from vae_core import health, history, latent
@@ -47,19 +48,18 @@ Reconstructions decode the posterior mean μ(x) and show Bernoulli probabilities
 
 
 def render(run: RunDir) -> None:
-    """The training panel; a fragment that reruns every second only while the run lives."""
+    """The training panel; its charts fetch a tick every second only while the run lives."""
     reading = run_view.read(run, cache.metrics_log(str(run.path)))  # this rerun's one reading
     phase = reading.phase
-    # A finished run needs no polling; the fragment reruns the app when the phase changes.
     explain.what_am_i_looking_at(WHAT, "Training")
     in_browser = live_charts.is_available()
-    # With the live charts, the browser asks for each refresh, only while the tab is seen.
+    # With the live charts, the browser fetches each tick itself (explorer.live_feed), only
+    # while the tab is seen; without, the fragment reruns every second while the run lives.
     run_every = REFRESH_S if phase[0] and not in_browser else None
-    # The controls sit outside the fragment: the fewer elements a tick redraws, the less it
-    # costs the server and the browser. Changing one reruns the page.
+    # The controls sit outside the fragment: changing one reruns the page.
     threshold, units = _controls()
     # The fragment's first run draws this very reading (handed over once, in a list it
-    # empties); its own ticks read afresh and compare the phase with the one drawn here.
+    # empties); its own reruns read afresh and compare the phase with the one drawn here.
     panel = st.fragment(_panel, run_every=run_every)
     panel(str(run.path), in_browser, threshold, units, _page_key(reading), [reading])
     status = reading.status
@@ -67,16 +67,15 @@ def render(run: RunDir) -> None:
         st.caption(f"Trained by {access.plain(status.placement)}.")
     # On demand, outside the fragment: never re-measured every second.
     estimators.render(run, reading.snapshot_version)
-    # Its own fragment: the newest step in its label follows training, and nothing else
-    # redraws for it.
+    # Its own fragment: while open, it follows the newest step, and nothing else redraws.
     fork_panel = st.fragment(_fork_newest)
     fork_panel(str(run.path), reading.train_config, FORK_REFRESH_S if phase[0] else None)
 
 
 def _page_key(reading: run_view.RunView) -> tuple[object, ...]:
-    """What the page around the live panel was drawn for: when it changes, the panel's tick
-    redraws the page (the first snapshot, the run's end, a state or setting the sidebar's
-    controls show; the sidebar has no clock of its own on this view)."""
+    """What the page around the live panel was drawn for: when it changes, the panel redraws
+    the page (the first snapshot, the run's end, a state or setting the sidebar's controls
+    show; the sidebar has no clock of its own on this view)."""
     return reading.phase, reading.controls
 
 
@@ -86,6 +85,60 @@ def _interval_ms(status: Status) -> int:
     if not status.is_live:
         return 0
     return int(1000 * (PAUSED_REFRESH_S if status.state == "paused" else REFRESH_S))
+
+
+@dataclass(frozen=True)
+class _Notes:
+    """What the panel draws as Streamlit elements above the charts, if anything: progress,
+    a wait, alarms, the note of a fix just sent. When it changes, the panel is redrawn."""
+
+    waiting: bool
+    caching: tuple[int, int] | None
+    alarms: tuple[Alarm, ...]
+    fix_note: bool
+
+    def __bool__(self) -> bool:
+        return self.waiting or self.caching is not None or bool(self.alarms) or self.fix_note
+
+
+class _LiveReader:
+    """One tick of the live panel: the live feed calls it (off the script thread, once a
+    second per watching tab), and the fragment draws its notes from the same function."""
+
+    def __init__(self, run_path: str, threshold: float, units: str, fix_note_until: float):
+        self.run_path, self.threshold, self.units = run_path, threshold, units
+        self.fix_note_until = fix_note_until
+        self._built: tuple[tuple[object, ...], dict[str, live_charts.Slot]] | None = None
+
+    def __call__(self) -> live_feed.Tick:
+        reading = run_view.read(RunDir(self.run_path), cache.metrics_log(self.run_path))
+        return self.tick(reading)[0]
+
+    def tick(self, reading: run_view.RunView) -> tuple[live_feed.Tick, _Notes]:
+        status, metrics = reading.status, reading.metrics
+        waiting = metrics.points("train", "elbo").steps.size < 2  # one point draws no line
+        found: tuple[Alarm, ...] = ()
+        slots: dict[str, live_charts.Slot] = {}
+        if not waiting:
+            settings = settings_in_force(reading.train_config, metrics.events_of("control"))
+            found = tuple(health.check_view(metrics, settings, reading.model_config.latent_dim))
+            slots = self._slots(reading, settings.free_bits)
+        notes = _Notes(waiting, _caching(status), found, time.time() < self.fix_note_until)
+        shown = {
+            "readouts": live_charts.Readouts(_readouts(status)),
+            # The line under the readouts while all is well: in the iframe, not an element.
+            "health": live_charts.Text("" if waiting or found else alarms.NO_ALARM),
+            **slots,
+        }
+        return live_feed.Tick(shown, _interval_ms(status), (_page_key(reading), notes)), notes
+
+    def _slots(self, reading: run_view.RunView, free_bits: float) -> dict[str, live_charts.Slot]:
+        """_slots(), or the very slots of the last tick when what they are built from is the
+        same (the live charts skip an unchanged slot at once)."""
+        source = (reading.metrics.version, reading.snapshot_version)
+        if self._built is None or self._built[0] != source:
+            self._built = source, _slots(reading, free_bits, self.threshold, self.units)
+        return self._built[1]
 
 
 @guard.shows_run_errors
@@ -107,51 +160,29 @@ def _panel(
         # E.g. the first snapshot (fork, estimators can draw) or the run ended (final
         # weights, polling stops) or paused: the page around this fragment changes.
         st.rerun(scope="app")
-    metrics = reading.metrics
-    slots: dict[str, live_charts.Slot] = {}
-    waiting = metrics.points("train", "elbo").steps.size < 2  # one point draws no line
-    found: Sequence[Alarm] = ()
-    if not waiting:
-        settings = settings_in_force(reading.train_config, metrics.events_of("control"))
-        found = health.check_view(metrics, settings, reading.model_config.latent_dim)
-        source = (run_path, metrics.version, threshold, units, reading.snapshot_version)
-        slots = _slots_of(source, lambda: _slots(reading, settings.free_bits, threshold, units))
-    # What comes and goes (progress, alarms) only when there is some: every element here is
-    # sent, and redrawn by the browser, on every tick. (The charts' iframe moves by one place
-    # then, and is mounted again: a whole resend, once.)
-    if waiting or _caching(status) or alarms.has_notes(run, found):
+    live = _LiveReader(run_path, threshold, units, alarms.fix_note_until(run))
+    tick, notes = live.tick(reading)
+    # Only when there is some: the charts' iframe moves by one place then, and is mounted
+    # again (one whole resend).
+    if notes:
         with st.container():
             _progress(status)
-            if waiting:
+            if notes.waiting:
                 st.info(
                     "Waiting for the first rows: the curves appear once the trainer has logged two."
                     if status.is_live
                     else "No curves: the run logged fewer than two rows of training metrics."
                 )
-            alarms.render(run, status, found)
-    readouts = live_charts.Readouts(_readouts(status))
-    # The line under the readouts while all is well: in the iframe, not one more element.
-    health_line = live_charts.Text("" if waiting or found else alarms.NO_ALARM)
-    shown = {"readouts": readouts, "health": health_line, **slots}
+            alarms.render(run, status, notes.alarms)
     if in_browser:
-        live_charts.live_charts(shown, _interval_ms(status), key=state.TRAINING_LIVE)
+        token = st.session_state.setdefault(state.TRAINING_FEED, live_feed.new_token())
+        generation = live_feed.publish(token, live, drawn_for=tick.page)
+        route = live_feed.url(st.get_option("server.baseUrlPath"))
+        live_charts.live_charts(token, route, generation, key=state.TRAINING_LIVE)
     else:
-        _draw_here(shown)
+        _draw_here(tick.slots)
     if status.display_state in ("dead", "failed"):
         _failure(reading)
-
-
-def _slots_of(
-    source: tuple[Any, ...], build: Callable[[], dict[str, live_charts.Slot]]
-) -> dict[str, live_charts.Slot]:
-    """build(), or last tick's very slots when `source`, what they are built from, is the
-    same (the live charts skip an unchanged slot at once)."""
-    drawn = st.session_state.get(state.TRAINING_DRAWN)
-    if drawn is not None and drawn[0] == source:
-        return drawn[1]
-    slots = build()
-    st.session_state[state.TRAINING_DRAWN] = (source, slots)
-    return slots
 
 
 def _controls() -> tuple[float, str]:
@@ -355,16 +386,21 @@ def _reconstruction_image(run_path: str, version: int) -> live_charts.Image:
 
 @guard.shows_run_errors
 def _fork_newest(run_path: str, train_config: TrainConfig, refresh_s: float | None) -> None:
-    """Offer "Fork from here" at the newest history point (the time-lapse: at any point),
-    looked up again every `refresh_s` while the tab is visible."""
-    ticker.every(refresh_s, key=state.TRAINING_FORK_CLOCK)
+    """Offer "Fork from here" at the newest history point (the time-lapse: at any point);
+    while open, looked up again every `refresh_s` the tab is visible. Closed, it has no
+    clock: a rerun a tick would cost a watching tab as much as the charts themselves."""
     run = RunDir(run_path)
-    points = history.list_points(run)
-    if not points:
-        return
-    newest = points[-1]
+    if refresh_s is None and not history.list_points(run):
+        return  # a run that saved no step and will not (an imported model): no fork
     with st.expander(
-        f"Fork from here (step {newest.step})", key=state.TRAINING_FORK_EXPANDER, on_change="rerun"
+        "Fork from the newest saved step", key=state.TRAINING_FORK_EXPANDER, on_change="rerun"
     ) as box:
-        if box.open:  # its form drawn only while open (see state.SIDEBAR_NEW_RUN_OPEN)
-            fork.render(run, train_config, newest.step, newest.epoch, key=state.TRAINING_FORK)
+        if not box.open:  # its form drawn only while open (see state.SIDEBAR_NEW_RUN_OPEN)
+            return
+        ticker.every(refresh_s, key=state.TRAINING_FORK_CLOCK)
+        points = history.list_points(run)
+        if not points:
+            st.caption("No step saved yet: the trainer saves the first within a few dozen.")
+            return
+        newest = points[-1]
+        fork.render(run, train_config, newest.step, newest.epoch, key=state.TRAINING_FORK)

@@ -73,6 +73,7 @@ def test_every_view_opens_on_an_imported_model_in_chromium(imported_url, run) ->
             page.get_by_text("direction 1 ·").first.wait_for()
             page.get_by_text("decoded on the server in").first.wait_for()
         page.screenshot(path=str(SHOTS / f"imported_{run}_{view}.png"), full_page=True)
-        assert page.locator('[data-testid="stException"]').count() == 0, view
+        exceptions = page.locator('[data-testid="stException"]')
+        assert exceptions.count() == 0, (view, exceptions.all_inner_texts())
         errors = page.locator('[data-testid="stAlertContentError"]')
         assert errors.count() == 0, (view, errors.all_inner_texts())

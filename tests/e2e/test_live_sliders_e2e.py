@@ -182,7 +182,11 @@ def test_a_new_order_waits_while_a_slider_has_focus(page, checks) -> None:
     frame = devserver.live_sliders_frame(page)
     page.get_by_text("Rotate the order on every run").click()
     frame.wait_for_function(f"document.querySelector('.dim').dataset.dim !== '{0}'")
-    assert _displayed_order(frame) == _python_order(page)  # applied: nobody on a slider
+    # Applied: nobody is on a slider. (The page's "order:" line may land a moment after.)
+    deadline = time.monotonic() + 30
+    while _displayed_order(frame) != _python_order(page):
+        assert time.monotonic() < deadline, (_displayed_order(frame), _python_order(page))
+        page.wait_for_timeout(100)
     held = _displayed_order(frame)
     slider = frame.locator("#z1")
     slider.focus()

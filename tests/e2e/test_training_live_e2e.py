@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from explorer import charts, runs
+from explorer import charts, live_feed, runs
 from explorer.components import live_charts
 from tools import devserver
 from vae_core.rundir import RunDir
@@ -67,6 +67,9 @@ def page(runs_root: Path) -> Iterator[object]:
             # hidden page must send none.
             page.sent = []
             page.on("websocket", lambda ws: ws.on("framesent", lambda data: page.sent.append(data)))
+            # Every tick the charts fetch from the live feed's route.
+            page.fetched = []
+            page.on("request", lambda r: live_feed.PATH in r.url and page.fetched.append(r.url))
             page.goto(f"{url}/?run={RUN}&view=Training")
             yield page
             browser.close()
@@ -223,13 +226,30 @@ def test_a_hidden_page_sends_the_server_nothing(page, runs_root) -> None:
     run = RunDir(runs_root / RUN)
     _hide_page(page, True)
     page.wait_for_timeout(1500)  # a request already on its way lands meanwhile
-    sent = len(page.sent)
+    sent, fetched = len(page.sent), len(page.fetched)
     step = run.read_status().step
     _wait_for(lambda: run.read_status().step > step + 100, "the trainer to go on")
     page.wait_for_timeout(3000)  # beyond the sidebar's and the fork panel's clocks too
-    assert len(page.sent) == sent
+    assert (len(page.sent), len(page.fetched)) == (sent, fetched)
     _hide_page(page, False)
-    _wait_for(lambda: len(page.sent) > sent, "the shown page to ask again", timeout_s=10)
+    _wait_for(lambda: len(page.fetched) > fetched, "the shown page to ask again", timeout_s=10)
+
+
+def test_a_tick_is_a_fetch_not_a_rerun(page) -> None:
+    """The curves move with no message on the page's WebSocket but the reruns the charts
+    ask for when the page around them must change (none while the run is healthy): the
+    page is not re-rendered every second."""
+    frame = _charts_frame(page)
+    frame.wait_for_function("window.__liveCharts.ticks >= 2")  # past the first page's messages
+    sent, before = len(page.sent), frame.evaluate("({...window.__liveCharts})")
+    frame.wait_for_function(
+        f"window.__liveCharts.points.curves[0] > {before['points']['curves'][0]}"
+    )
+    frame.wait_for_function(f"window.__liveCharts.ticks >= {before['ticks'] + 3}")
+    reruns = frame.evaluate("window.__liveCharts.reruns") - before["reruns"]
+    assert len(page.sent) - sent == reruns  # no clock of the page's own
+    if frame.locator("#health").inner_text().startswith("Health: no alarm"):
+        assert reruns == 0  # an alarm's box shows its newest step, so it redraws per tick
 
 
 def test_a_pause_from_elsewhere_reaches_the_sidebar_without_a_clock_of_its_own(

@@ -10,7 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from explorer import state
+from explorer import live_feed, state
 
 RUN_NAME = "finished-shapes"
 LATENT_DIM = 5
@@ -27,7 +27,7 @@ def _torch_threads_restored():
 
 @pytest.fixture(scope="session")
 def app_path() -> str:
-    return str(Path(__file__).resolve().parents[2] / "explorer" / "app.py")
+    return str(Path(__file__).resolve().parents[2] / "explorer" / "page.py")
 
 
 @pytest.fixture
@@ -97,11 +97,18 @@ def components_of():
 
 @pytest.fixture
 def live_charts_of():
-    """What the Training view's live charts component holds after a run of the app:
-    slot name -> its last update ({"figure": JSON} | {"text": ...} | {"image": ...})."""
+    """What the Training view's live charts are sent after a run of the app, as one iframe
+    fetches it from the panel's live feed (everything first, then what changed since its
+    last fetch): slot name -> its update ({"figure": JSON} | {"traces": ...} | {"text": ...}
+    | {"image": ...} | {"readouts": ...})."""
+    held: dict[str, int] = {}  # feed token -> the update this "iframe" holds
 
     def ops(at: AppTest) -> dict[str, Any]:
         (element,) = components_named(at, "live_charts")
-        return json.loads(element.proto.json_args)["ops"]
+        token = json.loads(element.proto.json_args)["feed"]
+        update = live_feed.poll(token, have=held.get(token, 0))
+        assert update is not None, "the panel published no feed"
+        held[token] = update["seq"]
+        return update["ops"]
 
     return ops

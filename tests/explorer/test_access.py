@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 import tracemalloc
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -305,6 +307,19 @@ def test_server_refuses_a_foreign_host_header(tmp_path: Path) -> None:
         assert " 101 " in _websocket_handshake(url, f"127.0.0.1:{port}")
         assert " 101 " in _websocket_handshake(url, f"localhost:{port}")
         assert " 403 " in _websocket_handshake(url, f"rebound.example:{port}")
+        # The live charts' route, served beside the page by explorer/app.py, answers the
+        # same hosts, and nothing to a token no session holds.
+        assert _get_status(f"{url}/_vae/live?feed=guess&have=0", f"127.0.0.1:{port}") == 404
+        assert _get_status(f"{url}/_vae/live?feed=guess&have=0", f"rebound.example:{port}") == 403
+
+
+def _get_status(url: str, host: str) -> int:
+    request = urllib.request.Request(url, headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 # -- which pages may open a session --

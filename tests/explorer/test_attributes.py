@@ -28,7 +28,7 @@ def run_copy(finished_run_root: Path, run_name: str, tmp_path: Path, monkeypatch
 
 def _open(run: Path, view: str, live: bool = False) -> AppTest:
     at = AppTest.from_file(
-        str(Path(__file__).resolve().parents[2] / "explorer" / "app.py"), default_timeout=60
+        str(Path(__file__).resolve().parents[2] / "explorer" / "page.py"), default_timeout=60
     )
     at.session_state[state.SLIDERS_LIVE] = live
     at.query_params[state.RUN_PARAM] = run.name

@@ -9,6 +9,7 @@ import importlib.util
 import json
 
 import numpy as np
+import pytest
 
 from explorer import charts
 from explorer.components import live_charts
@@ -56,37 +57,36 @@ def _decode(typed: dict) -> np.ndarray:
 
 def test_the_first_tick_sends_every_figure_whole() -> None:
     memo: dict = {}
-    args = live_charts.next_args(memo, None, _slots(_history(range(10, 110, 10))), 1000)
-    assert args["base"] is None and args["seq"] == 1
-    assert set(args["ops"]) == {"curves", "schedule", "kl", "gap_line"}
-    curves = json.loads(args["ops"]["curves"]["figure"])
+    update = live_charts.next_update(memo, 0, _slots(_history(range(10, 110, 10))), 1000)
+    assert update["base"] is None and update["seq"] == 1
+    assert set(update["ops"]) == {"curves", "schedule", "kl", "gap_line"}
+    curves = json.loads(update["ops"]["curves"]["figure"])
     assert _decode(curves["data"][0]["x"]).tolist() == list(range(10, 110, 10))
 
 
 def test_a_tick_without_new_rows_sends_no_figure() -> None:
     history = _history(range(10, 110, 10))
     memo: dict = {}
-    first = live_charts.next_args(memo, None, _slots(history), 1000)
-    value = {"tick": 1, "have": first["seq"], "reset": None}
-    # The slots built again from the same rows: equal, so no update at all...
-    again = live_charts.next_args(memo, value, _slots(history), 1000)
-    # ...and the caller that knows nothing changed skips the comparison.
-    unchanged = live_charts.next_args(memo, value, None, 1000)
-    # The very same arguments: Streamlit sends the iframe no render message.
-    assert again is first and unchanged is first
+    first = live_charts.next_update(memo, 0, _slots(history), 1000)
+    # The slots built again from the same rows: equal, so nothing to apply...
+    again = live_charts.next_update(memo, first["seq"], _slots(history), 1000)
+    assert again == {"seq": first["seq"], "base": first["seq"], "ops": {}, "interval_ms": 1000}
+    # ...and the very same slots are skipped without a comparison.
+    slots = memo["sent"]
+    assert live_charts.next_update(memo, first["seq"], slots, 1000)["ops"] == {}
 
 
 def test_a_tick_with_new_rows_sends_only_those_rows() -> None:
     history = _history(range(10, 110, 10))
     memo: dict = {}
-    first = live_charts.next_args(memo, None, _slots(history), 1000)
+    first = live_charts.next_update(memo, 0, _slots(history), 1000)
     for step in (110, 120, 130):
         history.add(_row(step))
-    args = live_charts.next_args(memo, {"have": first["seq"]}, _slots(history), 1000)
-    assert args["base"] == first["seq"] and args["seq"] == first["seq"] + 1
-    assert "figure" not in json.dumps(args["ops"])
-    assert "gap_line" not in args["ops"]  # unchanged text is not sent either
-    rows = args["ops"]["curves"]["traces"]
+    update = live_charts.next_update(memo, first["seq"], _slots(history), 1000)
+    assert update["base"] == first["seq"] and update["seq"] == first["seq"] + 1
+    assert "figure" not in json.dumps(update["ops"])
+    assert "gap_line" not in update["ops"]  # unchanged text is not sent either
+    rows = update["ops"]["curves"]["traces"]
     # Only the train traces (0, 2, 4, 6: elbo, recon, kl, beta*kl) grew; test ones are empty.
     assert [r[0] for r in rows] == [0, 2, 4, 6]
     for _, kept, x, y in rows:
@@ -94,28 +94,29 @@ def test_a_tick_with_new_rows_sends_only_those_rows() -> None:
     elbo = rows[0][3]
     assert elbo == [_row(s)["elbo"] for s in (110, 120, 130)]
     # The schedule's flat beta and free bits are two points each: the last one moves.
-    assert [r[:3] for r in args["ops"]["schedule"]["traces"]] == [[0, 1, [130]], [1, 1, [130]]]
+    assert [r[:3] for r in update["ops"]["schedule"]["traces"]] == [[0, 1, [130]], [1, 1, [130]]]
 
 
 def test_a_changed_layout_sends_that_figure_whole() -> None:
     history = _history(range(10, 110, 10))
     memo: dict = {}
-    first = live_charts.next_args(memo, None, _slots(history), 1000)
+    first = live_charts.next_update(memo, 0, _slots(history), 1000)
     history.add({"step": 100, "epoch": 0, "event": "control", "beta": 2.0, "lr": 1e-3})
-    args = live_charts.next_args(memo, {"have": first["seq"]}, _slots(history), 1000)
-    assert "figure" in args["ops"]["curves"]  # a new dashed line: its shapes changed
-    assert "curves" in args["ops"] and "kl" not in args["ops"]
+    update = live_charts.next_update(memo, first["seq"], _slots(history), 1000)
+    assert "figure" in update["ops"]["curves"]  # a new dashed line: its shapes changed
+    assert "curves" in update["ops"] and "kl" not in update["ops"]
 
 
-def test_a_browser_that_missed_an_update_gets_everything_again() -> None:
+@pytest.mark.parametrize("have", [0, 1, 7], ids=["a new iframe", "an update lost", "unknown"])
+def test_a_browser_that_does_not_hold_the_last_update_gets_everything_again(have) -> None:
     history = _history(range(10, 110, 10))
     memo: dict = {}
-    live_charts.next_args(memo, None, _slots(history), 1000)
-    args = live_charts.next_args(memo, {"have": 0, "reset": 1}, None, 1000)
-    assert args["base"] is None
-    assert all("figure" in args["ops"][n] for n in ("curves", "schedule", "kl"))
-    # The same reset number again is served once only.
-    assert live_charts.next_args(memo, {"have": args["seq"], "reset": 1}, None, 1000) is args
+    live_charts.next_update(memo, 0, _slots(history), 1000)
+    history.add(_row(110))
+    live_charts.next_update(memo, 1, _slots(history), 1000)  # seq 2: never arrived
+    update = live_charts.next_update(memo, have, _slots(history), 1000)
+    assert update["base"] is None and update["seq"] == 3
+    assert all("figure" in update["ops"][n] for n in ("curves", "schedule", "kl"))
 
 
 def test_a_cut_trace_keeps_its_shared_head() -> None:
@@ -127,11 +128,11 @@ def test_a_cut_trace_keeps_its_shared_head() -> None:
 def test_a_slot_that_goes_away_is_cleared_and_the_interval_is_sent() -> None:
     history = _history(range(10, 110, 10))
     memo: dict = {}
-    first = live_charts.next_args(memo, None, _slots(history), 1000)
+    first = live_charts.next_update(memo, 0, _slots(history), 1000)
     slots = _slots(history)
     del slots["kl"]
-    args = live_charts.next_args(memo, {"have": first["seq"]}, slots, 0)
-    assert args["ops"] == {"kl": {"clear": True}} and args["interval_ms"] == 0
+    update = live_charts.next_update(memo, first["seq"], slots, 0)
+    assert update["ops"] == {"kl": {"clear": True}} and update["interval_ms"] == 0
 
 
 def test_the_charts_need_no_plotly_js(monkeypatch, tmp_path) -> None:

@@ -105,15 +105,20 @@ def test_scatter_gif_has_one_frame_per_point() -> None:
         assert picture.n_frames == 5
 
 
-def test_training_view_offers_a_fork_of_the_newest_point(app, own_root, run_name) -> None:
+def test_training_view_offers_a_fork_of_the_newest_point(
+    app, own_root, run_name, components_of
+) -> None:
     at = app(run_name, "Training")
     assert not at.exception
     step = history.list_points(RunDir(own_root / run_name))[-1].step
-    assert any(e.label == f"Fork from here (step {step})" for e in at.expander)
+    assert any(e.label == "Fork from the newest saved step" for e in at.expander)
     assert not [s for s in at.selectbox if s.key == "training.fork.preset"]  # closed: no form
+    clocks = [c.key for c in components_of(at, "ticker")]
+    assert state.TRAINING_FORK_CLOCK not in clocks  # ...and no clock
     at.session_state[state.TRAINING_FORK_EXPANDER] = True  # what opening it sets
     at.run()
     assert at.selectbox(key="training.fork.preset").options == list(fork.PRESETS)
+    assert f"continues from step {step} " in " ".join(c.value for c in at.caption)
 
 
 def test_a_history_file_of_another_model_is_one_line_not_a_traceback(

@@ -174,6 +174,7 @@ def test_the_active_threshold_moves_the_kl_bars(
     at = _app(app_path, run_name)
     threshold = next(n for n in at.number_input if n.key == state.TRAINING_ACTIVE_THRESHOLD)
     assert threshold.value == pytest.approx(0.01)
+    assert "figure" in live_charts_of(at)["kl"]  # the iframe drew the first page
     threshold.set_value(10.0).run()
     assert not at.exception
     ops = live_charts_of(at)

@@ -4,14 +4,17 @@
 // the Training view loads no Plotly at all. A figure of any other kind is drawn with Plotly,
 // loaded on the first one.
 //
-// Python (explorer/components/live_charts.py) sends, per place ("slot"), one of
+// This page fetches its updates itself from the app's route (explorer/live_feed.py):
+//   GET url?feed=TOKEN&have=SEQ  ->  {seq, base, ops, interval_ms, rerun}
+// every interval_ms while visible, none while hidden, one at once when shown again or when
+// Streamlit renders the component with a new feed generation. `ops` hold, per place ("slot"):
 //   {figure: JSON}            a whole figure (first draw, or its layout changed)
 //   {traces: [[i, kept, x, y], ...]}   cut trace i to `kept` points and append x, y
 //   {text: str} | {image: {src, caption}} | {readouts: [[label, value], ...]} | {clear: true}
-// inside {seq, base, ops, interval_ms}. This page also drives the refresh: every
-// interval_ms while visible it reports {tick, have, reset}, which reruns the Streamlit
-// fragment holding it; hidden, it reports nothing; shown again, it reports at once.
-// The Streamlit component protocol is a few postMessage calls, written by hand.
+// and apply on top of update `base` (null: on nothing, a whole resend). With `rerun`, the
+// Streamlit page around this frame is out of date: setting the component's value reruns
+// the fragment holding it. The Streamlit component protocol is a few postMessage calls,
+// written by hand.
 
 import { BarFigure, isBars } from "./bars.mjs";
 import { isLines, LineFigure } from "./lines.mjs";
@@ -24,32 +27,31 @@ const TYPED = {
 };
 
 const figures = {};   // slot -> {data, layout}, the arrays this page owns
+const shown = new Set(); // the slots drawn now
 const uplotCharts = {}; // slot -> its LineFigure or BarFigure, for the slots drawn with uPlot
 let plotlyLoad = null; // the promise of plotly.min.js, once a figure needs it
 let have = 0;         // seq of the last update applied
-let resetNo = 0;      // bumped to ask for a whole resend
-let awaitingWhole = false;
-let tickNo = 0;
+let feed = null;      // {feed, url, generation}: where to fetch, from Streamlit's arguments
+let fetching = false; // one fetch at a time
+let fetchAgain = false; // asked for while one was on its way
+let rerunNo = 0;
 let intervalMs = 0;
 let timer = null;
 let frameHeight = 0;
-// For tests and benches: what was drawn, per slot.
-window.__liveCharts = { have: 0, ticks: 0, resets: 0, updates: {}, points: {} };
+// For tests and benches: fetches made, what was drawn per slot, reruns asked for.
+window.__liveCharts = { have: 0, ticks: 0, reruns: 0, updates: {}, points: {} };
 
 function sendToStreamlit(type, data) {
   window.parent.postMessage({ isStreamlitMessage: true, type, ...data }, "*");
 }
 
-function report() {
-  tickNo += 1;
-  window.__liveCharts.ticks = tickNo;
-  sendToStreamlit("streamlit:setComponentValue", {
-    value: { tick: tickNo, have, reset: resetNo },
-    dataType: "json",
-  });
+function askRerun() {
+  rerunNo += 1;
+  window.__liveCharts.reruns = rerunNo;
+  sendToStreamlit("streamlit:setComponentValue", { value: { rerun: rerunNo }, dataType: "json" });
 }
 
-// ------------------------------------------------------------------ ticking
+// ------------------------------------------------------------------ fetching
 
 function visible() {
   return document.visibilityState === "visible";
@@ -58,18 +60,40 @@ function visible() {
 function schedule() {
   clearTimeout(timer);
   timer = null;
-  if (intervalMs > 0 && visible()) {
-    timer = setTimeout(() => {
-      timer = null;
-      report();
-      schedule();
-    }, intervalMs);
+  if (intervalMs > 0 && visible()) timer = setTimeout(fetchUpdate, intervalMs);
+}
+
+async function fetchUpdate() {
+  clearTimeout(timer);
+  timer = null;
+  if (!feed) return;
+  if (fetching) {
+    fetchAgain = true;
+    return;
+  }
+  fetching = true;
+  window.__liveCharts.ticks += 1;
+  try {
+    const query = new URLSearchParams({ feed: feed.feed, have: String(have) });
+    const response = await fetch(`${feed.url}?${query}`, { cache: "no-store" });
+    if (response.ok) onUpdate(await response.json());
+    else if (response.status === 404) askRerun(); // dropped while unused: the rerun publishes it
+  } catch (error) {
+    console.warn("live charts: fetch failed, trying again", error); // the server restarts...
+  } finally {
+    fetching = false;
+  }
+  if (fetchAgain) {
+    fetchAgain = false;
+    fetchUpdate();
+  } else {
+    schedule();
   }
 }
 
 document.addEventListener("visibilitychange", () => {
-  if (visible() && intervalMs > 0) report(); // catch up at once
-  schedule(); // hidden: the pending tick is cancelled, and none is set
+  if (visible() && intervalMs > 0) fetchUpdate(); // catch up at once
+  else schedule(); // hidden: the pending tick is cancelled, and none is set
 });
 
 // ------------------------------------------------------------------ drawing
@@ -211,6 +235,8 @@ function apply(ops) {
     else if (op.image !== undefined) setImage(name, op.image);
     else if (op.readouts !== undefined) setReadouts(name, op.readouts);
     else if (op.clear) clear(name);
+    if (op.clear) shown.delete(name);
+    else shown.add(name);
     const updates = window.__liveCharts.updates;
     updates[name] = (updates[name] || 0) + 1;
   }
@@ -226,27 +252,27 @@ function fitHeight() {
 
 // ------------------------------------------------------------------ protocol
 
-function onRender(args) {
-  if (args.seq !== have) {
-    if (args.base === null || args.base === have) {
-      apply(args.ops);
-      have = args.seq;
-      awaitingWhole = false;
-      window.__liveCharts.have = have;
-    } else if (!awaitingWhole) {
-      // An update was missed (or this iframe is new): ask for everything again.
-      awaitingWhole = true; // later reports carry the same reset number
-      resetNo += 1;
-      window.__liveCharts.resets = resetNo;
-      report();
+function onUpdate(update) {
+  // The server sends a whole resend (base null) whenever `have` is not what it last sent.
+  if (update.seq !== have && (update.base === null || update.base === have)) {
+    if (update.base === null) {
+      for (const name of shown) if (!(name in update.ops)) clear(name); // gone meanwhile
     }
+    apply(update.ops);
+    have = update.seq;
+    window.__liveCharts.have = have;
   }
-  if (args.interval_ms !== intervalMs) {
-    intervalMs = args.interval_ms;
-    schedule();
-  } else if (timer === null) {
-    schedule();
-  }
+  intervalMs = update.interval_ms;
+  if (update.rerun) askRerun();
+  fitHeight();
+}
+
+function onRender(args) {
+  const next = { feed: args.feed, url: args.url, generation: args.generation };
+  const changed = !feed || Object.keys(next).some((k) => next[k] !== feed[k]);
+  if (feed && next.feed !== feed.feed) have = 0; // another feed: nothing it sent is here
+  feed = next;
+  if (changed) fetchUpdate(); // the page was drawn again: what it shows may have changed too
   fitHeight();
 }
 
