@@ -24,11 +24,12 @@ publishes its feed again.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,11 @@ if TYPE_CHECKING:
 
 PATH = "/_vae/live"
 FEED_TTL_S = 600.0
+# Each feed numbers its updates from its own block, and every publish gets a new generation:
+# a browser's `have` from a feed dropped and published again can never look current.
+_SEQ_BLOCK = 1 << 32
+_feed_numbers = itertools.count(1)
+_generations = itertools.count(1)
 _LOG = logging.getLogger(__name__)
 
 
@@ -53,19 +59,31 @@ class Tick:
 
     slots: Mapping[str, live_charts.Slot]
     interval_ms: int  # when the browser should ask again; 0: only when the page redraws
-    page: Hashable  # what the Streamlit page around the iframe shows for this reading
+    page: object  # what the Streamlit page around the iframe shows (compared with ==)
 
 
 class Feed:
     """A panel's source of ticks, and what its browser was last sent."""
 
-    def __init__(self, read: Callable[[], Tick], drawn_for: Hashable) -> None:
-        self.read = read
-        self.drawn_for = drawn_for  # the Tick.page the Streamlit page was drawn for
-        self.generation = 0
-        self.used = time.monotonic()
-        self._memo: dict[str, Any] = {}
-        self._lock = threading.Lock()  # one poll at a time: the memo follows one browser
+    read: Callable[[], Tick]
+    drawn_for: object  # the Tick.page the Streamlit page around the iframe was drawn for
+    generation: int  # of the last publish
+    used: float  # time.monotonic() of the last poll or publish
+
+    def __init__(self, read: Callable[[], Tick], drawn_for: object) -> None:
+        self._memo: dict[str, Any] = {"seq": next(_feed_numbers) * _SEQ_BLOCK}
+        # One poll or publish at a time: the memo follows one browser, and a poll compares
+        # its tick with the `drawn_for` of the same publish.
+        self._lock = threading.Lock()
+        self.publish(read, drawn_for)
+
+    def publish(self, read: Callable[[], Tick], drawn_for: object) -> int:
+        """Read ticks with `read` from now on, for a page drawn for `drawn_for` (a Tick.page);
+        returns this publish's generation."""
+        with self._lock:
+            self.read, self.drawn_for, self.used = read, drawn_for, time.monotonic()
+            self.generation = next(_generations)
+            return self.generation
 
     def poll(self, have: int) -> dict[str, Any]:
         """The update for a browser holding update `have`, and whether the page must redraw."""
@@ -86,9 +104,9 @@ def new_token() -> str:
     return secrets.token_urlsafe(16)
 
 
-def publish(token: str, read: Callable[[], Tick], drawn_for: Hashable) -> int:
+def publish(token: str, read: Callable[[], Tick], drawn_for: object) -> int:
     """Serve `read` under `token` (replacing what was there, but keeping what its browser was
-    sent); returns the feed's generation, new at each publish."""
+    sent); returns the publish's generation, new every time (unique in this process)."""
     now = time.monotonic()
     with _feeds_lock:
         for stale in [t for t, f in _feeds.items() if now - f.used > FEED_TTL_S]:
@@ -96,9 +114,8 @@ def publish(token: str, read: Callable[[], Tick], drawn_for: Hashable) -> int:
         feed = _feeds.get(token)
         if feed is None:
             feed = _feeds[token] = Feed(read, drawn_for)
-        feed.read, feed.drawn_for, feed.used = read, drawn_for, now
-        feed.generation += 1
-        return feed.generation
+            return feed.generation
+    return feed.publish(read, drawn_for)
 
 
 def poll(token: str, have: int) -> dict[str, Any] | None:

@@ -145,15 +145,16 @@ def next_update(
     memo: dict[str, Any], have: int, slots: Mapping[str, Slot], interval_ms: int
 ) -> dict[str, Any]:
     """The update that takes a browser holding update `have` (0: nothing) to `slots`, and
-    `memo` (kept between calls, one per browser panel) moved on to it.
+    `memo` (kept between calls, one per browser panel; {} or {"seq": the number to count
+    from}) moved on to it.
 
     {seq, base, ops, interval_ms}: `ops` apply on top of update `base`, or on nothing when
     base is None (a whole resend: the browser holds something this memo never sent, such as
     a new or remounted iframe, or an update lost on its way). With nothing new, seq == have
     and ops is empty.
     """
-    previous = memo.get("seq", 0)
-    whole = previous == 0 or have != previous
+    previous = memo.setdefault("seq", 0)
+    whole = "sent" not in memo or have != previous
     held: Mapping[str, Slot] = {} if whole else memo["sent"]  # what the browser shows now
     ops: dict[str, Any] = {}
     for name in dict.fromkeys([*held, *slots]):

@@ -6,6 +6,7 @@ gone. Screenshots go to $VAE_E2E_SHOTS (default tests/e2e/screenshots).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,13 @@ def test_a_collapsing_run_raises_the_alarm_and_a_fix_is_applied_live(
     assert fix.is_enabled()
     checks.shot(page, "alarm")
     assert page.locator('[data-testid="stException"]').count() == 0
+    # The alarm's box shows its newest step, so the page redraws as rows come: at most one
+    # rerun a second (the charts' frame holds the others back), never one per row.
+    frame = page.frame(url=re.compile(r"live_charts/index\.html"))
+    before = frame.evaluate("[window.__liveCharts.reruns, window.__liveCharts.ticks, Date.now()]")
+    frame.wait_for_function(f"window.__liveCharts.ticks >= {before[1] + 4}")
+    after = frame.evaluate("[window.__liveCharts.reruns, window.__liveCharts.ticks, Date.now()]")
+    assert after[0] - before[0] <= (after[2] - before[2]) / 1000 + 1, (before, after)
 
     fix.click()
     run = _the_run(runs_root)

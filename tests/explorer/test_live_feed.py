@@ -64,8 +64,9 @@ def test_a_page_out_of_date_is_told_to_rerun_and_publishing_again_settles_it(run
     seq = live_feed.poll(TOKEN, have=0)["seq"]
     run.page = ("finished", "no notes")  # e.g. the trainer stopped: the sidebar must redraw
     assert live_feed.poll(TOKEN, have=seq)["rerun"] is True
+    first_generation = live_feed._feeds[TOKEN].generation
     generation = live_feed.publish(TOKEN, run, drawn_for=run.page)  # what the rerun does
-    assert generation == 2
+    assert generation > first_generation  # the iframe fetches at once for a new one
     after = live_feed.poll(TOKEN, have=seq)
     # Published again, the feed still knows what this browser holds: nothing is resent.
     assert after["rerun"] is False and after["ops"] == {} and after["seq"] == seq
@@ -78,6 +79,17 @@ def test_an_unknown_or_idle_feed_is_gone(run, monkeypatch) -> None:
     live_feed.publish("another", _Run(), drawn_for=None)  # publishing drops idle feeds
     assert live_feed.poll(TOKEN, have=0) is None
     live_feed._feeds.pop("another")
+
+
+def test_a_feed_published_again_after_it_was_dropped_resends_everything(run) -> None:
+    """The iframe still holds the dropped feed's update: it must not look current."""
+    generation = live_feed._feeds[TOKEN].generation
+    have = live_feed.poll(TOKEN, have=0)["seq"]
+    del live_feed._feeds[TOKEN]  # unused for FEED_TTL_S
+    assert live_feed.publish(TOKEN, run, drawn_for=run.page) > generation
+    update = live_feed.poll(TOKEN, have=have)
+    assert update["base"] is None and update["seq"] != have
+    assert update["ops"] == {"readouts": {"readouts": [["Step", "10"]]}}
 
 
 def test_the_route_serves_the_feed_and_refuses_what_it_should(run) -> None:

@@ -35,6 +35,9 @@ let feed = null;      // {feed, url, generation}: where to fetch, from Streamlit
 let fetching = false; // one fetch at a time
 let fetchAgain = false; // asked for while one was on its way
 let rerunNo = 0;
+let rerunAt = -Infinity; // performance.now() of the last rerun asked for
+let retryInMs = 0;    // > 0: fetch again this soon, to ask for a rerun that had to wait
+const RERUN_GAP_MS = 1000;
 let intervalMs = 0;
 let timer = null;
 let frameHeight = 0;
@@ -47,8 +50,18 @@ function sendToStreamlit(type, data) {
 
 function askRerun() {
   rerunNo += 1;
+  rerunAt = performance.now();
   window.__liveCharts.reruns = rerunNo;
   sendToStreamlit("streamlit:setComponentValue", { value: { rerun: rerunNo }, dataType: "json" });
+}
+
+// A page that changes with every row (an alarm's newest step, the caching progress) would
+// otherwise rerun as fast as rows come: at most one rerun a RERUN_GAP_MS; a later one waits,
+// and the fetch that ends the wait asks again only if the page is still out of date.
+function rerunOrWait() {
+  const wait = rerunAt + RERUN_GAP_MS - performance.now();
+  if (wait <= 0) askRerun();
+  else retryInMs = wait;
 }
 
 // ------------------------------------------------------------------ fetching
@@ -60,7 +73,9 @@ function visible() {
 function schedule() {
   clearTimeout(timer);
   timer = null;
-  if (intervalMs > 0 && visible()) timer = setTimeout(fetchUpdate, intervalMs);
+  const waits = [intervalMs, retryInMs].filter((ms) => ms > 0);
+  retryInMs = 0;
+  if (waits.length && visible()) timer = setTimeout(fetchUpdate, Math.min(...waits));
 }
 
 async function fetchUpdate() {
@@ -77,7 +92,7 @@ async function fetchUpdate() {
     const query = new URLSearchParams({ feed: feed.feed, have: String(have) });
     const response = await fetch(`${feed.url}?${query}`, { cache: "no-store" });
     if (response.ok) onUpdate(await response.json());
-    else if (response.status === 404) askRerun(); // dropped while unused: the rerun publishes it
+    else if (response.status === 404) await onMissing(response);
   } catch (error) {
     console.warn("live charts: fetch failed, trying again", error); // the server restarts...
   } finally {
@@ -263,8 +278,19 @@ function onUpdate(update) {
     window.__liveCharts.have = have;
   }
   intervalMs = update.interval_ms;
-  if (update.rerun) askRerun();
+  if (update.rerun) rerunOrWait();
   fitHeight();
+}
+
+async function onMissing(response) {
+  const body = await response.json().catch(() => null);
+  if (body?.error === "unknown feed") {
+    rerunOrWait(); // dropped while unused (or the server restarted): the rerun publishes it
+  } else {
+    setText("health", "The live charts' route is not served here: start the app with "
+      + "`streamlit run explorer/app.py`.");
+    intervalMs = 0;
+  }
 }
 
 function onRender(args) {
