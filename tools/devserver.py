@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking")
 LIVE_SLIDERS_URL = re.compile(r"live_sliders/index\.html")
+LIVE_CHARTS_URL = re.compile(r"live_charts/index\.html")
 
 
 def free_port() -> int:
@@ -121,12 +122,30 @@ def chromium_page(url: str, height: int = 1000, timeout_ms: int = 60_000) -> Ite
             browser.close()
 
 
-def live_sliders_frame(page: Page, timeout_s: float = 90) -> Frame:
-    """The live-drag component's iframe on a Playwright `page`, once its decoder has drawn."""
+def _frame_with(page: Page, url: re.Pattern[str], selector: str, timeout_s: float) -> Frame:
+    """The frame at `url` that holds `selector`. Attached is not yet navigated, and a frame
+    mounted again replaces the old one: both are waited out, never a stale frame returned."""
     deadline = time.monotonic() + timeout_s
-    while (frame := page.frame(url=LIVE_SLIDERS_URL)) is None:
+    while True:
+        for frame in page.frames:
+            if url.search(frame.url) and not frame.is_detached():
+                if frame.locator(selector).count():
+                    return frame
         if time.monotonic() > deadline:
-            raise TimeoutError("the live-drag component's iframe never appeared")
+            raise TimeoutError(f"no frame at {url.pattern} showed {selector} in {timeout_s} s")
         page.wait_for_timeout(100)
+
+
+def live_sliders_frame(page: Page, timeout_s: float = 90, holding: str = "#image") -> Frame:
+    """The live-drag component's iframe on a Playwright `page`, once its decoder has drawn
+    (and it holds `holding`)."""
+    frame = _frame_with(page, LIVE_SLIDERS_URL, holding, timeout_s)
     frame.wait_for_function("window.__liveSlidersStats && window.__liveSlidersStats.frames > 0")
+    return frame
+
+
+def live_charts_frame(page: Page, timeout_s: float = 120) -> Frame:
+    """The Training view's live charts iframe, once it has applied its first update."""
+    frame = _frame_with(page, LIVE_CHARTS_URL, "#readouts", timeout_s)
+    frame.wait_for_function("window.__liveCharts && window.__liveCharts.have > 0")
     return frame

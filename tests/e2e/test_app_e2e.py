@@ -81,8 +81,7 @@ def _click_first_scatter_point(page) -> None:
 def test_train_slide_select_interpolate(page, checks) -> None:
     _start_shapes_run(page)
     # -- readouts move while the run trains in the background (in the live charts' frame) --
-    page.wait_for_selector('iframe[title*="live_charts"]', state="attached")
-    frame = page.frame(url=re.compile(r"live_charts/index\.html"))
+    frame = devserver.live_charts_frame(page)
     step = '#readouts .readout[data-label="Step"] strong'
     frame.wait_for_function(
         f"() => /^[1-9]/.test(document.querySelector('{step}')?.textContent || '')",

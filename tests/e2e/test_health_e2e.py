@@ -6,7 +6,6 @@ gone. Screenshots go to $VAE_E2E_SHOTS (default tests/e2e/screenshots).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,7 +80,7 @@ def test_a_collapsing_run_raises_the_alarm_and_a_fix_is_applied_live(
     assert page.locator('[data-testid="stException"]').count() == 0
     # The alarm's box shows its newest step, so the page redraws as rows come: at most one
     # rerun a second (the charts' frame holds the others back), never one per row.
-    frame = page.frame(url=re.compile(r"live_charts/index\.html"))
+    frame = devserver.live_charts_frame(page)
     before = frame.evaluate("[window.__liveCharts.reruns, window.__liveCharts.ticks, Date.now()]")
     frame.wait_for_function(f"window.__liveCharts.ticks >= {before[1] + 4}")
     after = frame.evaluate("[window.__liveCharts.reruns, window.__liveCharts.ticks, Date.now()]")

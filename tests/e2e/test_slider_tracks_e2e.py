@@ -43,8 +43,8 @@ def test_an_attribute_vector_becomes_a_slider_that_moves_z_along_it(page, checks
     main.get_by_text("Attribute vectors", exact=True).first.click()
     main.get_by_test_id("stMetric").filter(has_text="AUC").wait_for()  # two classes by default
     main.get_by_role("button", name="Add slider").click()
-    frame = devserver.live_sliders_frame(page)
-    frame.locator("#a0").wait_for()
+    # The frame that shows the new slider (the component may be mounted again for it).
+    frame = devserver.live_sliders_frame(page, holding="#a0")
     before = frame.evaluate(OUTPUTS)
     # One key press, not a queue of them: End moves the thumb to the top of its range.
     frame.locator("#a0").press("End")

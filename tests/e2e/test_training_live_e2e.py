@@ -27,7 +27,6 @@ pytestmark = pytest.mark.e2e
 
 RUN = "live"
 TIMEOUT_MS = 120_000
-LIVE_CHARTS_URL = re.compile(r"live_charts/index\.html")
 SLOTS = ("readouts", "curves", "schedule", "gap", "gap_line", "kl", "recon")
 # Override the page's visibility the way a hidden browser tab reports it (headless
 # Chromium never hides a page), then tell the page.
@@ -83,17 +82,6 @@ def _wait_for(condition, what: str, timeout_s: float = 120) -> None:
         time.sleep(0.1)
 
 
-def _charts_frame(page):
-    page.wait_for_selector('iframe[title*="live_charts"]', state="attached")
-    # Attached is not yet navigated: its frame may take a moment to have the page's URL.
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while (frame := page.frame(url=LIVE_CHARTS_URL)) is None and time.monotonic() < deadline:
-        page.wait_for_timeout(100)
-    assert frame is not None, "the live charts' frame never loaded"
-    frame.wait_for_function("window.__liveCharts && window.__liveCharts.have > 0")
-    return frame
-
-
 def _readouts(frame) -> dict[str, str]:
     return frame.evaluate(
         """() => Object.fromEntries([...document.querySelectorAll('#readouts .readout')]
@@ -102,7 +90,7 @@ def _readouts(frame) -> dict[str, str]:
 
 
 def test_every_chart_and_readout_moves(page) -> None:
-    frame = _charts_frame(page)
+    frame = devserver.live_charts_frame(page)
     first = frame.evaluate("({...window.__liveCharts.updates})")
     # Each slot updated again after the page first drew it: the curves and bars every tick,
     # the ELBO gap at the next evaluation, the images with the next snapshot.
@@ -138,7 +126,7 @@ SUBTITLES = "[...document.querySelectorAll('#curves .lines-subtitle')].map(e => 
 
 
 def test_the_curves_are_canvases_that_grow_with_new_rows(page) -> None:
-    frame = _charts_frame(page)
+    frame = devserver.live_charts_frame(page)
     assert frame.evaluate(LEGEND) == ["train", "test"]  # one entry per legend group
     assert frame.evaluate(SUBTITLES) == [
         "ELBO (nats, higher is better)",
@@ -182,7 +170,7 @@ DRAW_BARS = """async ([spec, wider]) => {
 
 
 def test_the_kl_bars_are_coloured_and_labelled_from_their_spec(page) -> None:
-    frame = _charts_frame(page)
+    frame = devserver.live_charts_frame(page)
     kl = [0.8, 0.3, 1.5, 0.6]
     spec = charts.kl_bar_spec(kl, [True, False, True, False], threshold=0.1, free_bits=0.05)
     wider = charts.kl_bar_spec([0.5] * 6, [True] * 6, threshold=0.1)
@@ -197,7 +185,7 @@ def test_the_kl_bars_are_coloured_and_labelled_from_their_spec(page) -> None:
 
 
 def test_a_hidden_tab_asks_for_nothing_and_catches_up_when_shown(page, runs_root) -> None:
-    frame = _charts_frame(page)
+    frame = devserver.live_charts_frame(page)
     run = RunDir(runs_root / RUN)
     frame.wait_for_function("(window.__liveCharts.points.curves || [0])[0] > 0")
     frame.evaluate(SET_VISIBILITY, True)
@@ -222,7 +210,7 @@ def _hide_page(page, hidden: bool) -> None:
 
 
 def test_a_hidden_page_sends_the_server_nothing(page, runs_root) -> None:
-    _charts_frame(page)
+    devserver.live_charts_frame(page)
     run = RunDir(runs_root / RUN)
     _hide_page(page, True)
     page.wait_for_timeout(1500)  # a request already on its way lands meanwhile
@@ -239,7 +227,7 @@ def test_a_tick_is_a_fetch_not_a_rerun(page) -> None:
     """The curves move with no message on the page's WebSocket but the reruns the charts
     ask for when the page around them must change (none while the run is healthy): the
     page is not re-rendered every second."""
-    frame = _charts_frame(page)
+    frame = devserver.live_charts_frame(page)
     frame.wait_for_function("window.__liveCharts.ticks >= 2")  # past the first page's messages
     sent, before = len(page.sent), frame.evaluate("({...window.__liveCharts})")
     frame.wait_for_function(
@@ -255,7 +243,7 @@ def test_a_tick_is_a_fetch_not_a_rerun(page) -> None:
 def test_a_pause_from_elsewhere_reaches_the_sidebar_without_a_clock_of_its_own(
     page, runs_root
 ) -> None:
-    _charts_frame(page)
+    devserver.live_charts_frame(page)
     run = RunDir(runs_root / RUN)
     resume = page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Resume")
     assert resume.is_disabled()
