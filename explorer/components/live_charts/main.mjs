@@ -38,6 +38,7 @@ let rerunNo = 0;
 let rerunAt = -Infinity; // performance.now() of the last rerun asked for
 let retryInMs = 0;    // > 0: fetch again this soon, to ask for a rerun that had to wait
 const RERUN_GAP_MS = 1000;
+const RETRY_MS = 2000; // after a failed fetch, even for a run that is not polled
 let intervalMs = 0;
 let timer = null;
 let frameHeight = 0;
@@ -93,8 +94,10 @@ async function fetchUpdate() {
     const response = await fetch(`${feed.url}?${query}`, { cache: "no-store" });
     if (response.ok) onUpdate(await response.json());
     else if (response.status === 404) await onMissing(response);
+    else retryInMs = RETRY_MS; // the server could not answer now: ask again soon
   } catch (error) {
     console.warn("live charts: fetch failed, trying again", error); // the server restarts...
+    retryInMs = RETRY_MS;
   } finally {
     fetching = false;
   }
