@@ -13,6 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+# Imported whole before any figure is built: Plotly's validators take pandas from
+# sys.modules without importing it, so while another session's thread is halfway through
+# importing pandas, a figure built here would meet a partly initialised module
+# ("module 'pandas' has no attribute 'Series'"), an exception in the page.
+import pandas  # noqa: F401
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots

@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking")
 LIVE_SLIDERS_URL = re.compile(r"live_sliders/index\.html")
 LIVE_CHARTS_URL = re.compile(r"live_charts/index\.html")
+LOGS = Path(os.environ.get("VAE_E2E_LOGS", Path(tempfile.gettempdir()) / "vae-explorer-e2e-logs"))
 
 
 def free_port() -> int:
@@ -90,15 +92,18 @@ def stop(process: subprocess.Popen) -> None:
 def serve(
     script: str | Path, env: dict[str, str] | None = None, args: Sequence[str] = ()
 ) -> Iterator[str]:
-    """Start `script` on a free port; yield its URL once healthy; always stop the server."""
+    """Start `script` on a free port; yield its URL once healthy; always stop the server.
+    The server's output is kept in LOGS/streamlit-PORT.log, for when a browser test fails."""
     port = free_port()
-    process = start_streamlit(script, port, env, args)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, process)
-        yield url
-    finally:
-        stop(process)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"streamlit-{port}.log", "wb") as log:
+        process = start_streamlit(script, port, env, args, log=log)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url, process)
+            yield url
+        finally:
+            stop(process)
 
 
 def launch_chromium(playwright: Playwright) -> Browser:

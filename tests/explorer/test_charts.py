@@ -187,3 +187,18 @@ def test_the_kl_bars_speak_of_grey_only_when_bars_are_grey() -> None:
     none = charts.kl_bar_spec([0.5, 0.7], [True, True], threshold=0.01)
     assert charts.INACTIVE_COLOR not in none["data"][0]["marker"]["color"]
     assert none["layout"]["title"]["text"] == "KL per dimension: 2 of 2 active"
+
+
+def test_pandas_is_whole_before_any_figure_is_built() -> None:
+    """Plotly's validators read pandas from sys.modules without importing it: a figure built
+    while another thread is importing pandas met a half-made module (an exception in the
+    page, seen with two sessions at once). Importing the charts imports pandas whole."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import explorer.charts\n"
+        "assert hasattr(sys.modules['pandas'], 'Series'), 'pandas is not imported whole'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
