@@ -27,7 +27,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 
 # npm comes from Debian when root and missing (a fresh CI machine); without npm the app still
 # runs, with server-side sliders and a line saying why. After this, nothing needs a network.
-# The wasm is gzipped once here: Streamlit would gzip it at level 9 on every page load.
+# The wasm is gzipped once here; the app serves the .gz as it is (explorer/ort_files.py).
 $(ORT_WEB): $(LIVE_SLIDERS)/package.json $(LIVE_SLIDERS)/package-lock.json
 	@command -v npm >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }

@@ -96,6 +96,7 @@ SCATTER_TIMELAPSE_GIF = "scatter.timelapse_gif"
 SCATTER_FORK = "scatter.fork"  # the time-lapse's fork panel (its widgets: sub_key)
 SCATTER_FORK_EXPANDER = "scatter.fork_expander"  # keyed: stays open across reruns
 SCATTER_TIMELAPSE_GIF_MADE = "scatter.timelapse_gif_made"  # (run path, steps, GIF bytes)
+ATTRIBUTES_OPEN = "attributes.open"  # the panel's expander: its body runs only while open
 ATTRIBUTES_MODE = "attributes.mode"  # two classes or two scatter groups
 ATTRIBUTES_CLASS_A = "attributes.class_a"
 ATTRIBUTES_CLASS_B = "attributes.class_b"

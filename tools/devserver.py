@@ -137,8 +137,29 @@ def _frame_with(page: Page, url: re.Pattern[str], selector: str, timeout_s: floa
                 if frame.locator(selector).count():
                     return frame
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no frame at {url.pattern} showed {selector} in {timeout_s} s")
+            raise TimeoutError(
+                f"no frame at {url.pattern} showed {selector} in {timeout_s} s; "
+                + _what_shows(page, url)
+            )
         page.wait_for_timeout(100)
+
+
+def _what_shows(page: Page, url: re.Pattern[str]) -> str:
+    """For a timeout's message: the matching frames' status lines and the page's alerts,
+    since a browser test that fails on CI leaves nothing else behind."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        frames = [
+            f"frame {'detached' if f.is_detached() else 'attached'}: "
+            + (f.locator("body").inner_text(timeout=2_000)[:300] if not f.is_detached() else "")
+            for f in page.frames
+            if url.search(f.url)
+        ]
+        alerts = page.locator("[data-testid=stAlert], [data-testid=stException]")
+        return f"{len(frames)} frame(s): {frames}; on the page: {alerts.all_inner_texts()}"
+    except PlaywrightError as e:
+        return f"(the page could not be read: {e})"
 
 
 def live_sliders_frame(page: Page, timeout_s: float = 90, holding: str = "#image") -> Frame:

@@ -128,14 +128,24 @@ def _scatter_groups(run_path: str) -> dict[str, tuple[int, ...]]:
 
 
 def render(run_path: str, version: int) -> None:
-    """Pick two groups, see the vector's AUC and loadings, add it as a slider or save it."""
-    with st.expander("Attribute vectors", icon=":material/arrow_outward:"):
-        st.markdown(WHAT)
-        codes, _ = cache.encoded(run_path, version)
-        picked = _pick_groups(run_path, codes)
-        if picked is not None:
-            _preview(run_path, codes, *picked)
-        _manage(run_path, codes)
+    """Pick two groups, see the vector's AUC and loadings, add it as a slider or save it.
+
+    Drawn only while open: encoding the test set and a Plotly chart would otherwise delay
+    every opening of the sliders view (and its first image) for a panel most visits skip."""
+    panel = st.expander(
+        "Attribute vectors",
+        icon=":material/arrow_outward:",
+        key=state.ATTRIBUTES_OPEN,
+        on_change="rerun",
+    )
+    if panel.open:
+        with panel:
+            st.markdown(WHAT)
+            codes, _ = cache.encoded(run_path, version)
+            picked = _pick_groups(run_path, codes)
+            if picked is not None:
+                _preview(run_path, codes, *picked)
+            _manage(run_path, codes)
     notice = st.session_state.pop(state.ATTRIBUTES_NOTICE, None)
     if notice:
         (st.success if notice[0] == "ok" else st.error)(access.plain(notice[1]))

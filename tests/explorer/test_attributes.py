@@ -26,11 +26,12 @@ def run_copy(finished_run_root: Path, run_name: str, tmp_path: Path, monkeypatch
     return root / run_name
 
 
-def _open(run: Path, view: str, live: bool = False) -> AppTest:
+def _open(run: Path, view: str, live: bool = False, panel_open: bool = True) -> AppTest:
     at = AppTest.from_file(
         str(Path(__file__).resolve().parents[2] / "explorer" / "page.py"), default_timeout=60
     )
     at.session_state[state.SLIDERS_LIVE] = live
+    at.session_state[state.ATTRIBUTES_OPEN] = panel_open
     at.query_params[state.RUN_PARAM] = run.name
     at.session_state[state.APP_VIEW] = view
     return at.run()
@@ -57,6 +58,17 @@ def test_fallback_sliders_show_histograms_and_take_the_data_range(run_copy, late
     assert all(-6 < s.min < 0 < s.max < 6 for s in dims)
     assert {(s.min, s.max) for s in dims} != {(-3.0, 3.0)}  # each dim its own quantiles
     assert any(m.value.startswith((":blue-badge", ":red-badge")) for m in at.markdown)
+
+
+def test_the_panel_computes_nothing_until_it_is_opened(run_copy) -> None:
+    at = _open(run_copy, "Latent sliders", panel_open=False)
+    assert not at.exception
+    assert not any(m.label == "AUC" for m in at.metric)
+    assert not at.get("plotly_chart")  # no loadings chart drawn for a closed panel
+    at.session_state[state.ATTRIBUTES_OPEN] = True  # what opening it in the browser sets
+    at.run()
+    assert any(m.label == "AUC" for m in at.metric)
+    assert len(at.get("plotly_chart")) == 1
 
 
 def test_an_attribute_vector_becomes_a_slider_that_moves_z_along_it(run_copy, latent_dim) -> None:

@@ -6,18 +6,11 @@ import { stats } from "./state.mjs";
 
 const ORT_DIR = "./node_modules/onnxruntime-web/dist/";
 
-// The wasm binary (14 MB) also comes gzipped by `make setup` (3.7 MB): Streamlit would gzip
-// the plain file at level 9 on every request (seconds of server CPU), but passes a .gz
-// through as it is; the browser unzips it natively. Missing, ORT fetches the plain file.
-async function fetchWasmBinary() {
-  try {
-    const response = await fetch(new URL(`${ORT_DIR}ort-wasm-simd-threaded.wasm.gz`, import.meta.url));
-    if (!response.ok) return null;
-    return await new Response(response.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
-  } catch {
-    return null;
-  }
-}
+// The app serves the wasm binary (14 MB) gzipped (3.7 MB) with Content-Encoding: gzip from a
+// route of its own (explorer/ort_files.py), beside this component's URL
+// ({base}/component/NAME/index.html): the browser unzips it as it arrives and compiles it
+// while it streams, and keeps the compiled code for the next visit. index.html preloads it.
+const WASM_ROUTE = new URL("../../_vae/ort-wasm-simd-threaded.wasm", document.baseURI).href;
 
 // A one-node model (Relu): creating its session at page load instantiates the runtime while
 // Streamlit is still sending the first render and the decoder.
@@ -31,17 +24,15 @@ let ortPromise = null;
 export function loadOrt() {
   ortPromise ??= (async () => {
     const start = performance.now();
-    const [ort, binary] = await Promise.all([
-      import(`${ORT_DIR}ort.wasm.min.mjs`).catch(() => {
-        throw new Error("ONNX Runtime Web is not installed (run make setup)");
-      }),
-      fetchWasmBinary(),
-    ]);
+    const ort = await import(`${ORT_DIR}ort.wasm.min.mjs`).catch(() => {
+      throw new Error("ONNX Runtime Web is not installed (run make setup)");
+    });
     stats.runtimeFetchMs = performance.now() - start;
     ort.env.wasm.numThreads = 1; // no SharedArrayBuffer without cross-origin isolation
     ort.env.wasm.proxy = false;
-    ort.env.wasm.wasmPaths = new URL(ORT_DIR, import.meta.url).href; // these files, no CDN
-    if (binary) ort.env.wasm.wasmBinary = binary;
+    // these files, no CDN: the Emscripten glue beside the module, the binary from the route
+    const glue = new URL(`${ORT_DIR}ort-wasm-simd-threaded.mjs`, import.meta.url).href;
+    ort.env.wasm.wasmPaths = { mjs: glue, wasm: WASM_ROUTE };
     const warm = await serial(() => ort.InferenceSession.create(WARM_UP_MODEL));
     await serial(() => warm.release());
     stats.runtimeReadyMs = performance.now() - start;
