@@ -163,6 +163,17 @@ def _explorer_first_image(browser: Browser, runs: int) -> None:
     )
 
 
+def _verdict(fps: list[float], raf: list[float], goal: float) -> str:
+    """Met when the drag reaches the goal, or every frame the display draws (headless
+    Chromium animates at 59-60 a second: a 60 f/s goal is then a frame on each one)."""
+    cap = statistics.median(raf)
+    if statistics.median(fps) >= goal:
+        return "met"
+    if goal >= cap and statistics.median(fps) >= 0.97 * cap:
+        return f"met (every frame the display draws: {cap:.0f}/s)"
+    return "MISSED"
+
+
 def _spread(values: list[float], fmt: str) -> str:
     return "/".join(format(v, fmt) for v in (min(values), statistics.median(values), max(values)))
 
@@ -205,7 +216,7 @@ def main() -> None:
                     f"{_spread(column['first_s'], '.2f'):>15} "
                     f"{_spread(column['load_ms'], '.0f'):>13} "
                     f"{_spread(column['runtime_ms'], '.0f'):>14}"
-                    f"  goal {goal} f/s {'met' if statistics.median(fps) >= goal else 'MISSED'};"
+                    f"  goal {goal} f/s {_verdict(fps, column['raf'], goal)};"
                     f" {runs[0]['ws_bytes']:,} B on the websocket",
                     flush=True,
                 )
