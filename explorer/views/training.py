@@ -269,11 +269,11 @@ def _readouts(status: Status) -> tuple[tuple[str, str], ...]:
     """(label, value) of the state, step, epoch, speed and last update."""
     said = "stopped" if status.stopped_by_user else status.display_state  # Step says where
     shown = said + (" (other host)" if status.on_other_host else "")
-    total = f" / {status.total_steps}" if status.total_steps else ""
+    total = f" / {status.total_steps:,}" if status.total_steps else ""
     speed = f"{status.samples_per_s:,.0f}" if status.heartbeat else "–"
     return (
         ("State", shown),
-        ("Step", f"{status.step}{total}"),
+        ("Step", f"{status.step:,}{total}"),
         ("Epoch", str(status.epoch)),
         ("Samples/s", speed),
         ("Last update", _last_update(status)),

@@ -96,6 +96,15 @@ def test_unknown_run_in_the_url_is_a_clear_error(app, empty_runs_root) -> None:
     assert any("not a run directory" in e.value for e in at.error)
 
 
+def test_the_step_readout_groups_thousands_and_gives_the_total() -> None:
+    from explorer.views.training import _readouts
+    from vae_core.status import Status
+
+    readouts = dict(_readouts(Status(state="running", step=1180, total_steps=4_690_000)))
+    assert readouts["Step"] == "1,180 / 4,690,000"
+    assert dict(_readouts(Status(state="running", step=7)))["Step"] == "7"  # no total known
+
+
 def test_open_run_shows_readouts_curves_and_reconstructions(
     app, runs_root, run_name, live_charts_of
 ) -> None:
