@@ -55,6 +55,9 @@ def render() -> RunDir | None:
         notice = st.session_state.pop(state.SIDEBAR_NOTICE, None)
         if notice:
             st.success(access.plain(notice))
+            # The action it reports is done: the popover it came from closes.
+            st.session_state[state.SIDEBAR_ATTACH_OPEN] = False
+            st.session_state[state.SIDEBAR_MANAGE_OPEN] = False
         run = _run_picker()
         if run is not None:
             # A fragment with its own clock, so the state line and the enabled buttons follow
@@ -203,6 +206,7 @@ def _attach(path: str) -> None:
         return
     state.add_attached_run(str(run.path.resolve()))
     _open(runs.run_ref(run))
+    st.session_state[state.SIDEBAR_NOTICE] = f"Attached {run.path}"
     st.rerun()
 
 

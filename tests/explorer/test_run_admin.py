@@ -57,6 +57,8 @@ def test_rename_in_the_sidebar_keeps_the_forks_parent_and_opens_the_new_name(
     assert at.query_params[state.RUN_PARAM] == "fmnist-mlp-z10-b1-1"
     notice = access.plain("Renamed parent to fmnist-mlp-z10-b1-1")
     assert any(notice in s.value for s in at.success)
+    assert at.session_state[state.SIDEBAR_MANAGE_OPEN] is False  # done: the popover closed
+    assert not [t for t in at.text_input if t.key.startswith(state.SIDEBAR_RENAME_TO)]
     assert find_parent(fork).path.name == "fmnist-mlp-z10-b1-1"
     assert _picker(at).proto.options[-1] == "└ ■ kid"  # still under its renamed parent
     at.query_params[state.RUN_PARAM] = "kid"
@@ -65,6 +67,20 @@ def test_rename_in_the_sidebar_keeps_the_forks_parent_and_opens_the_new_name(
     assert _picker(at).help.endswith(access.plain(said))  # the full line, on hover
     branch = access.plain("Forked from fmnist-mlp-z10-b1-1 at step 40")
     assert any(c.value == branch for c in at.caption)  # and under the picker
+
+
+def test_attach_opens_the_run_says_so_and_closes_its_popover(
+    app, empty_runs_root, tmp_path: Path
+) -> None:
+    outside = _run(tmp_path / "elsewhere" / "kept")
+    at = app(**{state.SIDEBAR_ATTACH_OPEN: True})  # the Attach popover, open
+    next(t for t in at.text_input if t.key == state.SIDEBAR_ATTACH_PATH).input(str(outside.path))
+    _button(at, state.SIDEBAR_ATTACH).click().run()
+    assert not at.exception and not at.error
+    assert any(access.plain(f"Attached {outside.path}") in s.value for s in at.success)
+    assert at.session_state[state.SIDEBAR_ATTACH_OPEN] is False
+    assert not [t for t in at.text_input if t.key == state.SIDEBAR_ATTACH_PATH]
+    assert _picker(at).value == runs.run_ref(outside)
 
 
 def test_delete_asks_first_then_removes_the_run(app, empty_runs_root) -> None:
