@@ -1,6 +1,7 @@
 """Live drag on ONNX Runtime Web in headless Chromium: what the browser decodes matches
 PyTorch for built-in and imported decoders, a snapshot published mid-drag is swapped in with
-no blank or stale frame, and a model the browser rejects falls back to server-side sliders.
+no blank or stale frame, and a model the browser rejects (or a page without the route its
+runtime comes from) falls back to server-side sliders.
 
 Starts `tests/e2e/live_sliders_app.py` under `streamlit run` and drives it with Playwright.
 """
@@ -158,5 +159,20 @@ def test_a_model_the_browser_rejects_falls_back_to_server_sliders_with_the_reaso
             # The same rerun draws the server's sliders after the line: wait, not peek.
             page.get_by_text("z0 (server-side)").wait_for(timeout=60_000)
             page.wait_for_function("document.querySelectorAll('iframe').length === 0")
+        finally:
+            context.close()
+
+
+def test_a_page_served_without_the_wasm_route_falls_back_and_says_how_to_serve_it(
+    browser,
+) -> None:
+    # The page script alone, not the st.App around it that adds explorer.ort_files' route.
+    with devserver.serve(APP.with_name("live_sliders_page.py"), args=("mlp", "4")) as url:
+        context, page = _open(browser, url)
+        try:
+            line = page.get_by_text("Live drag is off: the browser cannot run this decoder")
+            line.wait_for(timeout=120_000)
+            assert "streamlit run explorer/app.py" in line.inner_text()
+            page.get_by_text("z0 (server-side)").wait_for(timeout=60_000)
         finally:
             context.close()

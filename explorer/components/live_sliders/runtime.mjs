@@ -33,12 +33,21 @@ export function loadOrt() {
     // these files, no CDN: the Emscripten glue beside the module, the binary from the route
     const glue = new URL(`${ORT_DIR}ort-wasm-simd-threaded.mjs`, import.meta.url).href;
     ort.env.wasm.wasmPaths = { mjs: glue, wasm: WASM_ROUTE };
-    const warm = await serial(() => ort.InferenceSession.create(WARM_UP_MODEL));
+    const warm = await serial(() => ort.InferenceSession.create(WARM_UP_MODEL)).catch(explainStart);
     await serial(() => warm.release());
     stats.runtimeReadyMs = performance.now() - start;
     return ort;
   })();
   return ortPromise;
+}
+
+// A page served without the route (its script run alone, not explorer/app.py) gets
+// Streamlit's own HTML page there, and the wasm compiler's words about it: say what is
+// missing instead.
+async function explainStart(error) {
+  const route = await fetch(WASM_ROUTE, { method: "HEAD" }).catch(() => null);
+  if (route?.headers.get("content-type") === "application/wasm") throw error;
+  throw new Error("the app serves no ONNX Runtime wasm route: run it with streamlit run explorer/app.py");
 }
 
 // Runtime calls one at a time: a new model loads while the old one still decodes drag frames.
