@@ -6,7 +6,8 @@ PIP := $(VENV)/bin/pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 
 # ONNX Runtime Web for the live-drag sliders: npm installs it (exact versions from the
-# committed package-lock.json) into the component's own folder, which the page loads it from.
+# committed package-lock.json) into the component's own folder, which the page loads it from
+# (the wasm binary through the app's route, explorer/ort_files.py).
 LIVE_SLIDERS := explorer/components/live_sliders
 ORT_WEB := $(LIVE_SLIDERS)/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm.gz
 

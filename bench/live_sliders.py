@@ -135,18 +135,19 @@ def _view_switch(browser: Browser, url: str) -> float:
     """Open the explorer on the Training view, then click "Latent sliders": seconds from the
     click to the first decoded image, on a fresh context (empty cache)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.goto(url)
-    button = page.get_by_test_id("stButtonGroup").get_by_text("Latent sliders", exact=True)
-    button.wait_for(timeout=120_000)
-    devserver.live_charts_frame(page)  # the Training view is drawn
-    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
-    clicked = time.time()
-    button.click()
-    frame = devserver.live_sliders_frame(page, timeout_s=120)
-    first = frame.evaluate("window.__liveSlidersStats.firstFrameAt") / 1000 - clicked
-    context.close()
-    return first
+    try:
+        page = context.new_page()
+        page.goto(url)
+        button = page.get_by_test_id("stButtonGroup").get_by_text("Latent sliders", exact=True)
+        button.wait_for(timeout=120_000)
+        devserver.live_charts_frame(page)  # the Training view is drawn
+        page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+        clicked = time.time()
+        button.click()
+        frame = devserver.live_sliders_frame(page, timeout_s=120)
+        return frame.evaluate("window.__liveSlidersStats.firstFrameAt") / 1000 - clicked
+    finally:
+        context.close()
 
 
 def _explorer_first_image(browser: Browser, runs: int) -> None:
@@ -169,7 +170,8 @@ def _verdict(fps: list[float], raf: list[float], goal: float) -> str:
     cap = statistics.median(raf)
     if statistics.median(fps) >= goal:
         return "met"
-    if goal >= cap and statistics.median(fps) >= 0.97 * cap:
+    # Only a display cap near the goal: a slow decode on the page's one thread lowers both.
+    if 0.95 * goal <= cap <= goal and statistics.median(fps) >= 0.97 * cap:
         return f"met (every frame the display draws: {cap:.0f}/s)"
     return "MISSED"
 

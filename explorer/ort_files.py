@@ -40,8 +40,9 @@ def _endpoint(request: Request) -> Response:
         return Response("ONNX Runtime Web is not installed here (make setup)", 404)
     etag = _etag(path)
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-    if use_gzip:
-        headers["Content-Encoding"] = "gzip"
+    # "identity": Streamlit's gzip middleware leaves a response that names its encoding alone
+    # (it would squeeze the plain 14 MB on every request, under the plain file's ETag).
+    headers["Content-Encoding"] = "gzip" if use_gzip else "identity"
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return FileResponse(path, media_type="application/wasm", headers=headers)

@@ -3,7 +3,8 @@
 `st.slider` reports only on release, so the decoding happens in the browser: the frontend
 in `live_sliders/` runs the decoder exported by `vae_core.export.onnx_decoder` with ONNX
 Runtime Web (wasm, one thread), vendored by npm into `live_sliders/node_modules` and served
-from there, never from a CDN. The model crosses the websocket only when its version
+from there (its wasm binary from the app's own route, explorer/ort_files.py, so the page needs
+explorer/app.py's server), never from a CDN. The model crosses the websocket only when its version
 changes; the latent vector comes back to Python on release and on keyboard steps. A decoder
 that cannot be exported, or that the browser's runtime rejects, gets a one-line reason from
 `live_sliders_blocker` and the caller draws server-side sliders instead.
@@ -14,12 +15,13 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 import streamlit.components.v1 as components
 
-from vae_core.export import OnnxDecoder
+if TYPE_CHECKING:  # explorer/ort_files.py (the server's wiring) imports this: no torch here
+    from vae_core.export import OnnxDecoder
 
 FRONTEND_DIR = Path(__file__).with_name("live_sliders")
 _FRONTEND_FILES = (

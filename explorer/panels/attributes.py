@@ -130,8 +130,9 @@ def _scatter_groups(run_path: str) -> dict[str, tuple[int, ...]]:
 def render(run_path: str, version: int) -> None:
     """Pick two groups, see the vector's AUC and loadings, add it as a slider or save it.
 
-    Drawn only while open: encoding the test set and a Plotly chart would otherwise delay
-    every opening of the sliders view (and its first image) for a panel most visits skip."""
+    Drawn only while open: the vector's fit, the AUCs and a Plotly chart would otherwise
+    delay every opening of the sliders view (and its first image) for a panel most visits
+    skip."""
     panel = st.expander(
         "Attribute vectors",
         icon=":material/arrow_outward:",

@@ -58,7 +58,7 @@ def test_rename_in_the_sidebar_keeps_the_forks_parent_and_opens_the_new_name(
     notice = access.plain("Renamed parent to fmnist-mlp-z10-b1-1")
     assert any(notice in s.value for s in at.success)
     assert at.session_state[state.SIDEBAR_MANAGE_OPEN] is False  # done: the popover closed
-    assert not [t for t in at.text_input if t.key.startswith(state.SIDEBAR_RENAME_TO)]
+    assert not [t for t in at.text_input if (t.key or "").startswith(state.SIDEBAR_RENAME_TO)]
     assert find_parent(fork).path.name == "fmnist-mlp-z10-b1-1"
     assert _picker(at).proto.options[-1] == "└ ■ kid"  # still under its renamed parent
     at.query_params[state.RUN_PARAM] = "kid"

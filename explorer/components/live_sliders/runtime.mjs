@@ -1,5 +1,6 @@
 // ONNX Runtime Web (wasm, one thread: the Streamlit page is not cross-origin isolated),
-// loaded from this component's own node_modules (installed by `make setup`), never a CDN;
+// loaded from this component's own node_modules (installed by `make setup`; the wasm binary
+// through the app's route, below), never a CDN;
 // models as {kind, run(z, batch), release()}.
 
 import { stats } from "./state.mjs";
@@ -46,7 +47,7 @@ export function loadOrt() {
 // missing instead.
 async function explainStart(error) {
   const route = await fetch(WASM_ROUTE, { method: "HEAD" }).catch(() => null);
-  if (route?.headers.get("content-type") === "application/wasm") throw error;
+  if (!route || route.headers.get("content-type") === "application/wasm") throw error;
   throw new Error("the app serves no ONNX Runtime wasm route: run it with streamlit run explorer/app.py");
 }
 

@@ -39,7 +39,7 @@ export const stats = {
   histogramMs: 0, // time to draw every track's histogram, last time they changed
   backend: null, // "onnxruntime-web" once a model is loaded
   loadMs: 0, // the last model's load (session creation) plus its first decode
-  runtimeFetchMs: null, // page load -> ONNX Runtime's module and wasm bytes here
+  runtimeFetchMs: null, // page load -> ONNX Runtime's module here (the wasm streams in later)
   runtimeReadyMs: null, // page load -> runtime instantiated (a one-node session ran)
   firstFrameAt: null, // Date.now() when the first image was drawn (bench: time to first decode)
   swaps: 0, // models replaced by a newer version
