@@ -147,32 +147,32 @@ def test_a_snapshot_published_mid_drag_swaps_in_without_a_blank_or_stale_frame(
     assert np.abs(shown[..., 0] - older).mean() > 10  # ...not the old ones
 
 
-def test_a_model_the_browser_rejects_falls_back_to_server_sliders_with_the_reason(
-    browser,
-) -> None:
-    with devserver.serve(APP, args=("unsupported", "4")) as url:
+def _fallback_line(browser, script: Path, args: tuple[str, ...]) -> str:
+    """The line a page that cannot decode in the browser shows, once its server-side sliders
+    are drawn in place of the component."""
+    with devserver.serve(script, args=args) as url:
         context, page = _open(browser, url)
         try:
             line = page.get_by_text("Live drag is off: the browser cannot run this decoder")
             line.wait_for(timeout=120_000)
-            assert "org.example.missing:NoSuchOp(-1) is not a registered" in line.inner_text()
             # The same rerun draws the server's sliders after the line: wait, not peek.
             page.get_by_text("z0 (server-side)").wait_for(timeout=60_000)
             page.wait_for_function("document.querySelectorAll('iframe').length === 0")
+            return line.inner_text()
         finally:
             context.close()
+
+
+def test_a_model_the_browser_rejects_falls_back_to_server_sliders_with_the_reason(
+    browser,
+) -> None:
+    line = _fallback_line(browser, APP, ("unsupported", "4"))
+    assert "org.example.missing:NoSuchOp(-1) is not a registered" in line
 
 
 def test_a_page_served_without_the_wasm_route_falls_back_and_says_how_to_serve_it(
     browser,
 ) -> None:
     # The page script alone, not the st.App around it that adds explorer.ort_files' route.
-    with devserver.serve(APP.with_name("live_sliders_page.py"), args=("mlp", "4")) as url:
-        context, page = _open(browser, url)
-        try:
-            line = page.get_by_text("Live drag is off: the browser cannot run this decoder")
-            line.wait_for(timeout=120_000)
-            assert "streamlit run explorer/app.py" in line.inner_text()
-            page.get_by_text("z0 (server-side)").wait_for(timeout=60_000)
-        finally:
-            context.close()
+    line = _fallback_line(browser, APP.with_name("live_sliders_page.py"), ("mlp", "4"))
+    assert "streamlit run explorer/app.py" in line
